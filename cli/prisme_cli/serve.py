@@ -1,0 +1,79 @@
+"""``prisme serve``: the gRPC core and the HTTP façade in one process, until SIGTERM or Ctrl-C.
+
+When no ``PRISME_MONGODB_URI`` is given, the embedded store runs as a child process under
+``PRISME_DATA_DIR`` and stops with the service. The façade calls the core as a trusted caller
+with the service token (a random one when ``PRISME_GRPC_TOKEN`` is unset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+import signal
+from pathlib import Path
+
+from aiohttp import web
+from prisme_core.adapters.mongo import MongoEventStore
+from prisme_core.server import CoreDeps, create_server
+from prisme_core.settings import Settings
+from prisme_http.app import create_app
+from prisme_http.config import FacadeConfig
+
+from prisme_cli.embedded import EmbeddedStore
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 5.0
+
+
+def serve(settings: Settings) -> None:
+    """Runs the service in the foreground; returns after a clean shutdown."""
+    if settings.grpc_token is None:
+        settings = dataclasses.replace(settings, grpc_token=secrets.token_urlsafe(32))
+    embedded: EmbeddedStore | None = None
+    if settings.mongodb_uri is None:
+        # Started before any gRPC thread exists, so the child can be set to die with us.
+        embedded = EmbeddedStore(Path(settings.data_dir))
+        settings = dataclasses.replace(settings, mongodb_uri=embedded.start(die_with_parent=True))
+    try:
+        asyncio.run(_serve(settings))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _serve(settings: Settings) -> None:
+    assert settings.mongodb_uri is not None
+    store = MongoEventStore.from_uri(
+        settings.mongodb_uri, settings.mongodb_database, settings.mongodb_timeout
+    )
+    core = create_server(settings, CoreDeps(store=store))
+    await core.start()
+    grpc_host = settings.grpc_hostport[0]
+    core_host = "127.0.0.1" if grpc_host in {"0.0.0.0", "::", ""} else grpc_host
+    config = FacadeConfig(
+        core_target=f"{core_host}:{core.port}",
+        token=settings.grpc_token,
+        event_timeout=settings.mongodb_timeout + settings.api_events_timeout + 1.0,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        logger.info("HTTP façade listening on http://%s:%d", settings.host, settings.port)
+        await _until_stopped()
+        logger.info("shutting down")
+    finally:
+        await runner.cleanup()
+        await core.stop(SHUTDOWN_GRACE)
+
+
+async def _until_stopped() -> None:
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopped.set)
+    await stopped.wait()

@@ -1,0 +1,47 @@
+"""`PrismeError`: a refused or failed call, with its gRPC code and stable reason.
+
+The service puts a `google.rpc.Status` in the trailers of every refusal; `error_from_rpc`
+reads its `ErrorInfo.reason` (e.g. ``ORIGIN_NOT_REGISTERED``) and `RetryInfo`. Calls that
+never reached the service (no connection, deadline) carry no reason: ``reason`` is then the
+gRPC code's name, e.g. ``UNAVAILABLE``.
+"""
+
+from __future__ import annotations
+
+import google.rpc.error_details_pb2 as error_details_pb2
+import google.rpc.status_pb2 as status_pb2
+import grpc
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class PrismeError(Exception):
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        reason: str,
+        message: str,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{code.name} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+
+
+def error_from_rpc(error: grpc.aio.AioRpcError) -> PrismeError:
+    """The `PrismeError` described by a failed call's status and trailers."""
+    reason, retry_after = error.code().name, None
+    for key, value in error.trailing_metadata() or ():
+        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            retry = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
+                reason = info.reason
+            elif detail.Unpack(retry):
+                retry_after = retry.retry_delay.ToTimedelta().total_seconds()
+    return PrismeError(error.code(), reason, error.details() or "", retry_after)

@@ -1,0 +1,73 @@
+"""The core's errors: why an event was refused or could not be stored.
+
+Every error carries a stable `Reason`; the servicer turns it into a gRPC status through the
+table in `prisme_core.status`, and the HTTP façade turns the reason into an HTTP status.
+
+    CoreError
+    ├── InvalidInput           the request itself is wrong (bad URL, bot, bad JSON...)
+    ├── OriginNotRegistered    the Origin is not in the registry
+    ├── Unauthenticated        a wrong service token was presented
+    ├── RateLimited            too many events from this client IP
+    └── StoreUnavailable       the store did not answer in time
+
+This module must not import grpc, aiohttp or pymongo.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Stable, machine-readable reasons; clients may match on them."""
+
+    INVALID_PAGE_URL = "INVALID_PAGE_URL"
+    INVALID_DOCUMENT_REFERRER = "INVALID_DOCUMENT_REFERRER"
+    INVALID_EVENT_NAME = "INVALID_EVENT_NAME"
+    INVALID_CONTENT_TYPE = "INVALID_CONTENT_TYPE"
+    INVALID_JSON = "INVALID_JSON"
+    MISSING_CONTEXT = "MISSING_CONTEXT"
+    ORIGIN_NOT_REGISTERED = "ORIGIN_NOT_REGISTERED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    RATE_LIMITED = "RATE_LIMITED"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+
+
+class CoreError(Exception):
+    """Base of every error the core reports to a caller."""
+
+    reason: Reason
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class InvalidInput(CoreError):
+    """The request breaks a rule; ``field`` names the offending request field."""
+
+    def __init__(self, reason: Reason, message: str, field: str) -> None:
+        super().__init__(reason, message)
+        self.field = field
+
+
+class OriginNotRegistered(CoreError):
+    def __init__(self, origin: str) -> None:
+        super().__init__(Reason.ORIGIN_NOT_REGISTERED, f"origin {origin!r} is not registered")
+
+
+class Unauthenticated(CoreError):
+    def __init__(self) -> None:
+        super().__init__(Reason.UNAUTHENTICATED, "invalid service token")
+
+
+class RateLimited(CoreError):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(Reason.RATE_LIMITED, "too many events from this client")
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(CoreError):
+    def __init__(self, message: str = "the event store did not answer") -> None:
+        super().__init__(Reason.STORE_UNAVAILABLE, message)

@@ -1,0 +1,76 @@
+"""`StoreMonitor`: keeps the standard gRPC health service in step with the store.
+
+It pings the store every few seconds, creates the schema once the store first answers, and
+reports SERVING or NOT_SERVING for the whole server and for `prisme.v1.EventService`.
+
+Must not import aiohttp or pymongo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from grpc_health.v1 import health, health_pb2
+
+from prisme_core.errors import StoreUnavailable
+from prisme_core.ports import EventStore
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = "prisme.v1.EventService"
+
+
+class StoreMonitor:
+    def __init__(self, store: EventStore, interval: float) -> None:
+        self.health = health.aio.HealthServicer()
+        self._store = store
+        self._interval = interval
+        self._schema_ready = False
+        self._serving: bool | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def check_once(self) -> bool:
+        """Pings the store (and creates the schema if still needed); returns whether it answered."""
+        try:
+            if not self._schema_ready:
+                await self._store.ensure_schema()
+                self._schema_ready = True
+            await self._store.ping()
+        except StoreUnavailable:
+            await self._report(serving=False)
+            return False
+        await self._report(serving=True)
+        return True
+
+    async def _report(self, *, serving: bool) -> None:
+        if serving == self._serving:
+            return
+        if serving:
+            logger.info("store is reachable")
+        else:
+            logger.warning("store is unreachable")
+        self._serving = serving
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="store-monitor")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.check_once()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.health.enter_graceful_shutdown()

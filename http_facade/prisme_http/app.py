@@ -1,0 +1,81 @@
+"""`create_app`: the aiohttp application of the HTTP façade.
+
+One generic handler per `Route` read from the proto: transcode the request, call the core over
+a shared gRPC channel (opened and closed in ``cleanup_ctx``), and answer with the response
+message as JSON, or with the mapped HTTP status and a short JSON reason.
+
+Must not import prisme_core.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+from aiohttp import web
+from google.protobuf.json_format import MessageToDict
+from prisme_client import error_from_rpc
+
+from prisme_http.config import FacadeConfig
+from prisme_http.routes import Route, routes_of
+from prisme_http.status import error_text, http_status
+from prisme_http.transcode import to_message
+
+logger = logging.getLogger(__name__)
+
+CONFIG = web.AppKey("config", FacadeConfig)
+CHANNEL = web.AppKey("channel", grpc.aio.Channel)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(config: FacadeConfig) -> web.Application:
+    app = web.Application(client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app.cleanup_ctx.append(_channel)
+    for route in routes_of():
+        app.router.add_route(route.http_method, route.path, _handler(route))
+    return app
+
+
+async def _channel(app: web.Application) -> AsyncIterator[None]:
+    channel = grpc.aio.insecure_channel(app[CONFIG].core_target)
+    app[CHANNEL] = channel
+    yield
+    await channel.close()
+
+
+def _handler(route: Route) -> Handler:
+    is_health = route.http_method == "GET"
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        config = request.app[CONFIG]
+        body = await request.read() if route.body_field else b""
+        message = to_message(
+            route, request.headers, request.match_info, body, client_ip=request.remote or ""
+        )
+        call = request.app[CHANNEL].unary_unary(
+            route.rpc_path,
+            request_serializer=route.request_type.SerializeToString,
+            response_deserializer=route.response_type.FromString,
+        )
+        metadata = (("authorization", f"Bearer {config.token}"),) if config.token else None
+        timeout = config.health_timeout if is_health else config.event_timeout
+        try:
+            response = await call(message, metadata=metadata, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            return _error_response(exc)
+        return web.json_response(MessageToDict(response))
+
+    return handle
+
+
+def _error_response(exc: grpc.aio.AioRpcError) -> web.Response:
+    error = error_from_rpc(exc)
+    status = http_status(error.code, error.reason)
+    if status >= 500:
+        logger.warning("core call failed: %s", error)
+    headers = {"Retry-After": str(round(error.retry_after))} if error.retry_after else None
+    body = {"error": error_text(error.reason), "message": error.message}
+    return web.json_response(body, status=status, headers=headers)

@@ -1,0 +1,21 @@
+"""`FacadeConfig`: what the HTTP façade needs to know, filled by whoever starts it.
+
+Must not import prisme_core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class FacadeConfig:
+    core_target: str
+    """gRPC address of the core, e.g. ``127.0.0.1:50051``."""
+    token: str | None = field(default=None, repr=False)
+    """The core's service token; the façade is a trusted caller that sets the client IP."""
+    event_timeout: float = 10.0
+    """Deadline of one event call to the core."""
+    health_timeout: float = 3.0
+    """Deadline of the healthcheck's call to the core."""
+    max_body_bytes: int = 64 * 1024

@@ -1,0 +1,114 @@
+"""The façade's route table, read from the proto's `google.api.http` annotations.
+
+Each `Route` says which HTTP method and path reach which RPC, which request fields come from
+the path, which field takes the raw body, and which fields come from which headers (the
+`prisme.v1.http_header` option). Adding an annotated RPC adds a route: no code changes here.
+
+Must not import prisme_core.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from google.api import http_pb2
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from prisme.v1 import event_service_pb2, options_pb2
+
+HTTP_BODY = "google.api.HttpBody"
+CLIENT_CONTEXT = "prisme.v1.ClientContext"
+_PATH_VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderBinding:
+    """Request field at ``path`` (field names from the root) filled from ``headers``."""
+
+    path: tuple[str, ...]
+    headers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    http_method: str
+    path: str
+    rpc_path: str
+    request_type: type[Message]
+    response_type: type[Message]
+    path_fields: tuple[str, ...]
+    body_field: str | None
+    headers: tuple[HeaderBinding, ...]
+    context_fields: tuple[str, ...]
+
+
+def routes_of(service_name: str = "EventService") -> tuple[Route, ...]:
+    """The routes of every annotated method of ``prisme.v1.<service_name>``."""
+    service = event_service_pb2.DESCRIPTOR.services_by_name[service_name]
+    return tuple(
+        _route(method, rule)
+        for method in service.methods
+        if (rule := _http_rule(method)) is not None
+    )
+
+
+def _http_rule(method: MethodDescriptor) -> http_pb2.HttpRule | None:
+    for field, value in method.GetOptions().ListFields():
+        if field.full_name == "google.api.http" and isinstance(value, http_pb2.HttpRule):
+            return value
+    return None
+
+
+def _route(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Route:
+    kind = rule.WhichOneof("pattern")
+    if kind not in {"get", "put", "post", "delete", "patch"}:
+        raise ValueError(f"{method.full_name}: unsupported google.api.http pattern {kind}")
+    path = str(getattr(rule, kind))
+    request = method.input_type
+    path_fields = tuple(_PATH_VARIABLE.findall(path))
+    for name in path_fields:
+        _field(request, name, FieldDescriptor.TYPE_STRING)
+    if rule.body:
+        _field(request, rule.body, FieldDescriptor.TYPE_MESSAGE, HTTP_BODY)
+    return Route(
+        http_method=kind.upper(),
+        path=path,
+        rpc_path=f"/{method.containing_service.full_name}/{method.name}",
+        request_type=GetMessageClass(request),
+        response_type=GetMessageClass(method.output_type),
+        path_fields=path_fields,
+        body_field=rule.body or None,
+        headers=tuple(_header_bindings(request, ())),
+        context_fields=tuple(
+            field.name
+            for field in request.fields
+            if field.message_type is not None and field.message_type.full_name == CLIENT_CONTEXT
+        ),
+    )
+
+
+def _field(
+    message: Descriptor, name: str, kind: int, message_name: str | None = None
+) -> FieldDescriptor:
+    field = message.fields_by_name.get(name)
+    if field is None or field.type != kind:
+        raise ValueError(f"{message.full_name} has no suitable field {name!r}")
+    if message_name and (
+        field.message_type is None or field.message_type.full_name != message_name
+    ):
+        raise ValueError(f"{message.full_name}.{name} must be a {message_name}")
+    return field
+
+
+def _header_bindings(message: Descriptor, prefix: tuple[str, ...]) -> list[HeaderBinding]:
+    bindings: list[HeaderBinding] = []
+    for field in message.fields:
+        path = (*prefix, field.name)
+        headers = tuple(field.GetOptions().Extensions[options_pb2.http_header])
+        if headers:
+            bindings.append(HeaderBinding(path=path, headers=headers))
+        elif field.message_type is not None and field.message_type.full_name != HTTP_BODY:
+            bindings.extend(_header_bindings(field.message_type, path))
+    return bindings

@@ -1,0 +1,42 @@
+"""Turns an HTTP request into the gRPC request message its `Route` declares.
+
+Only syntax happens here: header values, path segments and the raw body are copied as they
+are; every rule about them lives in the core.
+
+Must not import prisme_core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from google.protobuf.message import Message
+
+from prisme_http.routes import Route
+
+
+def to_message(
+    route: Route,
+    headers: Mapping[str, str],
+    path_params: Mapping[str, str],
+    body: bytes,
+    client_ip: str,
+) -> Message:
+    """The request message for ``route``; ``headers`` must be case-insensitive."""
+    message = route.request_type()
+    for binding in route.headers:
+        value = next((headers[name] for name in binding.headers if headers.get(name)), None)
+        if value is not None:
+            parent = message
+            for name in binding.path[:-1]:
+                parent = getattr(parent, name)
+            setattr(parent, binding.path[-1], value)
+    for name in route.context_fields:
+        getattr(message, name).client_ip = client_ip
+    for name in route.path_fields:
+        setattr(message, name, path_params[name])
+    if route.body_field is not None:
+        http_body = getattr(message, route.body_field)
+        http_body.content_type = headers.get("Content-Type", "")
+        http_body.data = body
+    return message

@@ -1,0 +1,19 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+Document = dict[str, Any]
+HttpClient = TestClient[web.Request, web.Application]
+AiohttpClient = Callable[[web.Application], Awaitable[HttpClient]]
+
+BROWSER_HEADERS = {
+    "Origin": "http://localhost",
+    "X-Prisme-Referrer": "http://localhost/hello",
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0",
+}
