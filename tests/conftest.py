@@ -7,6 +7,8 @@ afterwards.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from prisme_cli.embedded import EmbeddedStore
-from prisme_core.adapters.mongo import MongoEventStore
+from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.server import CoreDeps, CoreServer, create_server
 from prisme_core.settings import Settings
 from prisme_http.app import create_app
@@ -22,9 +24,10 @@ from prisme_http.config import FacadeConfig
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from tests.geodb import write_country_db
 from tests.support import AiohttpClient, Document, HttpClient
+from tests.transports import TOKEN
 
-TOKEN = "test-token"
 ORIGINS = frozenset({"localhost", "example.com"})
 
 
@@ -39,6 +42,16 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield store.start()
     finally:
         store.stop()
+
+
+@pytest.fixture(scope="session")
+def geoip_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_country_db(tmp_path_factory.mktemp("geoip") / "country.mmdb")
+
+
+@pytest.fixture(scope="session")
+def user_agents() -> UserAgentsParser:
+    return UserAgentsParser()
 
 
 @pytest.fixture
@@ -58,27 +71,31 @@ async def mongo(mongo_uri: str, database_name: str) -> AsyncIterator[AsyncDataba
 
 
 @pytest.fixture
-def settings(mongo_uri: str, database_name: str) -> Settings:
+def settings(mongo_uri: str, database_name: str, geoip_db: Path) -> Settings:
     return Settings(
         origins=ORIGINS,
         grpc_token=TOKEN,
         mongodb_uri=mongo_uri,
         mongodb_database=database_name,
         mongodb_timeout=2.0,
+        geoip_db=str(geoip_db),
+        batch_max_timeout=0.002,
+        trust_proxy=True,
     )
+
+
+def core_deps(settings: Settings, user_agents: UserAgentsParser) -> CoreDeps:
+    """The production adapters, sharing the session's user-agent parser."""
+    return dataclasses.replace(CoreDeps.from_settings(settings), agents=user_agents)
 
 
 @pytest.fixture
-async def core(settings: Settings) -> AsyncIterator[CoreServer]:
-    """The real gRPC core on a free port, with the real store."""
-    assert settings.mongodb_uri is not None
-    store = MongoEventStore.from_uri(
-        settings.mongodb_uri, settings.mongodb_database, settings.mongodb_timeout
-    )
-    server = create_server(settings, CoreDeps(store=store), address="127.0.0.1:0")
+async def core(settings: Settings, user_agents: UserAgentsParser) -> AsyncIterator[CoreServer]:
+    """The real gRPC core on a free port, with the real store and a test GeoIP database."""
+    server = create_server(settings, core_deps(settings, user_agents), address="127.0.0.1:0")
     await server.start()
     yield server
-    await server.stop(grace=0)
+    await server.stop(grace=1)
 
 
 @pytest.fixture
@@ -89,8 +106,18 @@ def core_target(core: CoreServer) -> str:
 @pytest.fixture
 async def http(aiohttp_client: AiohttpClient, core_target: str) -> HttpClient:
     """A real aiohttp server running the façade, wired to the real core."""
-    config = FacadeConfig(core_target=core_target, token=TOKEN, event_timeout=5.0)
-    return await aiohttp_client(create_app(config))
+    return await aiohttp_client(create_app(facade_config(core_target)))
+
+
+def facade_config(core_target: str) -> FacadeConfig:
+    """The façade as `prisme serve` wires it, trusting the loopback test client as a proxy."""
+    return FacadeConfig(
+        core_target=core_target,
+        token=TOKEN,
+        event_timeout=5.0,
+        trust_proxy=True,
+        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),),
+    )
 
 
 @pytest.fixture

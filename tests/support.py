@@ -12,8 +12,10 @@ Document = dict[str, Any]
 HttpClient = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], Awaitable[HttpClient]]
 
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0"
+
 BROWSER_HEADERS = {
     "Origin": "http://localhost",
     "X-Prisme-Referrer": "http://localhost/hello",
-    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0",
+    "User-Agent": FIREFOX,
 }

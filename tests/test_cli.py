@@ -18,7 +18,7 @@ import pytest
 from prisme_cli.embedded import EmbeddedStore
 from pymongo import MongoClient
 
-from tests.support import Document
+from tests.support import BROWSER_HEADERS, Document
 
 PRISME = str(Path(sys.executable).with_name("prisme"))
 
@@ -80,7 +80,7 @@ def test_serve_accepts_a_pageview_and_stops_cleanly_on_sigterm(
     status = _request(
         f"{base}/api/v1/events/pageviews",
         method="POST",
-        headers={"Origin": "http://localhost", "X-Prisme-Referrer": "http://localhost/hello"},
+        headers=BROWSER_HEADERS,
     )
     assert status == 200
     match = re.search(r"embedded store \(pid (\d+)\)", log.read_text())

@@ -1,81 +1,181 @@
-"""`MongoEventStore` against the real store daemon."""
+"""`MongoEventStore` against the real store daemon: documents, sessions, keys, failures."""
 
 from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prisme_core.adapters.mongo import MongoEventStore
 from prisme_core.errors import StoreUnavailable
-from prisme_core.model import CustomEvent, PageView
+from prisme_core.model import (
+    CustomEvent,
+    PageView,
+    SessionAttributes,
+    SessionProgress,
+    SessionStart,
+)
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.support import Document
 
+AT = datetime(2026, 11, 26, 12, 30, 15, 123000, tzinfo=UTC)
+PAGEVIEW_FIELDS = {
+    "timestamp", "domain", "path", "visitor_id", "session_uuid", "operating_system",
+    "browser_family", "device", "referrer_domain", "country_code", "utm_source", "utm_medium",
+    "utm_campaign", "utm_term", "utm_content",
+}  # fmt: skip
+SESSION_FIELDS = (PAGEVIEW_FIELDS - {"timestamp", "path"}) | {
+    "entry_path", "exit_path", "entry_timestamp", "exit_timestamp", "pageviews", "device_id",
+}  # fmt: skip
+
+
+def _attributes(**overrides: object) -> SessionAttributes:
+    values: dict[str, object] = {
+        "session_uuid": uuid.uuid4(),
+        "domain": "example.com",
+        "visitor_id": "prisme_0123456789ABCDEF",
+        "operating_system": "Linux",
+        "browser_family": "Firefox",
+        "device": "Other",
+        "referrer_domain": "direct",
+        "country_code": "DE",
+        "utm_source": "news",
+        "utm_medium": "",
+        "utm_campaign": "",
+        "utm_term": "",
+        "utm_content": "",
+    }
+    return SessionAttributes(**(values | overrides))  # type: ignore[arg-type]
+
+
+def _start(device_id: str = "D1", at: datetime = AT, **overrides: object) -> SessionStart:
+    return SessionStart(
+        device_id=device_id,
+        entry_path="/a",
+        entry_timestamp=at,
+        attributes=_attributes(**overrides),
+    )
+
 
 @pytest.fixture
-async def store(mongo_uri: str, database_name: str) -> MongoEventStore:
-    return MongoEventStore.from_uri(mongo_uri, database_name, timeout=2.0)
+async def store(mongo_uri: str, database_name: str) -> AsyncIterator[MongoEventStore]:
+    store = MongoEventStore.from_uri(mongo_uri, database_name, timeout=2.0)
+    await store.ensure_schema()
+    yield store
+    await store.close()
 
 
 async def test_ensure_schema_is_idempotent(
     store: MongoEventStore, mongo: AsyncDatabase[Document]
 ) -> None:
     await store.ensure_schema()
-    await store.ensure_schema()
     indexes = {
         collection: {index["name"]: index async for index in await mongo[collection].list_indexes()}
-        for collection in ("pageviews", "events_custom", "sessions")
+        for collection in ("pageviews", "events_custom", "sessions", "keys")
     }
     assert indexes["pageviews"]["domain_ts"]["key"] == {"domain": 1, "timestamp": 1}
+    assert indexes["pageviews"]["session_ts"]["key"] == {"session_uuid": 1, "timestamp": 1}
     assert indexes["events_custom"]["domain_ts"]["key"] == {"domain": 1, "timestamp": 1}
     assert indexes["sessions"]["session_uuid"]["unique"] is True
-    await store.close()
+    assert indexes["sessions"]["device"]["key"] == {"device_id": 1, "entry_timestamp": -1}
+    assert indexes["keys"]["expiry"]["expireAfterSeconds"] == 0
 
 
-async def test_inserted_events_round_trip(
+async def test_pageview_documents_have_exactly_the_contract_fields(
     store: MongoEventStore, mongo: AsyncDatabase[Document]
 ) -> None:
-    at = datetime(2026, 11, 26, 12, 30, 15, 123000, tzinfo=UTC)
-    await store.insert_pageviews(
-        [PageView(timestamp=at, domain="example.com", path=f"/p{i}") for i in range(3)]
+    attributes = _attributes()
+    await store.insert_pageviews([PageView(timestamp=AT, path="/p", session=attributes)])
+    doc = await mongo.pageviews.find_one({}, {"_id": 0})
+    assert doc is not None
+    assert set(doc) == PAGEVIEW_FIELDS
+    assert (doc["timestamp"], doc["path"], doc["session_uuid"]) == (
+        AT,
+        "/p",
+        attributes.session_uuid,
     )
-    await store.insert_custom_events(
-        [
-            CustomEvent(
-                timestamp=at,
-                domain="example.com",
-                path="/",
-                name="click",
-                properties={"n": 1, "x": 1.5, "s": "é", "z": None, "l": [1, {"a": True}]},
-            )
-        ]
-    )
-    pageviews = await mongo.pageviews.find({}, {"_id": 0}).sort("path").to_list()
-    assert pageviews == [
-        {"timestamp": at, "domain": "example.com", "path": f"/p{i}"} for i in range(3)
+    assert isinstance(doc["session_uuid"], uuid.UUID)
+
+
+async def test_session_documents_have_exactly_the_contract_fields(
+    store: MongoEventStore, mongo: AsyncDatabase[Document]
+) -> None:
+    await store.insert_sessions([_start()])
+    doc = await mongo.sessions.find_one({}, {"_id": 0})
+    assert doc is not None
+    assert set(doc) == SESSION_FIELDS
+    assert (doc["entry_path"], doc["exit_path"], doc["pageviews"]) == ("/a", "/a", 1)
+    assert doc["entry_timestamp"] == doc["exit_timestamp"] == AT
+
+
+async def test_progress_adds_pageviews_and_only_moves_the_exit_forward(
+    store: MongoEventStore, mongo: AsyncDatabase[Document]
+) -> None:
+    start = _start()
+    uid = start.attributes.session_uuid
+    await store.insert_sessions([start])
+    later, earlier = AT + timedelta(seconds=20), AT + timedelta(seconds=10)
+    await store.update_sessions([SessionProgress(uid, "/late", later, added=2)])
+    await store.update_sessions([SessionProgress(uid, "/early", earlier, added=1)])
+    doc = await mongo.sessions.find_one({"session_uuid": uid})
+    assert doc is not None
+    assert (doc["exit_path"], doc["exit_timestamp"], doc["pageviews"]) == ("/late", later, 4)
+
+
+async def test_find_session_rebuilds_the_exit_from_pageviews(store: MongoEventStore) -> None:
+    old, start = _start(at=AT - timedelta(hours=1)), _start()
+    await store.insert_sessions([old, start])
+    views = [
+        PageView(timestamp=AT + timedelta(seconds=i), path=f"/p{i}", session=start.attributes)
+        for i in range(3)
     ]
+    await store.insert_pageviews(views)
+    found = await store.find_session("D1")
+    assert found is not None
+    assert found.start == start  # the device's latest session
+    assert (found.exit_path, found.exit_timestamp) == ("/p2", AT + timedelta(seconds=2))
+    assert (found.pageviews, found.recorded_pageviews) == (3, 1)
+    assert await store.find_session("unknown-device") is None
+
+
+async def test_keys_are_created_once_and_shared(mongo_uri: str, database_name: str) -> None:
+    stores = [MongoEventStore.from_uri(mongo_uri, database_name, timeout=2.0) for _ in range(2)]
+    expires = AT + timedelta(days=2)
+    first = await stores[0].key("salt:2026-11-26", expires)
+    assert len(first) == 16
+    assert await stores[1].key("salt:2026-11-26", expires) == first
+    assert await stores[1].key("salt:2026-11-27", expires) != first
+    for store in stores:
+        await store.close()
+
+
+async def test_custom_event_properties_keep_their_types(
+    store: MongoEventStore, mongo: AsyncDatabase[Document]
+) -> None:
+    properties = {"n": 1, "x": 1.5, "s": "é", "z": None, "l": [1, {"a": True}]}
+    await store.insert_custom_events(
+        [CustomEvent(timestamp=AT, domain="d", path="/", name="click", properties=properties)]
+    )
     event = await mongo.events_custom.find_one({}, {"_id": 0})
     assert event is not None
-    assert event["properties"] == {"n": 1, "x": 1.5, "s": "é", "z": None, "l": [1, {"a": True}]}
+    assert event["properties"] == properties
     assert type(event["properties"]["n"]) is int
-    await store.close()
 
 
 async def test_ping_answers(store: MongoEventStore) -> None:
     await store.ping()
-    await store.close()
 
 
-OPERATIONS: dict[str, Callable[[MongoEventStore], Awaitable[None]]] = {
+OPERATIONS: dict[str, Callable[[MongoEventStore], Awaitable[object]]] = {
     "ping": lambda store: store.ping(),
     "ensure_schema": lambda store: store.ensure_schema(),
-    "insert": lambda store: store.insert_pageviews(
-        [PageView(timestamp=datetime.now(UTC), domain="d", path="/")]
-    ),
+    "insert": lambda store: store.insert_sessions([_start()]),
+    "find_session": lambda store: store.find_session("D1"),
+    "key": lambda store: store.key("device", None),
 }
 
 

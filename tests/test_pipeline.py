@@ -2,28 +2,62 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prisme_core.adapters.memory import InMemoryEventStore
-from prisme_core.errors import InvalidInput, OriginNotRegistered, Reason, StoreUnavailable
+from prisme_core.adapters.useragents import UserAgentsParser
+from prisme_core.errors import (
+    Dropped,
+    InvalidInput,
+    OriginNotRegistered,
+    Reason,
+    StoreUnavailable,
+)
 from prisme_core.model import ClientContext, CustomEventInput
-from prisme_core.pipeline import Pipeline, PipelineConfig
+from prisme_core.pipeline import Enrichers, Pipeline, PipelineConfig, uuid7
 from prisme_core.validate import origin_host
 
-NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+from tests.support import FIREFOX
+
+START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+AGENTS = UserAgentsParser()
 
 
-class FixedClock:
+class FakeClock:
+    def __init__(self) -> None:
+        self.at = START
+
     def now(self) -> datetime:
-        return NOW
+        return self.at
+
+    def advance(self, **delta: float) -> None:
+        self.at += timedelta(**delta)
+
+
+class FixedGeo:
+    def country(self, ip: str | None) -> str:
+        return "DE" if ip == "84.200.69.80" else "XX"
+
+    def close(self) -> None:
+        return None
 
 
 def _context(
-    origin: str = "https://example.com", page_url: str = "https://example.com/a"
+    page_url: str = "https://example.com/a",
+    referrer: str = "",
+    origin: str = "https://example.com",
+    user_agent: str = FIREFOX,
+    ip: str = "84.200.69.80",
 ) -> ClientContext:
     return ClientContext(
-        origin=origin, page_url=page_url, document_referrer="", user_agent="UA", client_ip=None
+        origin=origin,
+        page_url=page_url,
+        document_referrer=referrer,
+        user_agent=user_agent,
+        client_ip=ip,
     )
 
 
@@ -33,8 +67,26 @@ def store() -> InMemoryEventStore:
 
 
 @pytest.fixture
-def pipeline(store: InMemoryEventStore) -> Pipeline:
-    return Pipeline(PipelineConfig(origins=frozenset({"example.com"})), store, FixedClock())
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _pipeline(store: InMemoryEventStore, clock: FakeClock) -> Pipeline:
+    config = PipelineConfig(
+        origins=frozenset({"example.com"}),
+        session_inactive_ttl=3600,
+        session_flush_interval=3600,
+        batch_max_timeout=0.001,
+    )
+    return Pipeline(config, store, clock, Enrichers(FixedGeo(), AGENTS))
+
+
+@pytest.fixture
+async def pipeline(store: InMemoryEventStore, clock: FakeClock) -> AsyncIterator[Pipeline]:
+    pipeline = _pipeline(store, clock)
+    pipeline.start()
+    yield pipeline
+    await pipeline.close()
 
 
 @pytest.mark.parametrize(
@@ -53,16 +105,154 @@ def test_origin_host_drops_scheme_and_port(origin: str, host: str) -> None:
     assert origin_host(origin) == host
 
 
-async def test_pageview_is_stored_with_host_and_path(
+def test_uuid7_embeds_the_time_to_the_millisecond() -> None:
+    value = uuid7(START)
+    assert value.version == 7
+    assert int.from_bytes(value.bytes[:6], "big") == int(START.timestamp() * 1000)
+
+
+async def test_direct_visit_starts_an_enriched_session(
     pipeline: Pipeline, store: InMemoryEventStore
 ) -> None:
-    await pipeline.record_pageview(_context(page_url="https://Example.com:8443/a/b?x=1"))
-    [pageview] = store.pageviews
-    assert (pageview.timestamp, pageview.domain, pageview.path) == (
-        NOW,
-        "example.com:8443",
-        "/a/b",
+    await pipeline.record_pageview(
+        _context(page_url="https://Example.com/a/?utm_medium=mail&ref=news")
     )
+    [pageview] = store.pageviews
+    session = pageview.session
+    assert (pageview.timestamp, pageview.path) == (START, "/a")
+    assert session.domain == "example.com"
+    assert re.fullmatch(r"prisme_[0-9A-F]{16}", session.visitor_id)
+    assert (session.browser_family, session.operating_system) == ("Firefox", "Linux")
+    assert (session.referrer_domain, session.country_code) == ("direct", "DE")
+    assert (session.utm_source, session.utm_medium) == ("news", "mail")
+    assert session.session_uuid.version == 7
+    [stored] = store.sessions.values()
+    assert (stored.start.entry_path, stored.pageviews) == ("/a", 1)
+
+
+async def test_internal_navigation_continues_the_session(
+    pipeline: Pipeline, store: InMemoryEventStore, clock: FakeClock
+) -> None:
+    await pipeline.record_pageview(_context(page_url="https://example.com/a?utm_source=x"))
+    clock.advance(seconds=30)
+    await pipeline.record_pageview(
+        _context(page_url="https://example.com/b?utm_source=y", referrer="https://example.com/a")
+    )
+    first, second = store.pageviews
+    assert second.session == first.session  # attributes, UTMs included, are the session's
+    assert second.timestamp == START + timedelta(seconds=30)
+    await pipeline.close()
+    [stored] = store.sessions.values()
+    assert (stored.exit_path, stored.exit_timestamp, stored.pageviews) == (
+        "/b",
+        START + timedelta(seconds=30),
+        2,
+    )
+
+
+async def test_external_referrer_starts_a_new_session(
+    pipeline: Pipeline, store: InMemoryEventStore
+) -> None:
+    await pipeline.record_pageview(_context())
+    await pipeline.record_pageview(_context(referrer="https://www.search.example/?q=x"))
+    first, second = store.pageviews
+    assert second.session.session_uuid != first.session.session_uuid
+    assert second.session.referrer_domain == "www.search.example"
+
+
+async def test_subdomain_is_external(pipeline: Pipeline, store: InMemoryEventStore) -> None:
+    await pipeline.record_pageview(_context())
+    await pipeline.record_pageview(_context(referrer="https://www.example.com/"))
+    assert len(store.sessions) == 2
+
+
+async def test_internal_navigation_without_session_starts_one(
+    pipeline: Pipeline, store: InMemoryEventStore
+) -> None:
+    await pipeline.record_pageview(_context(referrer="https://example.com/earlier"))
+    [pageview] = store.pageviews
+    assert pageview.session.referrer_domain == "example.com"
+
+
+async def test_other_devices_have_their_own_sessions(
+    pipeline: Pipeline, store: InMemoryEventStore
+) -> None:
+    await pipeline.record_pageview(_context())
+    await pipeline.record_pageview(_context(ip="8.8.8.8", referrer="https://example.com/a"))
+    first, second = store.pageviews
+    assert first.session.session_uuid != second.session.session_uuid
+    assert first.session.visitor_id != second.session.visitor_id
+
+
+async def test_inactive_session_expires(
+    pipeline: Pipeline, store: InMemoryEventStore, clock: FakeClock
+) -> None:
+    await pipeline.record_pageview(_context())
+    clock.advance(seconds=3600)
+    await pipeline.record_pageview(_context(referrer="https://example.com/a"))
+    assert len({p.session.session_uuid for p in store.pageviews}) == 2
+
+
+async def test_session_continues_across_midnight_with_its_visitor_id(
+    pipeline: Pipeline, store: InMemoryEventStore, clock: FakeClock
+) -> None:
+    clock.at = datetime(2026, 11, 26, 23, 59, 50, tzinfo=UTC)
+    await pipeline.record_pageview(_context())
+    clock.advance(seconds=20)
+    await pipeline.record_pageview(_context(referrer="https://example.com/a"))
+    await pipeline.record_pageview(_context())  # a new session on the new day
+    before, continued, fresh = store.pageviews
+    assert continued.session == before.session
+    assert fresh.session.visitor_id != before.session.visitor_id
+
+
+async def test_session_survives_a_restart(store: InMemoryEventStore, clock: FakeClock) -> None:
+    first = _pipeline(store, clock)
+    first.start()
+    await first.record_pageview(_context())
+    clock.advance(seconds=5)
+    await first.record_pageview(
+        _context(page_url="https://example.com/b", referrer="https://example.com/a")
+    )
+    await first.close()
+    clock.advance(seconds=5)
+    second = _pipeline(store, clock)
+    second.start()
+    await second.record_pageview(
+        _context(page_url="https://example.com/c", referrer="https://example.com/b")
+    )
+    await second.close()
+    assert len({p.session.session_uuid for p in store.pageviews}) == 1
+    [stored] = store.sessions.values()
+    assert (stored.exit_path, stored.pageviews) == ("/c", 3)
+
+
+async def test_session_count_is_rebuilt_after_a_crash(
+    store: InMemoryEventStore, clock: FakeClock
+) -> None:
+    crashed = _pipeline(store, clock)
+    crashed.start()
+    await crashed.record_pageview(_context())
+    await crashed.record_pageview(
+        _context(page_url="https://example.com/b", referrer="https://example.com/a")
+    )
+    # No close(): the write-behind progress of the crashed process is lost.
+    second = _pipeline(store, clock)
+    second.start()
+    await second.record_pageview(
+        _context(page_url="https://example.com/c", referrer="https://example.com/b")
+    )
+    await second.close()
+    [stored] = store.sessions.values()
+    assert (stored.exit_path, stored.pageviews) == ("/c", 3)
+    await crashed.close()
+
+
+async def test_bots_are_dropped(pipeline: Pipeline, store: InMemoryEventStore) -> None:
+    with pytest.raises(Dropped) as excinfo:
+        await pipeline.record_pageview(_context(user_agent="curl/8.5.0"))
+    assert excinfo.value.reason == Reason.BOT
+    assert (store.pageviews, store.sessions) == ([], {})
 
 
 async def test_unregistered_origin_is_refused(
@@ -74,22 +264,32 @@ async def test_unregistered_origin_is_refused(
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("field", "value", "reason"),
     [
-        pytest.param("", id="missing"),
-        pytest.param("/relative", id="relative"),
-        pytest.param("example.com/a", id="no-scheme"),
-        pytest.param("http://", id="no-host"),
-        pytest.param("http://host:port/", id="bad-port"),
+        pytest.param("page_url", "", Reason.INVALID_PAGE_URL, id="missing-url"),
+        pytest.param("page_url", "/relative", Reason.INVALID_PAGE_URL, id="relative-url"),
+        pytest.param("referrer", "not a url", Reason.INVALID_DOCUMENT_REFERRER, id="referrer"),
     ],
 )
-async def test_invalid_page_url_is_refused(
-    pipeline: Pipeline, store: InMemoryEventStore, url: str
+async def test_invalid_urls_are_refused(
+    pipeline: Pipeline, store: InMemoryEventStore, field: str, value: str, reason: Reason
 ) -> None:
     with pytest.raises(InvalidInput) as excinfo:
-        await pipeline.record_pageview(_context(page_url=url))
-    assert excinfo.value.reason == Reason.INVALID_PAGE_URL
+        await pipeline.record_pageview(_context(**{field: value}))
+    assert excinfo.value.reason == reason
     assert store.pageviews == []
+
+
+async def test_store_failure_reaches_the_caller_and_forgets_the_session(
+    pipeline: Pipeline, store: InMemoryEventStore
+) -> None:
+    store.available = False
+    with pytest.raises(StoreUnavailable):
+        await pipeline.record_pageview(_context())
+    store.available = True
+    await pipeline.record_pageview(_context(referrer="https://example.com/a"))
+    [pageview] = store.pageviews
+    assert pageview.session.referrer_domain == "example.com"  # a new session, not a ghost
 
 
 @pytest.mark.parametrize(
@@ -116,11 +316,3 @@ async def test_empty_custom_body_is_an_empty_object(
 ) -> None:
     await pipeline.record_custom_event(CustomEventInput(_context(), "click", "", b""))
     assert store.custom_events[0].properties == {}
-
-
-async def test_store_failure_reaches_the_caller(
-    pipeline: Pipeline, store: InMemoryEventStore
-) -> None:
-    store.available = False
-    with pytest.raises(StoreUnavailable):
-        await pipeline.record_pageview(_context())

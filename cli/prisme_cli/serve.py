@@ -15,7 +15,6 @@ import signal
 from pathlib import Path
 
 from aiohttp import web
-from prisme_core.adapters.mongo import MongoEventStore
 from prisme_core.server import CoreDeps, create_server
 from prisme_core.settings import Settings
 from prisme_http.app import create_app
@@ -45,11 +44,7 @@ def serve(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings) -> None:
-    assert settings.mongodb_uri is not None
-    store = MongoEventStore.from_uri(
-        settings.mongodb_uri, settings.mongodb_database, settings.mongodb_timeout
-    )
-    core = create_server(settings, CoreDeps(store=store))
+    core = create_server(settings, CoreDeps.from_settings(settings))
     await core.start()
     grpc_host = settings.grpc_hostport[0]
     core_host = "127.0.0.1" if grpc_host in {"0.0.0.0", "::", ""} else grpc_host
@@ -58,6 +53,9 @@ async def _serve(settings: Settings) -> None:
         token=settings.grpc_token,
         event_timeout=settings.mongodb_timeout + settings.api_events_timeout + 1.0,
         max_body_bytes=settings.max_body_bytes,
+        trust_proxy=settings.trust_proxy,
+        proxy_header=settings.proxy_header,
+        trusted_proxies=settings.trusted_proxies,
     )
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()

@@ -4,7 +4,8 @@ Every error carries a stable `Reason`; the servicer turns it into a gRPC status 
 table in `prisme_core.status`, and the HTTP façade turns the reason into an HTTP status.
 
     CoreError
-    ├── InvalidInput           the request itself is wrong (bad URL, bot, bad JSON...)
+    ├── InvalidInput           the request itself is wrong (bad URL, bad JSON...)
+    ├── Dropped                a valid event the service refuses to record (a bot)
     ├── OriginNotRegistered    the Origin is not in the registry
     ├── Unauthenticated        a wrong service token was presented
     ├── RateLimited            too many events from this client IP
@@ -23,6 +24,7 @@ class Reason(StrEnum):
 
     INVALID_PAGE_URL = "INVALID_PAGE_URL"
     INVALID_DOCUMENT_REFERRER = "INVALID_DOCUMENT_REFERRER"
+    BOT = "BOT"
     INVALID_EVENT_NAME = "INVALID_EVENT_NAME"
     INVALID_CONTENT_TYPE = "INVALID_CONTENT_TYPE"
     INVALID_JSON = "INVALID_JSON"
@@ -50,6 +52,10 @@ class InvalidInput(CoreError):
     def __init__(self, reason: Reason, message: str, field: str) -> None:
         super().__init__(reason, message)
         self.field = field
+
+
+class Dropped(CoreError):
+    """The event is well-formed but is not recorded; ``reason`` says why."""
 
 
 class OriginNotRegistered(CoreError):

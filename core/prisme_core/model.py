@@ -1,6 +1,6 @@
-"""The values the pipeline speaks: what arrives, and the documents it stores.
+"""The values the pipeline speaks: what arrives, what enrichment adds, and what is stored.
 
-Plain frozen dataclasses; protobuf types stay at the servicer's edge. Field names of the stored
+Plain dataclasses; protobuf types stay at the servicer's edge. Field names of the stored
 documents are the MongoDB field names of the contract.
 
 This module must not import grpc, aiohttp or pymongo.
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +34,73 @@ class CustomEventInput:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """What the User-Agent says about the client."""
+
+    browser_family: str
+    operating_system: str
+    device: str
+    is_bot: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAttributes:
+    """What a session records at its start and every one of its page views repeats."""
+
+    session_uuid: UUID
+    domain: str
+    visitor_id: str
+    operating_system: str
+    browser_family: str
+    device: str
+    referrer_domain: str
+    country_code: str
+    utm_source: str
+    utm_medium: str
+    utm_campaign: str
+    utm_term: str
+    utm_content: str
+
+
+@dataclass(frozen=True, slots=True)
 class PageView:
     """One accepted page view, as stored in ``pageviews``."""
 
     timestamp: datetime
-    domain: str
     path: str
+    session: SessionAttributes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStart:
+    """A new session, as first stored in ``sessions`` together with its first page view."""
+
+    device_id: str
+    entry_path: str
+    entry_timestamp: datetime
+    attributes: SessionAttributes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionProgress:
+    """Later state of a session, written behind: ``added`` page views since the last write."""
+
+    session_uuid: UUID
+    exit_path: str
+    exit_timestamp: datetime
+    added: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """A session as found in the store, its exit state rebuilt from its page views."""
+
+    start: SessionStart
+    exit_path: str
+    exit_timestamp: datetime
+    pageviews: int
+    recorded_pageviews: int
+    """The count the session document holds; less than ``pageviews`` after a crash."""
 
 
 @dataclass(frozen=True, slots=True)

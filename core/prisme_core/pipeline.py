@@ -1,41 +1,167 @@
 """The ingestion pipeline: a short list of verb-named steps per event kind.
 
 `Pipeline` receives plain `prisme_core.model` values from the servicer, applies every rule,
-and stores the result through the `EventStore` port. It raises `CoreError`s only.
+and stores the result through the `EventStore` port, group-committed. It raises `CoreError`s
+only, and returns only once the event is stored.
+
+Page view: validate origin, page URL and document referrer; drop bots; find the device's live
+session for an internal navigation, else begin a new one (user agent, country, UTMs, referrer
+domain, visitor id); store the page view with the session's attributes.
 
 Must not import grpc, aiohttp or pymongo.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
 
-from prisme_core.model import ClientContext, CustomEvent, CustomEventInput, PageView
-from prisme_core.ports import Clock, EventStore
+from prisme_core.batching import GroupCommit
+from prisme_core.errors import Dropped
+from prisme_core.identity import Identities
+from prisme_core.model import (
+    ClientContext,
+    ClientInfo,
+    CustomEvent,
+    CustomEventInput,
+    PageView,
+    SessionAttributes,
+    SessionStart,
+)
+from prisme_core.ports import Clock, EventStore, GeoLocator, UserAgentParser
+from prisme_core.sessions import LiveSession, SessionTracker
+from prisme_core.urls import Url, utm_of
 from prisme_core.validate import (
+    drop_bot,
+    validate_document_referrer,
     validate_event_name,
     validate_origin,
     validate_page_url,
     validate_properties,
 )
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
     origins: frozenset[str]
+    session_inactive_ttl: float = 24 * 3600.0
+    session_flush_interval: float = 10.0
+    batch_max_size: int = 512
+    batch_max_timeout: float = 0.005
+    max_pending: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichers:
+    geo: GeoLocator
+    agents: UserAgentParser
+
+
+def uuid7(at: datetime) -> uuid.UUID:
+    """A UUIDv7 (RFC 9562) whose embedded time is ``at``, to the millisecond."""
+    milliseconds = int(at.timestamp() * 1000) & ((1 << 48) - 1)
+    value = milliseconds << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | 0x7 << 76
+    value = (value & ~(0x3 << 62)) | 0x2 << 62
+    return uuid.UUID(int=value)
+
+
+def _to_milliseconds(at: datetime) -> datetime:
+    """BSON keeps milliseconds: cut to them, so what is stored is what was computed."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 class Pipeline:
-    def __init__(self, config: PipelineConfig, store: EventStore, clock: Clock) -> None:
+    def __init__(
+        self, config: PipelineConfig, store: EventStore, clock: Clock, enrichers: Enrichers
+    ) -> None:
         self._config = config
         self._store = store
         self._clock = clock
+        self._enrichers = enrichers
+        self._ids = Identities(store)
+        self._sessions = SessionTracker(
+            store, clock, config.session_inactive_ttl, config.session_flush_interval
+        )
+        self._pageviews = self._writer("pageviews", store.insert_pageviews)
+        self._session_starts = self._writer("sessions", store.insert_sessions)
+        self._custom_events = self._writer("events_custom", store.insert_custom_events)
+
+    def _writer(self, name: str, write: Callable[[Sequence[T]], Awaitable[None]]) -> GroupCommit[T]:
+        config = self._config
+        return GroupCommit(
+            name, write, config.batch_max_size, config.batch_max_timeout, config.max_pending
+        )
+
+    def start(self) -> None:
+        for writer in (self._pageviews, self._session_starts, self._custom_events):
+            writer.start()
+        self._sessions.start()
+
+    async def close(self) -> None:
+        """Stores everything accepted so far: queued events first, then session progress."""
+        for writer in (self._session_starts, self._pageviews, self._custom_events):
+            await writer.close()
+        await self._sessions.close()
 
     async def record_pageview(self, context: ClientContext) -> None:
         validate_origin(context.origin, self._config.origins)
         page = validate_page_url(context.page_url)
-        pageview = PageView(timestamp=self._clock.now(), domain=page.host, path=page.path)
-        await self._store.insert_pageviews([pageview])
+        referrer = validate_document_referrer(context.document_referrer)
+        client = self._enrichers.agents.parse(context.user_agent)
+        if (reason := drop_bot(client)) is not None:
+            raise Dropped(reason, "bots are not recorded")
+        now = _to_milliseconds(self._clock.now())
+        client_ip = context.client_ip or ""
+        device_id = await self._ids.device_id(context.user_agent, client_ip, page.host)
+        async with self._sessions.lock(device_id):
+            internal = referrer is not None and referrer.host == page.host
+            session = await self._sessions.live(device_id, now) if internal else None
+            if session is None:
+                session = await self._begin_session(device_id, context, client, page, referrer, now)
+            else:
+                self._sessions.advance(session, page.path, now)
+        pageview = PageView(timestamp=now, path=page.path, session=session.start.attributes)
+        await asyncio.gather(asyncio.shield(session.persisted), self._pageviews.write(pageview))
+
+    async def _begin_session(
+        self,
+        device_id: str,
+        context: ClientContext,
+        client: ClientInfo,
+        page: Url,
+        referrer: Url | None,
+        now: datetime,
+    ) -> LiveSession:
+        client_ip = context.client_ip or ""
+        utm = utm_of(page.query)
+        attributes = SessionAttributes(
+            session_uuid=uuid7(now),
+            domain=page.host,
+            visitor_id=await self._ids.visitor_id(context.user_agent, client_ip, page.host, now),
+            operating_system=client.operating_system,
+            browser_family=client.browser_family,
+            device=client.device,
+            referrer_domain=referrer.host if referrer is not None else "direct",
+            country_code=self._enrichers.geo.country(context.client_ip),
+            utm_source=utm.source,
+            utm_medium=utm.medium,
+            utm_campaign=utm.campaign,
+            utm_term=utm.term,
+            utm_content=utm.content,
+        )
+        start = SessionStart(
+            device_id=device_id, entry_path=page.path, entry_timestamp=now, attributes=attributes
+        )
+        write = asyncio.ensure_future(self._session_starts.write(start))
+        return self._sessions.begin(start, write)
 
     async def record_custom_event(self, event: CustomEventInput) -> None:
         validate_origin(event.context.origin, self._config.origins)
@@ -43,13 +169,13 @@ class Pipeline:
         name = validate_event_name(event.name)
         properties = validate_properties(event.content_type, event.body)
         custom = CustomEvent(
-            timestamp=self._clock.now(),
+            timestamp=_to_milliseconds(self._clock.now()),
             domain=page.host,
             path=page.path,
             name=name,
             properties=properties,
         )
-        await self._store.insert_custom_events([custom])
+        await self._custom_events.write(custom)
 
     async def check_health(self) -> None:
         await self._store.ping()

@@ -1,8 +1,9 @@
 """The core's ports: the small interfaces the pipeline needs from the outside world.
 
-Adapters live in `prisme_core.adapters` (`MongoEventStore` for production, `InMemoryEventStore`
-for pure unit tests). Adapters translate their library's exceptions into
-`prisme_core.errors.StoreUnavailable` so the pipeline never sees a driver exception.
+Adapters live in `prisme_core.adapters`: `MongoEventStore` and `InMemoryEventStore` for the
+store, `MaxMindDbLocator` for countries, `UserAgentsParser` for user agents. Adapters
+translate their library's exceptions (the store into `StoreUnavailable`), so the pipeline
+never sees a driver exception.
 
 This module must not import grpc, aiohttp or pymongo.
 """
@@ -13,26 +14,53 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from prisme_core.model import CustomEvent, PageView
+from prisme_core.model import (
+    ClientInfo,
+    CustomEvent,
+    PageView,
+    SessionProgress,
+    SessionStart,
+    StoredSession,
+)
 
 
 class EventStore(Protocol):
-    """Durable storage of events. Every method raises `StoreUnavailable` when it cannot finish."""
+    """Durable storage. Every method raises `StoreUnavailable` when it cannot finish in time;
+    writes return only once the store acknowledged them."""
 
     async def ensure_schema(self) -> None:
         """Creates collections and indexes; safe to call again."""
 
-    async def insert_pageviews(self, pageviews: Sequence[PageView]) -> None:
-        """Stores ``pageviews``; returns only once the store acknowledged them."""
+    async def insert_pageviews(self, pageviews: Sequence[PageView]) -> None: ...
 
-    async def insert_custom_events(self, events: Sequence[CustomEvent]) -> None:
-        """Stores ``events``; returns only once the store acknowledged them."""
+    async def insert_sessions(self, sessions: Sequence[SessionStart]) -> None: ...
 
-    async def ping(self) -> None:
-        """Returns when the store answers."""
+    async def update_sessions(self, progress: Sequence[SessionProgress]) -> None:
+        """Adds page views to sessions and moves their exit forward (never backward)."""
 
-    async def close(self) -> None:
-        """Releases connections."""
+    async def find_session(self, device_id: str) -> StoredSession | None:
+        """The device's most recent session, with its exit state rebuilt from its page views."""
+
+    async def insert_custom_events(self, events: Sequence[CustomEvent]) -> None: ...
+
+    async def key(self, name: str, expires_at: datetime | None) -> bytes:
+        """The random 16-byte key called ``name``, created on first use, shared by every
+        instance; the store may forget it after ``expires_at``."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class GeoLocator(Protocol):
+    def country(self, ip: str | None, /) -> str:
+        """ISO 3166 alpha-2 code of ``ip``, or ``XX`` when unknown."""
+
+    def close(self) -> None: ...
+
+
+class UserAgentParser(Protocol):
+    def parse(self, user_agent: str, /) -> ClientInfo: ...
 
 
 class Clock(Protocol):

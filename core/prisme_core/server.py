@@ -1,7 +1,8 @@
 """The core's gRPC server factory: `EventService`, standard health, and server reflection.
 
 `create_server` wires the pipeline to its adapters and binds the address (port 0 picks a free
-port, as tests do). The caller owns the returned `CoreServer`: `start()`, then `stop()`.
+port, as tests do). The caller owns the returned `CoreServer`: `start()`, then `stop()`, which
+finishes the calls in flight and stores everything they were promised.
 
 Must not import aiohttp.
 """
@@ -17,9 +18,12 @@ from grpc_reflection.v1alpha import reflection
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
 
+from prisme_core.adapters.maxmind import MaxMindDbLocator, NoGeoLocator
+from prisme_core.adapters.mongo import MongoEventStore
+from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.health import StoreMonitor
-from prisme_core.pipeline import Pipeline, PipelineConfig
-from prisme_core.ports import Clock, EventStore, SystemClock
+from prisme_core.pipeline import Enrichers, Pipeline, PipelineConfig
+from prisme_core.ports import Clock, EventStore, GeoLocator, SystemClock, UserAgentParser
 from prisme_core.servicer import EventServicer
 from prisme_core.settings import Settings
 
@@ -31,26 +35,55 @@ HEALTH_INTERVAL = 2.0
 @dataclass(frozen=True, slots=True)
 class CoreDeps:
     store: EventStore
+    geo: GeoLocator = field(default_factory=NoGeoLocator)
+    agents: UserAgentParser = field(default_factory=UserAgentsParser)
     clock: Clock = field(default_factory=SystemClock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CoreDeps:
+        """The production adapters: MongoDB, and the GeoIP database when one is configured."""
+        if settings.mongodb_uri is None:
+            raise ValueError("PRISME_MONGODB_URI is not set")
+        store = MongoEventStore.from_uri(
+            settings.mongodb_uri, settings.mongodb_database, settings.mongodb_timeout
+        )
+        if settings.geoip_db is None:
+            logger.warning("PRISME_GEOIP_DB is not set: every country will be XX")
+            return cls(store=store)
+        return cls(store=store, geo=MaxMindDbLocator(settings.geoip_db))
 
 
 @dataclass(slots=True)
 class CoreServer:
     server: grpc.aio.Server
     port: int
+    pipeline: Pipeline
     monitor: StoreMonitor
-    store: EventStore
+    deps: CoreDeps
 
     async def start(self) -> None:
+        self.pipeline.start()
         await self.monitor.check_once()
         await self.server.start()
         self.monitor.start()
         logger.info("gRPC core listening on port %d", self.port)
 
     async def stop(self, grace: float = 5.0) -> None:
-        await self.monitor.stop()
         await self.server.stop(grace)
-        await self.store.close()
+        await self.pipeline.close()
+        await self.monitor.stop()
+        await self.deps.store.close()
+        self.deps.geo.close()
+
+
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    return PipelineConfig(
+        origins=settings.origins,
+        session_inactive_ttl=settings.session_inactive_ttl,
+        session_flush_interval=settings.session_flush_interval,
+        batch_max_size=settings.batch_max_size,
+        batch_max_timeout=settings.batch_max_timeout,
+    )
 
 
 def create_server(settings: Settings, deps: CoreDeps, address: str | None = None) -> CoreServer:
@@ -58,7 +91,9 @@ def create_server(settings: Settings, deps: CoreDeps, address: str | None = None
     if address is None:
         host, port = settings.grpc_hostport
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    pipeline = Pipeline(PipelineConfig(origins=settings.origins), deps.store, deps.clock)
+    pipeline = Pipeline(
+        pipeline_config(settings), deps.store, deps.clock, Enrichers(deps.geo, deps.agents)
+    )
     monitor = StoreMonitor(deps.store, HEALTH_INTERVAL)
     server = grpc.aio.server()
     pb_grpc.add_EventServiceServicer_to_server(EventServicer(pipeline, settings.grpc_token), server)
@@ -72,4 +107,4 @@ def create_server(settings: Settings, deps: CoreDeps, address: str | None = None
     bound = server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"cannot bind the gRPC core to {address}")
-    return CoreServer(server=server, port=bound, monitor=monitor, store=deps.store)
+    return CoreServer(server=server, port=bound, pipeline=pipeline, monitor=monitor, deps=deps)

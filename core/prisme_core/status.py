@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 
 from prisme_core.errors import (
     CoreError,
+    Dropped,
     InvalidInput,
     OriginNotRegistered,
     RateLimited,
@@ -30,6 +31,7 @@ ERROR_DOMAIN: Final = "prisme.v1"
 
 GRPC_CODES: Final[dict[type[CoreError], grpc.StatusCode]] = {
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    Dropped: grpc.StatusCode.INVALID_ARGUMENT,
     OriginNotRegistered: grpc.StatusCode.PERMISSION_DENIED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -1,4 +1,5 @@
-"""Validation steps: each either returns the parsed value or raises an `InvalidInput` error.
+"""Validation steps: each returns the parsed value or raises an `InvalidInput` error, and
+``drop_*`` steps return the reason an event is not recorded, or None.
 
 Must not import grpc, aiohttp or pymongo.
 """
@@ -6,17 +7,11 @@ Must not import grpc, aiohttp or pymongo.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from prisme_core.errors import InvalidInput, OriginNotRegistered, Reason
-
-
-@dataclass(frozen=True, slots=True)
-class PageUrl:
-    host: str
-    path: str
+from prisme_core.model import ClientInfo
+from prisme_core.urls import InvalidUrl, Url, parse_url
 
 
 def origin_host(origin: str) -> str:
@@ -34,26 +29,34 @@ def validate_origin(origin: str, registry: frozenset[str]) -> None:
         raise OriginNotRegistered(origin)
 
 
-def validate_page_url(url: str) -> PageUrl:
-    """An absolute URL with a host; the host is lowercased and keeps its port."""
+def validate_page_url(url: str) -> Url:
+    """The page URL: absolute, with a host."""
     try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port
-    except ValueError as exc:
-        raise _invalid_url(url) from exc
-    if not host:
-        raise _invalid_url(url)
-    domain = f"{host}:{port}" if port is not None else host
-    return PageUrl(host=domain, path=parts.path or "/")
+        return parse_url(url)
+    except InvalidUrl as exc:
+        raise InvalidInput(
+            Reason.INVALID_PAGE_URL,
+            f"page URL (X-Prisme-Referrer or Referer) must be an absolute URL with a host: {exc}",
+            field="context.page_url",
+        ) from exc
 
 
-def _invalid_url(url: str) -> InvalidInput:
-    return InvalidInput(
-        Reason.INVALID_PAGE_URL,
-        "page URL (X-Prisme-Referrer or Referer) must be an absolute URL with a host",
-        field="context.page_url",
-    )
+def validate_document_referrer(url: str) -> Url | None:
+    """The document referrer: None when empty (a direct visit), else an absolute URL."""
+    if not url:
+        return None
+    try:
+        return parse_url(url)
+    except InvalidUrl as exc:
+        raise InvalidInput(
+            Reason.INVALID_DOCUMENT_REFERRER,
+            f"X-Prisme-Document-Referrer must be empty or an absolute URL with a host: {exc}",
+            field="context.document_referrer",
+        ) from exc
+
+
+def drop_bot(client: ClientInfo) -> Reason | None:
+    return Reason.BOT if client.is_bot else None
 
 
 def validate_event_name(name: str) -> str:

@@ -17,6 +17,7 @@ from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 from prisme_client import error_from_rpc
 
+from prisme_http.client_ip import client_ip
 from prisme_http.config import FacadeConfig
 from prisme_http.routes import Route, routes_of
 from prisme_http.status import error_text, http_status
@@ -52,9 +53,13 @@ def _handler(route: Route) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         config = request.app[CONFIG]
         body = await request.read() if route.body_field else b""
-        message = to_message(
-            route, request.headers, request.match_info, body, client_ip=request.remote or ""
+        ip = client_ip(
+            request.remote,
+            request.headers.getall(config.proxy_header, ()),
+            trust_proxy=config.trust_proxy,
+            trusted_proxies=config.trusted_proxies,
         )
+        message = to_message(route, request.headers, request.match_info, body, client_ip=ip)
         call = request.app[CHANNEL].unary_unary(
             route.rpc_path,
             request_serializer=route.request_type.SerializeToString,

@@ -5,7 +5,10 @@ Must not import prisme_core.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +22,7 @@ class FacadeConfig:
     health_timeout: float = 3.0
     """Deadline of the healthcheck's call to the core."""
     max_body_bytes: int = 64 * 1024
+    trust_proxy: bool = False
+    """Whether a trusted proxy's ``proxy_header`` names the client."""
+    proxy_header: str = "X-Forwarded-For"
+    trusted_proxies: tuple[IPNetwork, ...] = ()

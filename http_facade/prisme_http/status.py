@@ -15,6 +15,7 @@ import grpc
 HTTP_STATUS_BY_REASON: Final[dict[str, int]] = {
     "INVALID_PAGE_URL": 400,
     "INVALID_DOCUMENT_REFERRER": 400,
+    "BOT": 400,
     "INVALID_EVENT_NAME": 400,
     "INVALID_CONTENT_TYPE": 400,
     "INVALID_JSON": 400,

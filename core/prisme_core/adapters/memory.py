@@ -1,21 +1,33 @@
-"""`InMemoryEventStore`: the `EventStore` port in a list, for pure pipeline unit tests.
+"""`InMemoryEventStore`: the `EventStore` port in memory, for pure pipeline unit tests.
 
-It keeps the same promise as the real adapter: a failed call (``available = False``) raises
-`StoreUnavailable` and stores nothing.
+It keeps the real adapter's promises: a failed call (``available = False``) raises
+`StoreUnavailable` and stores nothing; sessions are found by device id with their exit
+rebuilt from their page views.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
 
 from prisme_core.errors import StoreUnavailable
-from prisme_core.model import CustomEvent, PageView
+from prisme_core.model import (
+    CustomEvent,
+    PageView,
+    SessionProgress,
+    SessionStart,
+    StoredSession,
+)
 
 
 class InMemoryEventStore:
     def __init__(self) -> None:
         self.pageviews: list[PageView] = []
+        self.sessions: dict[object, StoredSession] = {}
         self.custom_events: list[CustomEvent] = []
+        self.keys: dict[str, bytes] = {}
         self.available = True
 
     def _check(self) -> None:
@@ -29,9 +41,52 @@ class InMemoryEventStore:
         self._check()
         self.pageviews.extend(pageviews)
 
+    async def insert_sessions(self, sessions: Sequence[SessionStart]) -> None:
+        self._check()
+        for start in sessions:
+            self.sessions[start.attributes.session_uuid] = StoredSession(
+                start=start,
+                exit_path=start.entry_path,
+                exit_timestamp=start.entry_timestamp,
+                pageviews=1,
+                recorded_pageviews=1,
+            )
+
+    async def update_sessions(self, progress: Sequence[SessionProgress]) -> None:
+        self._check()
+        for update in progress:
+            stored = self.sessions.get(update.session_uuid)
+            if stored is None:
+                continue
+            moved = update.exit_timestamp >= stored.exit_timestamp
+            self.sessions[update.session_uuid] = replace(
+                stored,
+                exit_path=update.exit_path if moved else stored.exit_path,
+                exit_timestamp=max(update.exit_timestamp, stored.exit_timestamp),
+                pageviews=stored.pageviews + update.added,
+                recorded_pageviews=stored.recorded_pageviews + update.added,
+            )
+
+    async def find_session(self, device_id: str) -> StoredSession | None:
+        self._check()
+        mine = [s for s in self.sessions.values() if s.start.device_id == device_id]
+        if not mine:
+            return None
+        stored = max(mine, key=lambda s: s.start.entry_timestamp)
+        uuid = stored.start.attributes.session_uuid
+        views = [p for p in self.pageviews if p.session.session_uuid == uuid]
+        last = max(views, key=lambda p: p.timestamp, default=None)
+        if last is not None and last.timestamp > stored.exit_timestamp:
+            stored = replace(stored, exit_path=last.path, exit_timestamp=last.timestamp)
+        return replace(stored, pageviews=max(len(views), stored.recorded_pageviews))
+
     async def insert_custom_events(self, events: Sequence[CustomEvent]) -> None:
         self._check()
         self.custom_events.extend(events)
+
+    async def key(self, name: str, expires_at: datetime | None) -> bytes:
+        self._check()
+        return self.keys.setdefault(name, os.urandom(16))
 
     async def ping(self) -> None:
         self._check()

@@ -4,43 +4,106 @@ Every operation is bounded by the configured timeout (PyMongo's client-side oper
 ``timeoutMS``), so a dead or slow server gives `StoreUnavailable` within that bound instead of
 the driver's 30 s server selection. PyMongo exceptions never leave this module.
 
+Collections: ``pageviews``, ``sessions`` and ``events_custom`` (the contract's documents), and
+``keys`` (the daily salts, forgotten by a TTL index, and the persistent device key).
+
 Must not import grpc or aiohttp.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Final
 
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel
-from pymongo.errors import PyMongoError
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from prisme_core.errors import StoreUnavailable
-from prisme_core.model import CustomEvent, PageView
+from prisme_core.model import (
+    CustomEvent,
+    PageView,
+    SessionAttributes,
+    SessionProgress,
+    SessionStart,
+    StoredSession,
+)
 
 logger = logging.getLogger(__name__)
 
 PAGEVIEWS: Final = "pageviews"
 EVENTS_CUSTOM: Final = "events_custom"
 SESSIONS: Final = "sessions"
+KEYS: Final = "keys"
 
 INDEXES: Final[dict[str, list[IndexModel]]] = {
-    PAGEVIEWS: [IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts")],
+    PAGEVIEWS: [
+        IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
+        IndexModel([("session_uuid", ASCENDING), ("timestamp", ASCENDING)], name="session_ts"),
+    ],
     EVENTS_CUSTOM: [
         IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts")
     ],
-    SESSIONS: [IndexModel([("session_uuid", ASCENDING)], name="session_uuid", unique=True)],
+    SESSIONS: [
+        IndexModel([("session_uuid", ASCENDING)], name="session_uuid", unique=True),
+        IndexModel([("device_id", ASCENDING), ("entry_timestamp", DESCENDING)], name="device"),
+    ],
+    KEYS: [IndexModel([("expires_at", ASCENDING)], name="expiry", expireAfterSeconds=0)],
 }
 
 Document = dict[str, Any]
 
+ATTRIBUTE_FIELDS: Final = tuple(SessionAttributes.__dataclass_fields__)
 
-def to_document(event: PageView | CustomEvent) -> Document:
-    """The BSON document of ``event``: its dataclass fields, by name."""
-    return {field.name: getattr(event, field.name) for field in dataclasses.fields(event)}
+
+def _attributes(attributes: SessionAttributes) -> Document:
+    return {name: getattr(attributes, name) for name in ATTRIBUTE_FIELDS}
+
+
+def pageview_document(pageview: PageView) -> Document:
+    return {"timestamp": pageview.timestamp, "path": pageview.path} | _attributes(pageview.session)
+
+
+def session_document(start: SessionStart) -> Document:
+    return _attributes(start.attributes) | {
+        "entry_path": start.entry_path,
+        "exit_path": start.entry_path,
+        "entry_timestamp": start.entry_timestamp,
+        "exit_timestamp": start.entry_timestamp,
+        "pageviews": 1,
+        "device_id": start.device_id,
+    }
+
+
+def custom_event_document(event: CustomEvent) -> Document:
+    return {
+        "timestamp": event.timestamp,
+        "domain": event.domain,
+        "path": event.path,
+        "name": event.name,
+        "properties": event.properties,
+    }
+
+
+def progress_update(progress: SessionProgress) -> UpdateOne:
+    """Adds the page views and moves the exit forward only: safe in any order, from any
+    instance."""
+    later = {"$gte": [progress.exit_timestamp, "$exit_timestamp"]}
+    return UpdateOne(
+        {"session_uuid": progress.session_uuid},
+        [
+            {
+                "$set": {
+                    "pageviews": {"$add": ["$pageviews", progress.added]},
+                    "exit_path": {"$cond": [later, progress.exit_path, "$exit_path"]},
+                    "exit_timestamp": {"$max": ["$exit_timestamp", progress.exit_timestamp]},
+                }
+            }
+        ],
+    )
 
 
 @contextmanager
@@ -49,7 +112,7 @@ def map_pymongo_errors(operation: str) -> Iterator[None]:
     try:
         yield
     except PyMongoError as exc:
-        logger.warning("store %s failed: %s", operation, exc)
+        logger.warning("store failed to %s: %s", operation, exc)
         raise StoreUnavailable(f"the event store failed to {operation}") from exc
 
 
@@ -81,18 +144,74 @@ class MongoEventStore:
                 await self._db[collection].create_indexes(indexes)
 
     async def insert_pageviews(self, pageviews: Sequence[PageView]) -> None:
-        await self._insert(PAGEVIEWS, pageviews)
+        await self._insert(PAGEVIEWS, [pageview_document(p) for p in pageviews])
+
+    async def insert_sessions(self, sessions: Sequence[SessionStart]) -> None:
+        await self._insert(SESSIONS, [session_document(s) for s in sessions])
 
     async def insert_custom_events(self, events: Sequence[CustomEvent]) -> None:
-        await self._insert(EVENTS_CUSTOM, events)
+        await self._insert(EVENTS_CUSTOM, [custom_event_document(e) for e in events])
 
-    async def _insert(self, collection: str, events: Sequence[PageView | CustomEvent]) -> None:
-        if not events:
+    async def _insert(self, collection: str, documents: list[Document]) -> None:
+        if not documents:
             return
         with map_pymongo_errors(f"insert into {collection}"):
-            await self._db[collection].insert_many(
-                [to_document(event) for event in events], ordered=False
+            await self._db[collection].insert_many(documents, ordered=False)
+
+    async def update_sessions(self, progress: Sequence[SessionProgress]) -> None:
+        if not progress:
+            return
+        with map_pymongo_errors("update sessions"):
+            await self._db[SESSIONS].bulk_write(
+                [progress_update(p) for p in progress], ordered=False
             )
+
+    async def find_session(self, device_id: str) -> StoredSession | None:
+        with map_pymongo_errors("find a session"):
+            doc = await self._db[SESSIONS].find_one(
+                {"device_id": device_id}, sort=[("entry_timestamp", DESCENDING)]
+            )
+            if doc is None:
+                return None
+            by_session = {"session_uuid": doc["session_uuid"]}
+            last = await self._db[PAGEVIEWS].find_one(
+                by_session, {"timestamp": 1, "path": 1}, sort=[("timestamp", DESCENDING)]
+            )
+            count = await self._db[PAGEVIEWS].count_documents(by_session)
+        exit_path, exit_timestamp = doc["exit_path"], doc["exit_timestamp"]
+        if last is not None and last["timestamp"] > exit_timestamp:
+            exit_path, exit_timestamp = last["path"], last["timestamp"]
+        start = SessionStart(
+            device_id=device_id,
+            entry_path=doc["entry_path"],
+            entry_timestamp=doc["entry_timestamp"],
+            attributes=SessionAttributes(**{name: doc[name] for name in ATTRIBUTE_FIELDS}),
+        )
+        return StoredSession(
+            start=start,
+            exit_path=exit_path,
+            exit_timestamp=exit_timestamp,
+            pageviews=max(count, doc["pageviews"]),
+            recorded_pageviews=doc["pageviews"],
+        )
+
+    async def key(self, name: str, expires_at: datetime | None) -> bytes:
+        fresh: Document = {"key": os.urandom(16)}
+        if expires_at is not None:
+            fresh["expires_at"] = expires_at
+        with map_pymongo_errors(f"read key {name}"):
+            try:
+                doc = await self._db[KEYS].find_one_and_update(
+                    {"_id": name},
+                    {"$setOnInsert": fresh},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            except DuplicateKeyError:  # another instance created it at the same moment
+                doc = await self._db[KEYS].find_one({"_id": name})
+        if doc is None:
+            raise StoreUnavailable(f"key {name} vanished")
+        return bytes(doc["key"])
 
     async def ping(self) -> None:
         with map_pymongo_errors("answer ping"):

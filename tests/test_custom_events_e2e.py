@@ -1,4 +1,4 @@
-"""Events take the real path: HTTP façade → gRPC core → store, and gRPC callers directly."""
+"""Custom events and caller trust, end to end: HTTP façade → gRPC core → store, and gRPC."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme_client import PrismeError, error_from_rpc
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.conftest import TOKEN
 from tests.support import BROWSER_HEADERS, Document, HttpClient
+from tests.transports import TOKEN
 
 
 @pytest.fixture
@@ -36,42 +36,6 @@ async def _grpc_error(call: object) -> PrismeError:
     except grpc.aio.AioRpcError as exc:
         return error_from_rpc(exc)
     raise AssertionError("the call succeeded")
-
-
-async def test_pageview_over_http_is_stored(
-    http: HttpClient, mongo: AsyncDatabase[Document]
-) -> None:
-    response = await http.post("/api/v1/events/pageviews", headers=BROWSER_HEADERS)
-    assert response.status == 200
-    stored = await mongo.pageviews.find({}, {"_id": 0}).to_list()
-    assert [(doc["domain"], doc["path"]) for doc in stored] == [("localhost", "/hello")]
-
-
-async def test_pageview_over_grpc_is_stored(
-    stub: pb_grpc.EventServiceAsyncStub, mongo: AsyncDatabase[Document]
-) -> None:
-    await stub.SendPageView(pb.SendPageViewRequest(context=_context()))
-    assert await mongo.pageviews.count_documents({"domain": "localhost"}) == 1
-
-
-async def test_unregistered_origin_is_refused_over_http(
-    http: HttpClient, mongo: AsyncDatabase[Document]
-) -> None:
-    headers = BROWSER_HEADERS | {"Origin": "https://evil.example"}
-    response = await http.post("/api/v1/events/pageviews", headers=headers)
-    assert response.status == 400
-    assert (await response.json())["error"] == "origin not registered"
-    assert await mongo.pageviews.count_documents({}) == 0
-
-
-async def test_unregistered_origin_is_refused_over_grpc(
-    stub: pb_grpc.EventServiceAsyncStub,
-) -> None:
-    error = await _grpc_error(
-        stub.SendPageView(pb.SendPageViewRequest(context=_context(origin="https://evil.example")))
-    )
-    assert error.code == grpc.StatusCode.PERMISSION_DENIED
-    assert error.reason == "ORIGIN_NOT_REGISTERED"
 
 
 async def test_custom_event_over_http_is_stored(

@@ -1,0 +1,63 @@
+"""`UserAgentsParser`: browser, OS, device and bot flag from a User-Agent header.
+
+It keeps the `user-agents` API (families, ``is_bot``) but feeds it from ua-parser 1.x's
+Rust-backed resolver (``ua-parser[regex]``) instead of the slow legacy parser user-agents
+calls, and caches the small result per User-Agent string.
+
+Bots are what user-agents flags (crawler families, spiders), what crawler-user-agents knows
+(HTTP tools such as curl, automation browsers such as HeadlessChrome), and empty agents.
+
+Must not import grpc, aiohttp or pymongo.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Final
+
+import crawleruseragents
+from ua_parser import DefaultedResult, Parser, load_builtins
+from ua_parser.regex import Resolver
+from user_agents.parsers import (
+    UserAgent,
+    parse_browser,
+    parse_device,
+    parse_operating_system,
+)
+
+from prisme_core.model import ClientInfo
+
+MAX_PARSED_LENGTH: Final = 512
+"""Longer agents are parsed by their first 512 characters: bounded cost per request."""
+
+
+class _ResolvedUserAgent(UserAgent):  # type: ignore[misc]
+    """user-agents' `UserAgent`, built from an already resolved ua-parser result."""
+
+    def __init__(self, result: DefaultedResult) -> None:
+        self.ua_string = result.string
+        agent, system, device = result.user_agent, result.os, result.device
+        self.browser = parse_browser(agent.family, agent.major, agent.minor, agent.patch)
+        self.os = parse_operating_system(
+            system.family, system.major, system.minor, system.patch, system.patch_minor
+        )
+        self.device = parse_device(device.family, device.brand, device.model)
+
+
+class UserAgentsParser:
+    def __init__(self, cache_size: int = 16384) -> None:
+        self._parser = Parser(Resolver(load_builtins()))
+        self.parse = functools.lru_cache(maxsize=cache_size)(self._parse)
+
+    def _parse(self, user_agent: str) -> ClientInfo:
+        text = user_agent[:MAX_PARSED_LENGTH]
+        agent = _ResolvedUserAgent(self._parser.parse(text).with_defaults())
+        is_bot = (
+            bool(agent.is_bot) or text.strip() in {"", "-"} or crawleruseragents.is_crawler(text)
+        )
+        return ClientInfo(
+            browser_family=str(agent.browser.family),
+            operating_system=str(agent.os.family),
+            device=str(agent.device.family),
+            is_bot=is_bot,
+        )

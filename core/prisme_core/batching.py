@@ -1,0 +1,106 @@
+"""`GroupCommit`: concurrent writes batched into one store call, each caller awaiting its own.
+
+A batch goes out when it holds ``max_size`` items or its first item has waited ``max_delay``;
+one batch is written at a time, so under load batches grow instead of calls multiplying. The
+queue is bounded: past ``max_pending`` waiting items a write is refused at once with
+`StoreUnavailable` (back-pressure) instead of growing memory. `close` writes what is queued.
+
+Must not import grpc, aiohttp or pymongo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from prisme_core.errors import CoreError, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class GroupCommit(Generic[T]):
+    def __init__(
+        self,
+        name: str,
+        write: Callable[[Sequence[T]], Awaitable[None]],
+        max_size: int,
+        max_delay: float,
+        max_pending: int,
+    ) -> None:
+        self.name = name
+        self._write = write
+        self._max_size = max_size
+        self._max_delay = max_delay
+        self._max_pending = max_pending
+        self._pending: list[tuple[T, asyncio.Future[None]]] = []
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"group-commit-{self.name}")
+
+    async def write(self, item: T) -> None:
+        """Returns once ``item`` is stored; raises `StoreUnavailable` when it could not be."""
+        if self._closing or self._task is None:
+            raise StoreUnavailable("the service is shutting down")
+        if len(self._pending) >= self._max_pending:
+            raise StoreUnavailable(f"{self.name} write queue is full")
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((item, done))
+        self._arrived.set()
+        if len(self._pending) >= self._max_size:
+            self._full.set()
+        await asyncio.shield(done)
+
+    async def _run(self) -> None:
+        while not (self._closing and not self._pending):
+            await self._arrived.wait()
+            if len(self._pending) < self._max_size and not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self._max_delay)
+            batch, self._pending = (
+                self._pending[: self._max_size],
+                self._pending[self._max_size :],
+            )
+            if len(self._pending) < self._max_size:
+                self._full.clear()
+            if not self._pending and not self._closing:
+                self._arrived.clear()
+            await self._flush(batch)
+
+    async def _flush(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+        if not batch:
+            return
+        try:
+            await self._write([item for item, _ in batch])
+        except CoreError as error:
+            outcome: BaseException | None = error
+        except Exception as error:  # an adapter bug must fail the callers, not hang them
+            logger.exception("%s batch write failed", self.name)
+            outcome = StoreUnavailable(f"{self.name} write failed: {error}")
+        else:
+            outcome = None
+        for _, done in batch:
+            if done.done():
+                continue
+            if outcome is None:
+                done.set_result(None)
+            else:
+                done.set_exception(outcome)
+                done.exception()  # retrieved here: a caller that gave up must not log it
+
+    async def close(self) -> None:
+        """Writes everything queued, then stops."""
+        self._closing = True
+        self._arrived.set()
+        self._full.set()
+        if self._task is not None:
+            await self._task
+            self._task = None

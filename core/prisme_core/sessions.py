@@ -1,0 +1,198 @@
+"""`SessionTracker`: live sessions, cached in process and durable in the store.
+
+A session is looked up by device id. The cache answers most page views; on a miss (a restart,
+a crash, another instance started the session) the store answers, with the exit state rebuilt
+from the session's page views. A new session's document is written together with its first
+page view; later progress (exit path and time, page view count) is written behind, coalesced
+to one update per session per flush, at most ``flush_interval`` late, and flushed on close.
+
+Callers hold `lock(device_id)` while deciding, so one device's page views are decided one at a
+time in this process.
+
+Must not import grpc, aiohttp or pymongo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from prisme_core.errors import CoreError
+from prisme_core.model import SessionProgress, SessionStart, StoredSession
+from prisme_core.ports import Clock, EventStore
+
+logger = logging.getLogger(__name__)
+
+UPDATE_CHUNK = 100
+"""Session updates per store call: small enough to finish well inside the store timeout."""
+
+
+@dataclass(eq=False, slots=True)
+class LiveSession:
+    start: SessionStart
+    exit_path: str
+    exit_timestamp: datetime
+    pageviews: int
+    recorded: int
+    """Page views the session document already counts."""
+    persisted: asyncio.Future[None] = field(repr=False)
+    """Resolves once the session document is stored."""
+
+
+class SessionTracker:
+    def __init__(
+        self,
+        store: EventStore,
+        clock: Clock,
+        inactive_ttl: float,
+        flush_interval: float,
+        max_cached: int = 200_000,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl = timedelta(seconds=inactive_ttl)
+        self._flush_interval = flush_interval
+        self._max_cached = max_cached
+        self._cache: OrderedDict[str, LiveSession] = OrderedDict()
+        self._dirty: dict[str, LiveSession] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def cached(self) -> int:
+        return len(self._cache)
+
+    @contextlib.asynccontextmanager
+    async def lock(self, device_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(device_id, (asyncio.Lock(), 0))
+        self._locks[device_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[device_id]
+            if users == 1:
+                del self._locks[device_id]
+            else:
+                self._locks[device_id] = (lock, users - 1)
+
+    async def live(self, device_id: str, now: datetime) -> LiveSession | None:
+        """The device's live session: from the cache, else from the store; None if none."""
+        session = self._cache.get(device_id)
+        if session is not None and session.exit_timestamp + self._ttl > now:
+            self._cache.move_to_end(device_id)
+            return session
+        stored = await self._store.find_session(device_id)
+        if stored is None or stored.exit_timestamp + self._ttl <= now:
+            return None
+        if session is not None and session.start == stored.start:
+            # Another instance extended our session: take its exit, keep our own accounting.
+            if stored.exit_timestamp > session.exit_timestamp:
+                session.exit_path, session.exit_timestamp = stored.exit_path, stored.exit_timestamp
+            return self._remember(session)
+        return self._remember(_from_store(stored))
+
+    def begin(self, start: SessionStart, write: asyncio.Future[None]) -> LiveSession:
+        """Tracks a new session whose document ``write`` is storing."""
+        session = LiveSession(
+            start=start,
+            exit_path=start.entry_path,
+            exit_timestamp=start.entry_timestamp,
+            pageviews=1,
+            recorded=1,
+            persisted=write,
+        )
+        write.add_done_callback(lambda done: self._forget_if_failed(session, done))
+        return self._remember(session)
+
+    def advance(self, session: LiveSession, path: str, at: datetime) -> None:
+        session.pageviews += 1
+        if at >= session.exit_timestamp:
+            session.exit_path, session.exit_timestamp = path, at
+        self._dirty[session.start.device_id] = session
+
+    def _remember(self, session: LiveSession) -> LiveSession:
+        device_id = session.start.device_id
+        self._cache[device_id] = session
+        self._cache.move_to_end(device_id)
+        while len(self._cache) > self._max_cached:
+            self._cache.popitem(last=False)  # a dirty session stays in _dirty until flushed
+        return session
+
+    def _forget_if_failed(self, session: LiveSession, write: asyncio.Future[None]) -> None:
+        if write.cancelled() or write.exception() is not None:
+            device_id = session.start.device_id
+            if self._cache.get(device_id) is session:
+                del self._cache[device_id]
+            if self._dirty.get(device_id) is session:
+                del self._dirty[device_id]
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="session-flush")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            await self.flush()
+            self._drop_expired()
+
+    async def flush(self) -> None:
+        """Writes the progress of every changed session whose document is stored."""
+        ready = [s for s in self._dirty.values() if s.persisted.done()]
+        for first in range(0, len(ready), UPDATE_CHUNK):
+            chunk = ready[first : first + UPDATE_CHUNK]
+            progress = [
+                SessionProgress(
+                    session_uuid=s.start.attributes.session_uuid,
+                    exit_path=s.exit_path,
+                    exit_timestamp=s.exit_timestamp,
+                    added=s.pageviews - s.recorded,
+                )
+                for s in chunk
+            ]
+            try:
+                await self._store.update_sessions(progress)
+            except CoreError as error:
+                logger.warning("session flush failed, will retry: %s", error)
+                return
+            for session, written in zip(chunk, progress, strict=True):
+                session.recorded += written.added
+                device_id = session.start.device_id
+                if self._dirty.get(device_id) is session and session.recorded == session.pageviews:
+                    del self._dirty[device_id]
+
+    def _drop_expired(self) -> None:
+        horizon = self._clock.now() - self._ttl
+        expired = [d for d, s in self._cache.items() if s.exit_timestamp <= horizon]
+        for device_id in expired:
+            if device_id not in self._dirty:
+                del self._cache[device_id]
+
+    async def close(self) -> None:
+        """Stops the periodic flush and writes what is left."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+        if self._dirty:
+            logger.error("%d sessions could not be flushed at shutdown", len(self._dirty))
+
+
+def _from_store(stored: StoredSession) -> LiveSession:
+    persisted = asyncio.get_running_loop().create_future()
+    persisted.set_result(None)
+    return LiveSession(
+        start=stored.start,
+        exit_path=stored.exit_path,
+        exit_timestamp=stored.exit_timestamp,
+        pageviews=stored.pageviews,
+        recorded=stored.recorded_pageviews,
+        persisted=persisted,
+    )

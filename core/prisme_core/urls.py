@@ -1,0 +1,150 @@
+"""Page and referrer URLs, parsed and normalised the way Prisme does it.
+
+A URL is absolute when it contains ``//`` followed by a non-empty host (any scheme, even none:
+``//host/x``). The host is lowercased and keeps its port; userinfo is dropped. The path is
+percent-decoded, ``//`` runs collapse, ``.``/``..`` segments resolve (clamped at the root) and
+one trailing ``/`` goes, except for ``/`` itself. UTM parameters come from the query with
+first-occurrence-wins, ``+`` as space, and ``ref`` as the fallback for ``utm_source``.
+
+Pure functions; must not import grpc, aiohttp or pymongo.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from urllib.parse import unquote, unquote_plus
+
+
+class InvalidUrl(ValueError):
+    """The text is not an absolute URL with a valid host."""
+
+
+@dataclass(frozen=True, slots=True)
+class Url:
+    host: str
+    """Lowercased, with its port: ``example.com:8080``."""
+    path: str
+    """Normalised: ``/``, ``/a/b``; never a trailing ``/`` except the root."""
+    query: str
+    """Raw text between the first ``?`` and the first ``#``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Utm:
+    source: str = ""
+    medium: str = ""
+    campaign: str = ""
+    term: str = ""
+    content: str = ""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HOST_ASCII = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=")
+_IPV6_LITERAL = re.compile(r"\[[0-9A-Fa-f:.]+\]")
+
+
+def parse_url(text: str) -> Url:
+    """Parses an absolute URL; raises `InvalidUrl` for anything else."""
+    if _CONTROL.search(text):
+        raise InvalidUrl("control character in URL")
+    scheme, sep, rest = text.partition("//")
+    if not sep or "/" in scheme:
+        raise InvalidUrl("not an absolute URL")
+    authority_end = _first_of(rest, "/?#")
+    host = _parse_host(rest[:authority_end])
+    remainder = rest[authority_end:]
+    path_end = _first_of(remainder, "?#")
+    fragment_at = remainder.find("#")
+    query = remainder[path_end + 1 : fragment_at if fragment_at >= 0 else None]
+    if remainder[path_end : path_end + 1] != "?":
+        query = ""
+    return Url(host=host, path=normalize_path(remainder[:path_end]), query=query)
+
+
+def _first_of(text: str, characters: str) -> int:
+    positions = [i for i in (text.find(c) for c in characters) if i >= 0]
+    return min(positions, default=len(text))
+
+
+def _parse_host(authority: str) -> str:
+    hostport = authority.rpartition("@")[2]
+    if hostport.startswith("["):
+        name, bracket, port = hostport.partition("]")
+        name += bracket
+        if not _IPV6_LITERAL.fullmatch(name):
+            raise InvalidUrl("invalid IPv6 host")
+        if port and not port.startswith(":"):
+            raise InvalidUrl("invalid port")
+        port = port[1:]
+    else:
+        name, _, port = hostport.partition(":")
+        name = _unescape_host(name)
+    if not name:
+        raise InvalidUrl("empty host")
+    if port and not (port.isascii() and port.isdigit()):
+        raise InvalidUrl("invalid port")
+    name = name.lower()
+    return f"{name}:{port}" if port else name
+
+
+def _unescape_host(name: str) -> str:
+    """RFC 3986 host rules: escaped ASCII is refused (but ``%25``), as are ASCII characters
+    outside unreserved and sub-delims; escaped and raw non-ASCII bytes are allowed."""
+    out = bytearray()
+    i = 0
+    while i < len(name):
+        char = name[i]
+        if char == "%":
+            digits = name[i + 1 : i + 3]
+            if len(digits) != 2 or not all(c in string.hexdigits for c in digits):
+                raise InvalidUrl("invalid escape in host")
+            value = int(digits, 16)
+            if value < 0x80 and value != 0x25:
+                raise InvalidUrl("escaped ASCII in host")
+            out.append(value)
+            i += 3
+            continue
+        if char.isascii() and char not in _HOST_ASCII:
+            raise InvalidUrl("invalid character in host")
+        out.extend(char.encode())
+        i += 1
+    return out.decode("utf-8", errors="replace")
+
+
+def normalize_path(path: str) -> str:
+    segments: list[str] = []
+    for segment in unquote(path, errors="replace").split("/"):
+        if segment in {"", "."}:
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    return "/" + "/".join(segments)
+
+
+def query_params(query: str) -> dict[str, str]:
+    """``a=1&b=2&a=3`` gives ``{"a": "1", "b": "2"}``: the first occurrence wins."""
+    params: dict[str, str] = {}
+    for pair in query.split("&"):
+        if not pair:
+            continue
+        key, _, value = pair.partition("=")
+        params.setdefault(
+            unquote_plus(key, errors="replace"), unquote_plus(value, errors="replace")
+        )
+    return params
+
+
+def utm_of(query: str) -> Utm:
+    params = query_params(query)
+    return Utm(
+        source=params.get("utm_source") or params.get("ref", ""),
+        medium=params.get("utm_medium", ""),
+        campaign=params.get("utm_campaign", ""),
+        term=params.get("utm_term", ""),
+        content=params.get("utm_content", ""),
+    )

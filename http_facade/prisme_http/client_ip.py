@@ -1,0 +1,66 @@
+"""The client IP of an HTTP request: the TCP peer, or, behind a trusted proxy, the rightmost
+address of the proxy header that is not itself a trusted proxy.
+
+The leftmost entry is never believed while an untrusted one stands to its right: a client
+writes whatever it likes there. Garbage in the walked part of the header gives the peer, so
+it can never pool clients into one rate-limit bucket.
+
+Pure functions; must not import prisme_core.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_address(text: str) -> IPAddress | None:
+    """One address as proxies and sockets write it: quotes, ``[v6]:port``, ``v4:port`` and
+    ``%zone`` removed, IPv4-mapped IPv6 unwrapped; None when it is not an address."""
+    text = text.strip().strip('"').strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    text = text.partition("%")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:
+    return any(address.version == net.version and address in net for net in proxies)
+
+
+def client_ip(
+    peer: str | None,
+    forwarded: Iterable[str],
+    *,
+    trust_proxy: bool,
+    trusted_proxies: Sequence[IPNetwork],
+) -> str:
+    """``forwarded`` are the proxy header's lines in order; "" when the peer is unknown."""
+    peer_address = parse_address(peer) if peer else None
+    if peer_address is None:
+        return ""
+    if not trust_proxy or not _trusted(peer_address, trusted_proxies):
+        return str(peer_address)
+    entries = [entry for line in forwarded for entry in line.split(",") if entry.strip()]
+    if not entries:
+        return str(peer_address)
+    leftmost: IPAddress | None = None
+    for entry in reversed(entries):
+        address = parse_address(entry)
+        if address is None:
+            return str(peer_address)
+        if not _trusted(address, trusted_proxies):
+            return str(address)
+        leftmost = address
+    return str(leftmost)
