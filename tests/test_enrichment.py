@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import crawleruseragents
 import pytest
 from prisme_core.adapters.maxmind import MaxMindDbLocator, NoGeoLocator
-from prisme_core.adapters.useragents import UserAgentsParser
+from prisme_core.adapters.useragents import CrawlerPatterns, UserAgentsParser
 from prisme_core.model import ClientInfo
 
 from tests.geodb import write_country_db
+from tests.support import FIREFOX
 
 CHROME_WINDOWS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -132,3 +134,16 @@ def test_no_database_means_unknown_countries() -> None:
 def test_missing_database_fails_at_start(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         MaxMindDbLocator(str(tmp_path / "absent.mmdb"))
+
+
+def test_crawler_set_agrees_with_the_package_on_its_own_examples() -> None:
+    examples = [
+        instance
+        for entry in crawleruseragents.CRAWLER_USER_AGENTS_DATA
+        for instance in entry.get("instances", [])
+    ]
+    browsers = [CHROME_WINDOWS, SAFARI_MAC, EDGE, CHROME_ANDROID, IPHONE, FIREFOX]
+    patterns = CrawlerPatterns()
+    assert len(examples) > 1000
+    for user_agent in examples + browsers:
+        assert patterns.match(user_agent) == crawleruseragents.is_crawler(user_agent), user_agent
