@@ -30,7 +30,7 @@ geoip: $(GEOIP_DB)
 run: $(STAMP) $(GEOIP_DB)
 	PRISME_ORIGIN_REGISTRY_ORIGINS="$${PRISME_ORIGIN_REGISTRY_ORIGINS-localhost}" \
 	PRISME_GEOIP_DB="$${PRISME_GEOIP_DB:-$(GEOIP_DB)}" \
-	$(BIN)/prisme serve
+	exec $(BIN)/prisme serve
 
 test: $(STAMP) $(GEOIP_DB)
 	PRISME_DEFAULT_GEOIP_DB=$(GEOIP_DB) $(BIN)/python -m pytest $(PYTEST_ARGS)
