@@ -31,28 +31,22 @@ def validate_origin(origin: str, registry: frozenset[str]) -> None:
 
 def validate_page_url(url: str) -> Url:
     """The page URL: absolute, with a host."""
-    try:
-        return parse_url(url)
-    except InvalidUrl as exc:
-        raise InvalidInput(
-            Reason.INVALID_PAGE_URL,
-            f"page URL (X-Prisme-Referrer or Referer) must be an absolute URL with a host: {exc}",
-            field="context.page_url",
-        ) from exc
+    return _parse(url, Reason.INVALID_PAGE_URL, "context.page_url", "page URL")
 
 
 def validate_document_referrer(url: str) -> Url | None:
     """The document referrer: None when empty (a direct visit), else an absolute URL."""
     if not url:
         return None
+    return _parse(url, Reason.INVALID_DOCUMENT_REFERRER, "context.document_referrer", "referrer")
+
+
+def _parse(url: str, reason: Reason, field: str, what: str) -> Url:
     try:
         return parse_url(url)
     except InvalidUrl as exc:
-        raise InvalidInput(
-            Reason.INVALID_DOCUMENT_REFERRER,
-            f"X-Prisme-Document-Referrer must be empty or an absolute URL with a host: {exc}",
-            field="context.document_referrer",
-        ) from exc
+        message = f"{what} must be an absolute URL with a host: {exc}"
+        raise InvalidInput(reason, message, field=field) from exc
 
 
 def drop_bot(client: ClientInfo) -> Reason | None:
