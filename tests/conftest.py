@@ -81,6 +81,7 @@ def settings(mongo_uri: str, database_name: str, geoip_db: Path) -> Settings:
         geoip_db=str(geoip_db),
         batch_max_timeout=0.002,
         trust_proxy=True,
+        api_events_timeout=0.5,
     )
 
 

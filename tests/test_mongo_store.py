@@ -158,7 +158,17 @@ async def test_custom_event_properties_keep_their_types(
 ) -> None:
     properties = {"n": 1, "x": 1.5, "s": "é", "z": None, "l": [1, {"a": True}]}
     await store.insert_custom_events(
-        [CustomEvent(timestamp=AT, domain="d", path="/", name="click", properties=properties)]
+        [
+            CustomEvent(
+                timestamp=AT,
+                domain="d",
+                path="/",
+                visitor_id="prisme_0123456789ABCDEF",
+                session_uuid=uuid.uuid4(),
+                name="click",
+                properties=properties,
+            )
+        ]
     )
     event = await mongo.events_custom.find_one({}, {"_id": 0})
     assert event is not None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +16,7 @@ from prisme_core.errors import (
     InvalidInput,
     OriginNotRegistered,
     Reason,
+    SessionNotFound,
     StoreUnavailable,
 )
 from prisme_core.model import ClientContext, CustomEventInput
@@ -71,12 +74,13 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def _pipeline(store: InMemoryEventStore, clock: FakeClock) -> Pipeline:
+def _pipeline(store: InMemoryEventStore, clock: FakeClock, **overrides: float) -> Pipeline:
     config = PipelineConfig(
         origins=frozenset({"example.com"}),
         session_inactive_ttl=3600,
         session_flush_interval=3600,
         batch_max_timeout=0.001,
+        api_events_timeout=overrides.get("api_events_timeout", 1.0),
     )
     return Pipeline(config, store, clock, Enrichers(FixedGeo(), AGENTS))
 
@@ -292,27 +296,55 @@ async def test_store_failure_reaches_the_caller_and_forgets_the_session(
     assert pageview.session.referrer_domain == "example.com"  # a new session, not a ghost
 
 
-@pytest.mark.parametrize(
-    ("content_type", "body", "reason"),
-    [
-        pytest.param("text/plain", b"{}", Reason.INVALID_CONTENT_TYPE, id="content-type"),
-        pytest.param("application/json", b"{", Reason.INVALID_JSON, id="malformed"),
-        pytest.param("application/json", b"[1]", Reason.INVALID_JSON, id="array"),
-        pytest.param("application/json", b"\xff", Reason.INVALID_JSON, id="not-utf8"),
-    ],
-)
-async def test_invalid_custom_body_is_refused(
-    pipeline: Pipeline, store: InMemoryEventStore, content_type: str, body: bytes, reason: Reason
+def _event(body: bytes = b"{}", **context: str) -> CustomEventInput:
+    return CustomEventInput(_context(**context), "click", "application/json", body)
+
+
+async def test_custom_event_joins_the_live_session(
+    pipeline: Pipeline, store: InMemoryEventStore, clock: FakeClock
 ) -> None:
-    event = CustomEventInput(_context(), name="click", content_type=content_type, body=body)
-    with pytest.raises(InvalidInput) as excinfo:
-        await pipeline.record_custom_event(event)
-    assert excinfo.value.reason == reason
+    await pipeline.record_pageview(_context())
+    clock.advance(seconds=3)
+    await pipeline.record_custom_event(_event(b'{"n": 1}', page_url="https://example.com/x"))
+    [pageview], [event] = store.pageviews, store.custom_events
+    assert (event.session_uuid, event.visitor_id) == (
+        pageview.session.session_uuid,
+        pageview.session.visitor_id,
+    )
+    assert (event.domain, event.path, event.timestamp) == ("example.com", "/x", clock.at)
+    assert event.properties == {"n": 1}
+
+
+async def test_custom_event_waits_for_a_session_in_flight(
+    pipeline: Pipeline, store: InMemoryEventStore
+) -> None:
+    waiting = asyncio.create_task(pipeline.record_custom_event(_event()))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await pipeline.record_pageview(_context())
+    await asyncio.wait_for(waiting, 1.0)
+    assert store.custom_events[0].session_uuid == store.pageviews[0].session.session_uuid
+
+
+async def test_custom_event_without_session_is_refused_after_the_timeout(
+    store: InMemoryEventStore, clock: FakeClock
+) -> None:
+    pipeline = _pipeline(store, clock, api_events_timeout=0.2)
+    pipeline.start()
+    started = time.monotonic()
+    with pytest.raises(SessionNotFound):
+        await pipeline.record_custom_event(_event())
+    assert 0.2 <= time.monotonic() - started < 1.0
+    await pipeline.close()
     assert store.custom_events == []
 
 
-async def test_empty_custom_body_is_an_empty_object(
-    pipeline: Pipeline, store: InMemoryEventStore
+async def test_custom_event_does_not_touch_its_session(
+    pipeline: Pipeline, store: InMemoryEventStore, clock: FakeClock
 ) -> None:
-    await pipeline.record_custom_event(CustomEventInput(_context(), "click", "", b""))
-    assert store.custom_events[0].properties == {}
+    await pipeline.record_pageview(_context())
+    clock.advance(seconds=10)
+    await pipeline.record_custom_event(_event(page_url="https://example.com/elsewhere"))
+    await pipeline.close()
+    [stored] = store.sessions.values()
+    assert (stored.exit_path, stored.exit_timestamp, stored.pageviews) == ("/a", START, 1)

@@ -1,11 +1,14 @@
-"""Send one page view through either door, the HTTP façade or gRPC, and get a comparable
-answer, so each status-matrix row runs through both."""
+"""Send one event through either door, the HTTP façade or gRPC, and get a comparable answer,
+so each rule is tested through both."""
 
 from __future__ import annotations
 
+import urllib.parse
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import grpc
+from aiohttp import ClientResponse
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme_client import error_from_rpc
@@ -13,6 +16,7 @@ from prisme_client import error_from_rpc
 from tests.support import FIREFOX, HttpClient
 
 TOKEN = "test-token"
+TRUSTED = (("authorization", f"Bearer {TOKEN}"),)
 
 HEADER_OF = {
     "origin": "Origin",
@@ -49,16 +53,54 @@ class Answer:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Custom:
+    """A custom event: its name (raw, as in the URL path), body and content type."""
+
+    name: str = "click"
+    body: bytes = b""
+    content_type: str = "application/json"
+    visit: Visit = field(default_factory=Visit)
+
+
 async def send_http(client: HttpClient, visit: Visit) -> Answer:
     response = await client.post("/api/v1/events/pageviews", headers=visit.headers())
-    body = await response.json()
+    return await _http_answer(response)
+
+
+async def send_custom_http(client: HttpClient, event: Custom) -> Answer:
+    headers = event.visit.headers()
+    if event.content_type:
+        headers["Content-Type"] = event.content_type
+    response = await client.post(
+        f"/api/v1/events/custom/{event.name}", headers=headers, data=event.body
+    )
+    return await _http_answer(response)
+
+
+async def _http_answer(response: ClientResponse) -> Answer:
+    body = await response.json() if response.content_type == "application/json" else {}
     return Answer(ok=response.status == 200, http_status=response.status, error=body.get("error"))
 
 
 async def send_grpc(stub: pb_grpc.EventServiceAsyncStub, visit: Visit) -> Answer:
-    request = pb.SendPageViewRequest(context=visit.context())
+    return await _grpc_answer(
+        stub.SendPageView(pb.SendPageViewRequest(context=visit.context()), metadata=TRUSTED)
+    )
+
+
+async def send_custom_grpc(stub: pb_grpc.EventServiceAsyncStub, event: Custom) -> Answer:
+    request = pb.SendCustomEventRequest(
+        context=event.visit.context(), name=urllib.parse.unquote(event.name)
+    )
+    request.body.content_type = event.content_type
+    request.body.data = event.body
+    return await _grpc_answer(stub.SendCustomEvent(request, metadata=TRUSTED))
+
+
+async def _grpc_answer(call: Awaitable[object]) -> Answer:
     try:
-        await stub.SendPageView(request, metadata=(("authorization", f"Bearer {TOKEN}"),))
+        await call
     except grpc.aio.AioRpcError as exc:
         error = error_from_rpc(exc)
         return Answer(ok=False, grpc_code=error.code, reason=error.reason)

@@ -6,6 +6,7 @@ table in `prisme_core.status`, and the HTTP façade turns the reason into an HTT
     CoreError
     ├── InvalidInput           the request itself is wrong (bad URL, bad JSON...)
     ├── Dropped                a valid event the service refuses to record (a bot)
+    ├── SessionNotFound        a custom event whose visitor has no live session
     ├── OriginNotRegistered    the Origin is not in the registry
     ├── Unauthenticated        a wrong service token was presented
     ├── RateLimited            too many events from this client IP
@@ -28,6 +29,11 @@ class Reason(StrEnum):
     INVALID_EVENT_NAME = "INVALID_EVENT_NAME"
     INVALID_CONTENT_TYPE = "INVALID_CONTENT_TYPE"
     INVALID_JSON = "INVALID_JSON"
+    BODY_TOO_LARGE = "BODY_TOO_LARGE"
+    PROPERTIES_TOO_DEEP = "PROPERTIES_TOO_DEEP"
+    TOO_MANY_PROPERTIES = "TOO_MANY_PROPERTIES"
+    INVALID_PROPERTY_KEY = "INVALID_PROPERTY_KEY"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
     MISSING_CONTEXT = "MISSING_CONTEXT"
     ORIGIN_NOT_REGISTERED = "ORIGIN_NOT_REGISTERED"
     UNAUTHENTICATED = "UNAUTHENTICATED"
@@ -56,6 +62,13 @@ class InvalidInput(CoreError):
 
 class Dropped(CoreError):
     """The event is well-formed but is not recorded; ``reason`` says why."""
+
+
+class SessionNotFound(CoreError):
+    def __init__(self, waited: float) -> None:
+        super().__init__(
+            Reason.SESSION_NOT_FOUND, f"no live session for this visitor after {waited:g}s"
+        )
 
 
 class OriginNotRegistered(CoreError):

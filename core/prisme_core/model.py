@@ -110,5 +110,7 @@ class CustomEvent:
     timestamp: datetime
     domain: str
     path: str
+    visitor_id: str
+    session_uuid: UUID
     name: str
     properties: dict[str, Any]

@@ -8,6 +8,10 @@ Page view: validate origin, page URL and document referrer; drop bots; find the 
 session for an internal navigation, else begin a new one (user agent, country, UTMs, referrer
 domain, visitor id); store the page view with the session's attributes.
 
+Custom event: validate origin, page URL, name and properties; drop bots; find the device's live
+session, waiting a little for one whose page view is still in flight; store the event with the
+session's domain, visitor id and session id. Custom events never change their session.
+
 Must not import grpc, aiohttp or pymongo.
 """
 
@@ -22,7 +26,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from prisme_core.batching import GroupCommit
-from prisme_core.errors import Dropped
+from prisme_core.errors import Dropped, SessionNotFound
 from prisme_core.identity import Identities
 from prisme_core.model import (
     ClientContext,
@@ -34,6 +38,7 @@ from prisme_core.model import (
     SessionStart,
 )
 from prisme_core.ports import Clock, EventStore, GeoLocator, UserAgentParser
+from prisme_core.properties import parse_properties
 from prisme_core.sessions import LiveSession, SessionTracker
 from prisme_core.urls import Url, utm_of
 from prisme_core.validate import (
@@ -42,7 +47,6 @@ from prisme_core.validate import (
     validate_event_name,
     validate_origin,
     validate_page_url,
-    validate_properties,
 )
 
 T = TypeVar("T")
@@ -56,6 +60,8 @@ class PipelineConfig:
     batch_max_size: int = 512
     batch_max_timeout: float = 0.005
     max_pending: int = 10_000
+    api_events_timeout: float = 3.0
+    max_body_bytes: int = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,14 +170,28 @@ class Pipeline:
         return self._sessions.begin(start, write)
 
     async def record_custom_event(self, event: CustomEventInput) -> None:
-        validate_origin(event.context.origin, self._config.origins)
-        page = validate_page_url(event.context.page_url)
+        context = event.context
+        validate_origin(context.origin, self._config.origins)
+        page = validate_page_url(context.page_url)
         name = validate_event_name(event.name)
-        properties = validate_properties(event.content_type, event.body)
+        properties = parse_properties(event.content_type, event.body, self._config.max_body_bytes)
+        if (reason := drop_bot(self._enrichers.agents.parse(context.user_agent))) is not None:
+            raise Dropped(reason, "bots are not recorded")
+        received = _to_milliseconds(self._clock.now())
+        client_ip = context.client_ip or ""
+        device_id = await self._ids.device_id(context.user_agent, client_ip, page.host)
+        waited = self._config.api_events_timeout
+        session = await self._sessions.wait_live(device_id, within=waited)
+        if session is None:
+            raise SessionNotFound(waited)
+        await asyncio.shield(session.persisted)
+        attributes = session.start.attributes
         custom = CustomEvent(
-            timestamp=_to_milliseconds(self._clock.now()),
-            domain=page.host,
+            timestamp=received,
+            domain=attributes.domain,
             path=page.path,
+            visitor_id=attributes.visitor_id,
+            session_uuid=attributes.session_uuid,
             name=name,
             properties=properties,
         )

@@ -83,6 +83,8 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         session_flush_interval=settings.session_flush_interval,
         batch_max_size=settings.batch_max_size,
         batch_max_timeout=settings.batch_max_timeout,
+        api_events_timeout=settings.api_events_timeout,
+        max_body_bytes=settings.max_body_bytes,
     )
 
 

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 UPDATE_CHUNK = 100
 """Session updates per store call: small enough to finish well inside the store timeout."""
+STORE_POLL = 0.25
+"""How often a waiting custom event asks the store for a session another instance began."""
 
 
 @dataclass(eq=False, slots=True)
@@ -61,6 +63,7 @@ class SessionTracker:
         self._cache: OrderedDict[str, LiveSession] = OrderedDict()
         self._dirty: dict[str, LiveSession] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._arrivals: dict[str, tuple[asyncio.Event, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -97,6 +100,31 @@ class SessionTracker:
             return self._remember(session)
         return self._remember(_from_store(stored))
 
+    async def wait_live(
+        self, device_id: str, within: float, poll: float = STORE_POLL
+    ) -> LiveSession | None:
+        """The device's live session, waiting up to ``within`` seconds for one to begin: here
+        (woken at once) or on another instance (seen by polling the store)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        arrived, waiters = self._arrivals.get(device_id, (asyncio.Event(), 0))
+        self._arrivals[device_id] = (arrived, waiters + 1)
+        try:
+            while (session := await self.live(device_id, self._clock.now())) is None:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), min(remaining, poll))
+                    arrived.clear()  # woken: every waiter looks again; the next wait is fresh
+            return session
+        finally:
+            arrived, waiters = self._arrivals[device_id]
+            if waiters == 1:
+                del self._arrivals[device_id]
+            else:
+                self._arrivals[device_id] = (arrived, waiters - 1)
+
     def begin(self, start: SessionStart, write: asyncio.Future[None]) -> LiveSession:
         """Tracks a new session whose document ``write`` is storing."""
         session = LiveSession(
@@ -108,6 +136,8 @@ class SessionTracker:
             persisted=write,
         )
         write.add_done_callback(lambda done: self._forget_if_failed(session, done))
+        if (arrival := self._arrivals.get(start.device_id)) is not None:
+            arrival[0].set()
         return self._remember(session)
 
     def advance(self, session: LiveSession, path: str, at: datetime) -> None:

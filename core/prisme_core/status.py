@@ -23,6 +23,7 @@ from prisme_core.errors import (
     InvalidInput,
     OriginNotRegistered,
     RateLimited,
+    SessionNotFound,
     StoreUnavailable,
     Unauthenticated,
 )
@@ -33,6 +34,7 @@ GRPC_CODES: Final[dict[type[CoreError], grpc.StatusCode]] = {
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     Dropped: grpc.StatusCode.INVALID_ARGUMENT,
     OriginNotRegistered: grpc.StatusCode.PERMISSION_DENIED,
+    SessionNotFound: grpc.StatusCode.FAILED_PRECONDITION,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,

@@ -1,13 +1,14 @@
 """Validation steps: each returns the parsed value or raises an `InvalidInput` error, and
-``drop_*`` steps return the reason an event is not recorded, or None.
+``drop_*`` steps return the reason an event is not recorded, or None. Custom event bodies
+have their own module, `prisme_core.properties`.
 
 Must not import grpc, aiohttp or pymongo.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import re
+from typing import Final
 
 from prisme_core.errors import InvalidInput, OriginNotRegistered, Reason
 from prisme_core.model import ClientInfo
@@ -53,29 +54,17 @@ def drop_bot(client: ClientInfo) -> Reason | None:
     return Reason.BOT if client.is_bot else None
 
 
+MAX_EVENT_NAME_LENGTH: Final = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def validate_event_name(name: str) -> str:
-    if not name or "/" in name:
+    """One non-empty path segment of at most `MAX_EVENT_NAME_LENGTH` characters, no controls."""
+    if not name or "/" in name or _CONTROL.search(name) or len(name) > MAX_EVENT_NAME_LENGTH:
         raise InvalidInput(
-            Reason.INVALID_EVENT_NAME, "event name must be one non-empty segment", field="name"
+            Reason.INVALID_EVENT_NAME,
+            f"event name must be one path segment of 1 to {MAX_EVENT_NAME_LENGTH} characters "
+            "without control characters",
+            field="name",
         )
     return name
-
-
-def validate_properties(content_type: str, body: bytes) -> dict[str, Any]:
-    """The body as a JSON object; an empty body is ``{}``."""
-    if not body:
-        return {}
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
-        raise InvalidInput(
-            Reason.INVALID_CONTENT_TYPE,
-            "a non-empty body needs Content-Type: application/json",
-            field="body.content_type",
-        )
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput(Reason.INVALID_JSON, "body is not valid JSON", field="body") from exc
-    if not isinstance(value, dict):
-        raise InvalidInput(Reason.INVALID_JSON, "body must be a JSON object", field="body")
-    return value

@@ -52,7 +52,10 @@ def _handler(route: Route) -> Handler:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         config = request.app[CONFIG]
-        body = await request.read() if route.body_field else b""
+        try:
+            body = await request.read() if route.body_field else b""
+        except web.HTTPRequestEntityTooLarge:
+            return _json_error(413, "BODY_TOO_LARGE", f"body is over {config.max_body_bytes} bytes")
         ip = client_ip(
             request.remote,
             request.headers.getall(config.proxy_header, ()),
@@ -82,5 +85,11 @@ def _error_response(exc: grpc.aio.AioRpcError) -> web.Response:
     if status >= 500:
         logger.warning("core call failed: %s", error)
     headers = {"Retry-After": str(round(error.retry_after))} if error.retry_after else None
-    body = {"error": error_text(error.reason), "message": error.message}
+    return _json_error(status, error.reason, error.message, headers)
+
+
+def _json_error(
+    status: int, reason: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {"error": error_text(reason), "message": message}
     return web.json_response(body, status=status, headers=headers)

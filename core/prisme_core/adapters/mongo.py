@@ -83,6 +83,8 @@ def custom_event_document(event: CustomEvent) -> Document:
         "timestamp": event.timestamp,
         "domain": event.domain,
         "path": event.path,
+        "visitor_id": event.visitor_id,
+        "session_uuid": event.session_uuid,
         "name": event.name,
         "properties": event.properties,
     }

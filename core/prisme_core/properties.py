@@ -1,0 +1,116 @@
+"""Custom event properties: the request body as a JSON object, within limits, storable as is.
+
+Values keep their JSON types: integers that fit in 64 bits stay integers, other numbers are
+doubles; strings, booleans, nulls, arrays and objects are kept as sent. Refused, each with its
+own reason: a non-JSON content type, a body that is not UTF-8 JSON (``NaN`` and lone
+surrogates included), anything but an object, nesting deeper than `MAX_DEPTH`, more than
+`MAX_KEYS` keys in all, and keys MongoDB cannot store or that exceed `MAX_KEY_LENGTH`
+(empty, leading ``$``, containing ``.`` or NUL).
+
+Pure functions; must not import grpc, aiohttp or pymongo.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any, Final
+
+from prisme_core.errors import InvalidInput, Reason
+
+MAX_DEPTH: Final = 16
+"""Nested objects and arrays, the top-level object included."""
+MAX_KEYS: Final = 512
+"""Object keys in all, nested ones included."""
+MAX_KEY_LENGTH: Final = 256
+INT64 = range(-(2**63), 2**63)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def parse_properties(content_type: str, body: bytes, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is ``{}``."""
+    if len(body) > max_bytes:
+        raise _invalid(Reason.BODY_TOO_LARGE, f"body is over {max_bytes} bytes", "body.data")
+    if not body:
+        return {}
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+        raise _invalid(
+            Reason.INVALID_CONTENT_TYPE,
+            "a non-empty body needs Content-Type: application/json",
+            "body.content_type",
+        )
+    try:
+        value = json.loads(body.decode("utf-8"), parse_int=_integer, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise _invalid(Reason.PROPERTIES_TOO_DEEP, "body nests too deeply", "body.data") from exc
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
+        raise _invalid(Reason.INVALID_JSON, f"body is not valid JSON: {exc}", "body.data") from exc
+    if not isinstance(value, dict):
+        raise _invalid(Reason.INVALID_JSON, "body must be a JSON object", "body.data")
+    _check(value)
+    return value
+
+
+def _integer(text: str) -> int | float:
+    try:
+        value = int(text)
+    except ValueError:  # over Python's digit limit: far beyond 64 bits anyway
+        return float(text)
+    return value if value in INT64 else float(value)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check(root: dict[str, Any]) -> None:
+    """Walks the parsed value once, iteratively, checking every limit."""
+    keys = 0
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value)
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_DEPTH:
+            raise _invalid(
+                Reason.PROPERTIES_TOO_DEEP, f"properties nest deeper than {MAX_DEPTH}", "body.data"
+            )
+        if isinstance(value, dict):
+            keys += len(value)
+            if keys > MAX_KEYS:
+                raise _invalid(
+                    Reason.TOO_MANY_PROPERTIES, f"properties have over {MAX_KEYS} keys", "body.data"
+                )
+            for key in value:
+                _check_key(key)
+        children: Iterable[Any] = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _check_text(text: str) -> None:
+    if _SURROGATE.search(text):
+        raise _invalid(Reason.INVALID_JSON, "body has an unpaired UTF-16 surrogate", "body.data")
+
+
+def _check_key(key: str) -> None:
+    _check_text(key)
+    if not key or key.startswith("$") or "." in key or "\x00" in key:
+        raise _invalid(
+            Reason.INVALID_PROPERTY_KEY,
+            f"property key {key[:40]!r} cannot be stored: empty, leading '$', '.' or NUL",
+            "body.data",
+        )
+    if len(key) > MAX_KEY_LENGTH:
+        raise _invalid(
+            Reason.INVALID_PROPERTY_KEY,
+            f"property key is over {MAX_KEY_LENGTH} characters",
+            "body.data",
+        )
+
+
+def _invalid(reason: Reason, message: str, field: str) -> InvalidInput:
+    return InvalidInput(reason, message, field=field)
