@@ -23,7 +23,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.conftest import core_deps, facade_config
 from tests.support import AiohttpClient, Document, HttpClient
-from tests.transports import Answer, Visit, send_grpc, send_http
+from tests.transports import (
+    Answer,
+    Custom,
+    Visit,
+    send_custom_grpc,
+    send_custom_http,
+    send_grpc,
+    send_http,
+)
 
 HEADLESS = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -288,7 +296,7 @@ async def test_unknown_events_path_is_404(http: HttpClient) -> None:
 # A store that refuses connections: the driver leaves the refused socket to the garbage
 # collector (mongodb/mongo-python-driver PYTHON-3923).
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-async def test_store_down_is_503_over_http_and_unavailable_over_grpc(
+async def test_store_down_is_503_over_http_and_unavailable_over_grpc_for_both_kinds(
     settings: Settings, user_agents: Any, aiohttp_client: AiohttpClient
 ) -> None:
     down = dataclasses.replace(
@@ -299,14 +307,18 @@ async def test_store_down_is_503_over_http_and_unavailable_over_grpc(
     try:
         client = await aiohttp_client(create_app(facade_config(f"127.0.0.1:{core.port}")))
         started = time.monotonic()
-        answer = await send_http(client, Visit())
-        assert (answer.http_status, answer.error) == (503, "store unavailable")
+        for answer in (
+            await send_http(client, Visit()),
+            await send_custom_http(client, Custom("click")),
+        ):
+            assert (answer.http_status, answer.error) == (503, "store unavailable")
         async with grpc.aio.insecure_channel(f"127.0.0.1:{core.port}") as channel:
-            answer = await send_grpc(pb_grpc.EventServiceStub(channel), Visit())
-        assert (answer.grpc_code, answer.reason) == (
-            grpc.StatusCode.UNAVAILABLE,
-            "STORE_UNAVAILABLE",
-        )
-        assert time.monotonic() - started < 5.0
+            stub = pb_grpc.EventServiceStub(channel)
+            for answer in (await send_grpc(stub, Visit()), await send_custom_grpc(stub, Custom())):
+                assert (answer.grpc_code, answer.reason) == (
+                    grpc.StatusCode.UNAVAILABLE,
+                    "STORE_UNAVAILABLE",
+                )
+        assert time.monotonic() - started < 8.0  # four calls, each bounded by the 0.5 s timeout
     finally:
         await core.stop(grace=0)

@@ -4,6 +4,8 @@
 and stores the result through the `EventStore` port, group-committed. It raises `CoreError`s
 only, and returns only once the event is stored.
 
+Every event first counts against its client IP's rate limit.
+
 Page view: validate origin, page URL and document referrer; drop bots; find the device's live
 session for an internal navigation, else begin a new one (user agent, country, UTMs, referrer
 domain, visitor id); store the page view with the session's attributes.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ from prisme_core.model import (
 )
 from prisme_core.ports import Clock, EventStore, GeoLocator, UserAgentParser
 from prisme_core.properties import parse_properties
+from prisme_core.ratelimit import RateLimiter
 from prisme_core.sessions import LiveSession, SessionTracker
 from prisme_core.urls import Url, utm_of
 from prisme_core.validate import (
@@ -62,6 +66,7 @@ class PipelineConfig:
     max_pending: int = 10_000
     api_events_timeout: float = 3.0
     max_body_bytes: int = 64 * 1024
+    rate_limit_per_minute: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,7 @@ class Pipeline:
         self._clock = clock
         self._enrichers = enrichers
         self._ids = Identities(store)
+        self._limiter = RateLimiter(config.rate_limit_per_minute, time.monotonic)
         self._sessions = SessionTracker(
             store, clock, config.session_inactive_ttl, config.session_flush_interval
         )
@@ -118,6 +124,7 @@ class Pipeline:
         await self._sessions.close()
 
     async def record_pageview(self, context: ClientContext) -> None:
+        self._limiter.check(context.client_ip or "")
         validate_origin(context.origin, self._config.origins)
         page = validate_page_url(context.page_url)
         referrer = validate_document_referrer(context.document_referrer)
@@ -171,6 +178,7 @@ class Pipeline:
 
     async def record_custom_event(self, event: CustomEventInput) -> None:
         context = event.context
+        self._limiter.check(context.client_ip or "")
         validate_origin(context.origin, self._config.origins)
         page = validate_page_url(context.page_url)
         name = validate_event_name(event.name)

@@ -85,6 +85,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         batch_max_timeout=settings.batch_max_timeout,
         api_events_timeout=settings.api_events_timeout,
         max_body_bytes=settings.max_body_bytes,
+        rate_limit_per_minute=settings.rate_limit_per_minute,
     )
 
 
