@@ -10,6 +10,7 @@ import sys
 from prisme_core.settings import Settings, SettingsError
 
 from prisme_cli.embedded import EmbeddedStoreError
+from prisme_cli.logs import configure_logging
 from prisme_cli.serve import serve
 
 
@@ -21,14 +22,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run the gRPC core and the HTTP façade (and the embedded store without a URI)",
     )
     parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         settings = Settings.from_env(os.environ)
     except SettingsError as exc:
         print(f"prisme: configuration error: {exc}", file=sys.stderr)
         return 2
+    configure_logging(logging.DEBUG if settings.debug else logging.INFO)
     try:
         serve(settings)
     except EmbeddedStoreError as exc:

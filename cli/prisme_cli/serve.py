@@ -17,8 +17,10 @@ from pathlib import Path
 from aiohttp import web
 from prisme_core.server import CoreDeps, create_server
 from prisme_core.settings import Settings
+from prisme_http.admin import create_admin_app
 from prisme_http.app import create_app
 from prisme_http.config import FacadeConfig
+from prisme_http.runner import FacadeRunner
 
 from prisme_cli.embedded import EmbeddedStore
 
@@ -53,19 +55,27 @@ async def _serve(settings: Settings) -> None:
         token=settings.grpc_token,
         event_timeout=settings.mongodb_timeout + settings.api_events_timeout + 1.0,
         max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        cors_max_age=settings.cors_max_age,
         trust_proxy=settings.trust_proxy,
         proxy_header=settings.proxy_header,
         trusted_proxies=settings.trusted_proxies,
     )
-    runner = web.AppRunner(create_app(config), access_log=None)
+    runner = FacadeRunner(create_app(config), access_log=None)
+    admin = web.AppRunner(create_admin_app(), access_log=None)
     await runner.setup()
+    await admin.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
         logger.info("HTTP façade listening on http://%s:%d", settings.host, settings.port)
+        admin_host, admin_port = settings.admin_hostport
+        await web.TCPSite(admin, admin_host, admin_port).start()
+        logger.info("metrics on http://%s:%d/metrics", admin_host, admin_port)
         await _until_stopped()
         logger.info("shutting down")
     finally:
         await runner.cleanup()
+        await admin.cleanup()
         await core.stop(SHUTDOWN_GRACE)
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from prisme_core.errors import CoreError, StoreUnavailable
+from prisme_core.metrics import BATCH_SIZE, FLUSH_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class GroupCommit(Generic[T]):
     async def _flush(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
         if not batch:
             return
+        BATCH_SIZE.labels(self.name).observe(len(batch))
+        started = time.perf_counter()
         try:
             await self._write([item for item, _ in batch])
         except CoreError as error:
@@ -87,6 +91,7 @@ class GroupCommit(Generic[T]):
             outcome = StoreUnavailable(f"{self.name} write failed: {error}")
         else:
             outcome = None
+            FLUSH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         for _, done in batch:
             if done.done():
                 continue

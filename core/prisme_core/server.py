@@ -24,6 +24,7 @@ from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.health import StoreMonitor
 from prisme_core.pipeline import Enrichers, Pipeline, PipelineConfig
 from prisme_core.ports import Clock, EventStore, GeoLocator, SystemClock, UserAgentParser
+from prisme_core.request_id import RequestIdInterceptor
 from prisme_core.servicer import EventServicer
 from prisme_core.settings import Settings
 
@@ -98,7 +99,7 @@ def create_server(settings: Settings, deps: CoreDeps, address: str | None = None
         pipeline_config(settings), deps.store, deps.clock, Enrichers(deps.geo, deps.agents)
     )
     monitor = StoreMonitor(deps.store, HEALTH_INTERVAL)
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[RequestIdInterceptor()])
     pb_grpc.add_EventServiceServicer_to_server(EventServicer(pipeline, settings.grpc_token), server)
     health_pb2_grpc.add_HealthServicer_to_server(monitor.health, server)
     service_names = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -21,9 +22,12 @@ from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
 
 from prisme_core.errors import CoreError, InvalidInput, Reason, Unauthenticated
+from prisme_core.metrics import EVENTS
 from prisme_core.model import ClientContext, CustomEventInput
 from prisme_core.pipeline import Pipeline
 from prisme_core.status import rich_status
+
+logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
@@ -50,20 +54,20 @@ class EventServicer(pb_grpc.EventServiceServicer):
     async def SendPageView(
         self, request: pb.SendPageViewRequest, context: Context
     ) -> pb.SendPageViewResponse:
-        await _run(context, self._send_pageview(request, context))
+        await _run(context, "pageview", self._send_pageview(request, context))
         return pb.SendPageViewResponse()
 
     async def SendCustomEvent(
         self, request: pb.SendCustomEventRequest, context: Context
     ) -> pb.SendCustomEventResponse:
-        await _run(context, self._send_custom_event(request, context))
+        await _run(context, "custom", self._send_custom_event(request, context))
         return pb.SendCustomEventResponse()
 
     async def CheckHealth(
         self, request: pb.CheckHealthRequest, context: Context
     ) -> pb.CheckHealthResponse:
         started = time.perf_counter()
-        await _run(context, self._pipeline.check_health())
+        await _run(context, None, self._pipeline.check_health())
         return pb.CheckHealthResponse(store_ping_ms=(time.perf_counter() - started) * 1000)
 
     async def _send_pageview(self, request: pb.SendPageViewRequest, context: Context) -> None:
@@ -113,10 +117,16 @@ class EventServicer(pb_grpc.EventServiceServicer):
         return True
 
 
-async def _run(context: Context, work: Awaitable[None]) -> None:
-    """Awaits ``work``; a `CoreError` aborts the call with its rich status."""
+async def _run(context: Context, kind: str | None, work: Awaitable[None]) -> None:
+    """Awaits ``work``, counting the event of ``kind``; a `CoreError` aborts the call with its
+    rich status."""
     try:
         await work
     except CoreError as error:
+        if kind is not None:
+            EVENTS.labels(kind, error.reason.lower()).inc()
+            logger.info("%s refused: %s (%s)", kind, error.reason, error.message)
         status = rpc_status.to_status(rich_status(error))
         await context.abort(status.code, status.details, status.trailing_metadata)
+    if kind is not None:
+        EVENTS.labels(kind, "accepted").inc()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from prisme_core.errors import CoreError
+from prisme_core.metrics import ACTIVE_SESSIONS
 from prisme_core.model import SessionProgress, SessionStart, StoredSession
 from prisme_core.ports import Clock, EventStore
 
@@ -163,6 +164,7 @@ class SessionTracker:
                 del self._dirty[device_id]
 
     def start(self) -> None:
+        ACTIVE_SESSIONS.set_function(lambda: len(self._cache))
         self._task = asyncio.create_task(self._run(), name="session-flush")
 
     async def _run(self) -> None:

@@ -125,6 +125,8 @@ class Settings:
     rate_limit_per_minute: int = 60
     max_body_bytes: int = 64 * 1024
     max_header_bytes: int = 32 * 1024
+    cors_max_age: int = 86400
+    debug: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -178,6 +180,8 @@ class Settings:
             max_header_bytes=read(
                 "PRISME_MAX_HEADER_BYTES", _positive_int, defaults.max_header_bytes
             ),
+            cors_max_age=read("PRISME_CORS_MAX_AGE", _positive_int, defaults.cors_max_age),
+            debug=read("PRISME_DEBUG", parse_bool, defaults.debug),
         )
 
 

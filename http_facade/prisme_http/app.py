@@ -19,8 +19,12 @@ from prisme_client import error_from_rpc
 
 from prisme_http.client_ip import client_ip
 from prisme_http.config import FacadeConfig
+from prisme_http.errors import json_error
+from prisme_http.middleware import make_edge
+from prisme_http.openapi import openapi_document
+from prisme_http.request_id import REQUEST_ID
 from prisme_http.routes import Route, routes_of
-from prisme_http.status import error_text, http_status
+from prisme_http.status import http_status
 from prisme_http.transcode import to_message
 
 logger = logging.getLogger(__name__)
@@ -32,12 +36,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(config: FacadeConfig) -> web.Application:
-    app = web.Application(client_max_size=config.max_body_bytes)
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[make_edge(config)])
     app[CONFIG] = config
     app.cleanup_ctx.append(_channel)
     for route in routes_of():
         app.router.add_route(route.http_method, route.path, _handler(route))
+    app.router.add_get(OPENAPI_PATH, _openapi)
     return app
+
+
+OPENAPI_PATH = "/api/v1/openapi.json"
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
 
 
 async def _channel(app: web.Application) -> AsyncIterator[None]:
@@ -55,7 +67,7 @@ def _handler(route: Route) -> Handler:
         try:
             body = await request.read() if route.body_field else b""
         except web.HTTPRequestEntityTooLarge:
-            return _json_error(413, "BODY_TOO_LARGE", f"body is over {config.max_body_bytes} bytes")
+            return json_error(413, "BODY_TOO_LARGE", f"body is over {config.max_body_bytes} bytes")
         ip = client_ip(
             request.remote,
             request.headers.getall(config.proxy_header, ()),
@@ -68,7 +80,9 @@ def _handler(route: Route) -> Handler:
             request_serializer=route.request_type.SerializeToString,
             response_deserializer=route.response_type.FromString,
         )
-        metadata = (("authorization", f"Bearer {config.token}"),) if config.token else None
+        metadata = [("x-request-id", REQUEST_ID.get() or "")]
+        if config.token:
+            metadata.append(("authorization", f"Bearer {config.token}"))
         timeout = config.health_timeout if is_health else config.event_timeout
         try:
             response = await call(message, metadata=metadata, timeout=timeout)
@@ -85,11 +99,4 @@ def _error_response(exc: grpc.aio.AioRpcError) -> web.Response:
     if status >= 500:
         logger.warning("core call failed: %s", error)
     headers = {"Retry-After": str(round(error.retry_after))} if error.retry_after else None
-    return _json_error(status, error.reason, error.message, headers)
-
-
-def _json_error(
-    status: int, reason: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    body = {"error": error_text(reason), "message": message}
-    return web.json_response(body, status=status, headers=headers)
+    return json_error(status, error.reason, error.message, headers)

@@ -22,6 +22,9 @@ class FacadeConfig:
     health_timeout: float = 3.0
     """Deadline of the healthcheck's call to the core."""
     max_body_bytes: int = 64 * 1024
+    max_header_bytes: int = 32 * 1024
+    cors_max_age: int = 86400
+    """Seconds a browser may cache a CORS preflight answer."""
     trust_proxy: bool = False
     """Whether a trusted proxy's ``proxy_header`` names the client."""
     proxy_header: str = "X-Forwarded-For"

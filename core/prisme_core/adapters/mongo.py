@@ -23,6 +23,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnD
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from prisme_core.errors import StoreUnavailable
+from prisme_core.metrics import STORE_ERRORS
 from prisme_core.model import (
     CustomEvent,
     PageView,
@@ -114,6 +115,7 @@ def map_pymongo_errors(operation: str) -> Iterator[None]:
     try:
         yield
     except PyMongoError as exc:
+        STORE_ERRORS.labels(operation.split(" ", 1)[0]).inc()
         logger.warning("store failed to %s: %s", operation, exc)
         raise StoreUnavailable(f"the event store failed to {operation}") from exc
 

@@ -1,0 +1,19 @@
+"""The façade's error body: ``{"error": "<reason in words>", "message": "<detail>"}``.
+
+Must not import prisme_core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from prisme_http.status import error_text
+
+
+def json_error(
+    status: int, reason: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    body = {"error": error_text(reason), "message": message}
+    return web.json_response(body, status=status, headers=headers)

@@ -1,0 +1,146 @@
+"""`edge`: what every façade response goes through, whatever route or error produced it.
+
+In order: a request id; oversized headers (431) and declared bodies (413) refused before any
+work; CORS preflights on the events routes answered at once (no quota spent); aiohttp's own
+404/405 and any unexpected failure turned into the short JSON error body; the request id and,
+on events routes, ``Access-Control-Allow-Origin: *`` added; then the metrics and one JSON-lines
+access-log record (request id, route, method, status, duration; client IP and user agent only
+at DEBUG).
+
+Must not import prisme_core.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from prisme_http.client_ip import client_ip, parse_address
+from prisme_http.config import FacadeConfig
+from prisme_http.errors import json_error
+from prisme_http.metrics import DURATION, IN_FLIGHT, REQUESTS
+from prisme_http.request_id import REQUEST_ID, choose_request_id
+
+logger = logging.getLogger(__name__)
+access_log = logging.getLogger("prisme.access")
+
+EVENTS_PREFIX = "/api/v1/events/"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+EXPOSED = "X-Prisme-Request-Id, Retry-After"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_edge(config: FacadeConfig) -> Middleware:
+    @web.middleware
+    async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = choose_request_id(
+            request.headers.get("X-Request-Id"), trusted=_from_trusted_proxy(request, config)
+        )
+        token = REQUEST_ID.set(request_id)
+        IN_FLIGHT.inc()
+        try:
+            response = await _respond(request, handler, config)
+            response.headers["X-Prisme-Request-Id"] = request_id
+            response.headers["Server"] = "prisme"
+            if request.path.startswith(EVENTS_PREFIX):
+                response.headers["Access-Control-Allow-Origin"] = "*"
+                response.headers["Access-Control-Expose-Headers"] = EXPOSED
+            _record(request, response.status, time.perf_counter() - started, config)
+            return response
+        finally:
+            IN_FLIGHT.dec()
+            REQUEST_ID.reset(token)
+
+    return edge
+
+
+async def _respond(
+    request: web.Request, handler: Handler, config: FacadeConfig
+) -> web.StreamResponse:
+    refusal = _refuse_oversized(request, config)
+    if refusal is not None:
+        return refusal
+    if _is_preflight(request):
+        return _preflight(request, config)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        return json_error(exc.status, exc.reason.upper().replace(" ", "_"), exc.reason,
+                          {k: v for k, v in exc.headers.items() if k in {"Allow"}})  # fmt: skip
+    except Exception:
+        logger.exception("unexpected failure")
+        return json_error(500, "INTERNAL", "internal error")
+
+
+def _refuse_oversized(request: web.Request, config: FacadeConfig) -> web.Response | None:
+    header_bytes = sum(len(name) + len(value) + 4 for name, value in request.raw_headers)
+    if header_bytes > config.max_header_bytes:
+        return json_error(
+            431,
+            "REQUEST_HEADER_FIELDS_TOO_LARGE",
+            f"request headers are over {config.max_header_bytes} bytes",
+        )
+    if request.content_length is not None and request.content_length > config.max_body_bytes:
+        return json_error(413, "BODY_TOO_LARGE", f"body is over {config.max_body_bytes} bytes")
+    return None
+
+
+def _is_preflight(request: web.Request) -> bool:
+    return (
+        request.method == "OPTIONS"
+        and request.path.startswith(EVENTS_PREFIX)
+        and "Origin" in request.headers
+        and "Access-Control-Request-Method" in request.headers
+    )
+
+
+def _preflight(request: web.Request, config: FacadeConfig) -> web.Response:
+    headers = {
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": "POST",
+        "Access-Control-Max-Age": str(config.cors_max_age),
+        "Vary": "Access-Control-Request-Method, Access-Control-Request-Headers, Origin",
+    }
+    if requested := request.headers.get("Access-Control-Request-Headers"):
+        headers["Access-Control-Allow-Headers"] = requested
+    return web.Response(status=204, headers=headers)
+
+
+def _from_trusted_proxy(request: web.Request, config: FacadeConfig) -> bool:
+    peer = parse_address(request.remote) if request.remote else None
+    return (
+        config.trust_proxy
+        and peer is not None
+        and any(peer.version == net.version and peer in net for net in config.trusted_proxies)
+    )
+
+
+def _record(request: web.Request, status: int, seconds: float, config: FacadeConfig) -> None:
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    method = request.method if request.method in KNOWN_METHODS else "OTHER"
+    REQUESTS.labels(route, method, str(status)).inc()
+    DURATION.labels(route, method).observe(seconds)
+    fields = {
+        "method": method,
+        "route": route,
+        "path": request.path[:200],
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+    }
+    access_log.info("request", extra={"fields": fields})
+    if access_log.isEnabledFor(logging.DEBUG):
+        ip = client_ip(
+            request.remote,
+            request.headers.getall(config.proxy_header, ()),
+            trust_proxy=config.trust_proxy,
+            trusted_proxies=config.trusted_proxies,
+        )
+        client = {"client_ip": ip, "user_agent": request.headers.get("User-Agent", "")}
+        access_log.debug("client", extra={"fields": client})

@@ -1,0 +1,86 @@
+"""The façade's OpenAPI 3.1 document, generated from the same route table as the routes.
+
+Each annotated RPC becomes an operation: its path parameters, the headers its request fields
+are bound to, its raw body, its success answer and the JSON error body; plus the CORS
+preflight the façade answers on every events path. Served at ``GET /api/v1/openapi.json``.
+
+Must not import prisme_core.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prisme_http.routes import Route, routes_of
+
+ERROR = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "stable reason, e.g. `origin not registered`"},
+        "message": {"type": "string"},
+    },
+}
+ERRORS = {
+    "400": "invalid or refused event (origin, URLs, bot, body, session)",
+    "404": "unknown path",
+    "405": "wrong method (`Allow: POST`)",
+    "413": "body over `PRISME_MAX_BODY_BYTES`",
+    "429": "rate limited (`Retry-After`)",
+    "431": "request headers too large",
+    "503": "the core or the store is unavailable",
+}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in route.path_fields
+    ]
+    parameters += [
+        {
+            "name": header,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": f"fills `{'.'.join(binding.path)}`",
+        }
+        for binding in route.headers
+        for header in binding.headers
+    ]
+    responses: dict[str, Any] = {"200": {"description": "stored (events) or healthy"}}
+    responses |= {
+        status: {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status, text in ERRORS.items()
+    }
+    operation: dict[str, Any] = {
+        "operationId": route.rpc_path.rsplit("/", 1)[1],
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if route.body_field is not None:
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    return operation
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes_of():
+        paths.setdefault(route.path, {})[route.http_method.lower()] = _operation(route)
+        if route.path.startswith("/api/v1/events/"):
+            paths[route.path]["options"] = {
+                "operationId": f"Preflight{route.rpc_path.rsplit('/', 1)[1]}",
+                "responses": {"204": {"description": "CORS preflight answered"}},
+            }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Prisme events API", "version": "1"},
+        "paths": paths,
+        "components": {"schemas": {"Error": ERROR}},
+    }
