@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from prisme_cli.embedded import EmbeddedStore
 from prisme_core.adapters.useragents import UserAgentsParser
@@ -29,6 +30,10 @@ from tests.support import AiohttpClient, Document, HttpClient
 from tests.transports import TOKEN
 
 ORIGINS = frozenset({"localhost", "example.com"})
+
+# Reproducible property tests: the same examples on every run and machine, no example database.
+hypothesis.settings.register_profile("repeatable", derandomize=True, database=None, deadline=None)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")

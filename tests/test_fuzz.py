@@ -36,6 +36,7 @@ def test_openapi_document_describes_exactly_the_routes() -> None:
     headers = {p["name"] for p in page_view["parameters"] if p["in"] == "header"}
     assert headers == {
         "Origin", "X-Prisme-Referrer", "Referer", "X-Prisme-Document-Referrer", "User-Agent",
+        "X-Prisme-Event-Id",
     }  # fmt: skip
     json.dumps(DOCUMENT)
 

@@ -36,6 +36,7 @@ def test_header_bindings_are_read_from_field_options() -> None:
         HeaderBinding(("context", "page_url"), ("X-Prisme-Referrer", "Referer")),
         HeaderBinding(("context", "document_referrer"), ("X-Prisme-Document-Referrer",)),
         HeaderBinding(("context", "user_agent"), ("User-Agent",)),
+        HeaderBinding(("event_id",), ("X-Prisme-Event-Id",)),
     }
 
 

@@ -12,10 +12,11 @@ import dataclasses
 import logging
 import secrets
 import signal
+import time
 from pathlib import Path
 
 from aiohttp import web
-from prisme_core.server import CoreDeps, create_server
+from prisme_core.server import CoreDeps, CoreServer, create_server
 from prisme_core.settings import Settings
 from prisme_http.admin import create_admin_app
 from prisme_http.app import create_app
@@ -25,8 +26,6 @@ from prisme_http.runner import FacadeRunner
 from prisme_cli.embedded import EmbeddedStore
 
 logger = logging.getLogger(__name__)
-
-SHUTDOWN_GRACE = 5.0
 
 
 def serve(settings: Settings) -> None:
@@ -61,7 +60,9 @@ async def _serve(settings: Settings) -> None:
         proxy_header=settings.proxy_header,
         trusted_proxies=settings.trusted_proxies,
     )
-    runner = FacadeRunner(create_app(config), access_log=None)
+    runner = FacadeRunner(
+        create_app(config), access_log=None, shutdown_timeout=settings.shutdown_timeout / 2
+    )
     admin = web.AppRunner(create_admin_app(), access_log=None)
     await runner.setup()
     await admin.setup()
@@ -72,11 +73,25 @@ async def _serve(settings: Settings) -> None:
         await web.TCPSite(admin, admin_host, admin_port).start()
         logger.info("metrics on http://%s:%d/metrics", admin_host, admin_port)
         await _until_stopped()
-        logger.info("shutting down")
+        logger.info("shutting down: finishing requests in flight and storing what they carry")
     finally:
-        await runner.cleanup()
-        await admin.cleanup()
-        await core.stop(SHUTDOWN_GRACE)
+        await _shut_down(runner, admin, core, settings.shutdown_timeout)
+
+
+async def _shut_down(
+    runner: web.AppRunner, admin: web.AppRunner, core: CoreServer, within: float
+) -> None:
+    """Stops accepting, lets requests in flight finish (half the time), then the core's calls
+    (a quarter), then stores what they were promised; all of it bounded by ``within``."""
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(within):
+            await runner.cleanup()
+            await admin.cleanup()
+            await core.stop(grace=within / 4)
+    except TimeoutError:
+        logger.error("shutdown took over %.0fs; stopping anyway", within)
+    logger.info("stopped in %.2fs", time.monotonic() - started)
 
 
 async def _until_stopped() -> None:

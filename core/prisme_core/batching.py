@@ -55,11 +55,20 @@ class GroupCommit(Generic[T]):
         if len(self._pending) >= self._max_pending:
             raise StoreUnavailable(f"{self.name} write queue is full")
         done = asyncio.get_running_loop().create_future()
-        self._pending.append((item, done))
+        entry = (item, done)
+        self._pending.append(entry)
         self._arrived.set()
         if len(self._pending) >= self._max_size:
             self._full.set()
-        await asyncio.shield(done)
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # The caller gave up (its deadline passed): if the item is still queued, it is not
+            # written, so a 503 means "not stored". A batch already in flight cannot be undone.
+            if entry in self._pending:
+                self._pending.remove(entry)
+                done.cancel()
+            raise
 
     async def _run(self) -> None:
         while not (self._closing and not self._pending):

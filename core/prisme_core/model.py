@@ -31,6 +31,7 @@ class CustomEventInput:
     name: str
     content_type: str
     body: bytes
+    event_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class PageView:
     timestamp: datetime
     path: str
     session: SessionAttributes
+    event_id: UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +116,4 @@ class CustomEvent:
     session_uuid: UUID
     name: str
     properties: dict[str, Any]
+    event_id: UUID | None = None

@@ -20,16 +20,18 @@ Must not import grpc, aiohttp or pymongo.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
 from prisme_core.batching import GroupCommit
-from prisme_core.errors import Dropped, SessionNotFound
+from prisme_core.errors import Dropped, SessionNotFound, StoreUnavailable
+from prisme_core.idempotency import RecentEvents
 from prisme_core.identity import Identities
 from prisme_core.model import (
     ClientContext,
@@ -48,6 +50,7 @@ from prisme_core.urls import Url, utm_of
 from prisme_core.validate import (
     drop_bot,
     validate_document_referrer,
+    validate_event_id,
     validate_event_name,
     validate_origin,
     validate_page_url,
@@ -67,6 +70,8 @@ class PipelineConfig:
     api_events_timeout: float = 3.0
     max_body_bytes: int = 64 * 1024
     rate_limit_per_minute: int = 60
+    store_deadline: float = 5.0
+    """Longest wait for the store on one event before answering 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,7 @@ class Pipeline:
         self._enrichers = enrichers
         self._ids = Identities(store)
         self._limiter = RateLimiter(config.rate_limit_per_minute, time.monotonic)
+        self._recent = RecentEvents()
         self._sessions = SessionTracker(
             store, clock, config.session_inactive_ttl, config.session_flush_interval
         )
@@ -123,15 +129,30 @@ class Pipeline:
             await writer.close()
         await self._sessions.close()
 
-    async def record_pageview(self, context: ClientContext) -> None:
+    async def record_pageview(self, context: ClientContext, event_id: str = "") -> None:
         self._limiter.check(context.client_ip or "")
         validate_origin(context.origin, self._config.origins)
         page = validate_page_url(context.page_url)
         referrer = validate_document_referrer(context.document_referrer)
+        key = validate_event_id(event_id)
         client = self._enrichers.agents.parse(context.user_agent)
         if (reason := drop_bot(client)) is not None:
             raise Dropped(reason, "bots are not recorded")
         now = _to_milliseconds(self._clock.now())
+        async with self._store_deadline():
+            await self._recent.once(
+                key, lambda: self._store_pageview(context, client, page, referrer, key, now)
+            )
+
+    async def _store_pageview(
+        self,
+        context: ClientContext,
+        client: ClientInfo,
+        page: Url,
+        referrer: Url | None,
+        event_id: uuid.UUID | None,
+        now: datetime,
+    ) -> None:
         client_ip = context.client_ip or ""
         device_id = await self._ids.device_id(context.user_agent, client_ip, page.host)
         async with self._sessions.lock(device_id):
@@ -141,8 +162,17 @@ class Pipeline:
                 session = await self._begin_session(device_id, context, client, page, referrer, now)
             else:
                 self._sessions.advance(session, page.path, now)
-        pageview = PageView(timestamp=now, path=page.path, session=session.start.attributes)
+        pageview = PageView(now, page.path, session.start.attributes, event_id)
         await asyncio.gather(asyncio.shield(session.persisted), self._pageviews.write(pageview))
+
+    @contextlib.asynccontextmanager
+    async def _store_deadline(self) -> AsyncIterator[None]:
+        """Bounds the store part of one event: past it, 503 instead of a longer wait."""
+        try:
+            async with asyncio.timeout(self._config.store_deadline):
+                yield
+        except TimeoutError as exc:
+            raise StoreUnavailable("the event store did not answer in time") from exc
 
     async def _begin_session(
         self,
@@ -183,6 +213,7 @@ class Pipeline:
         page = validate_page_url(context.page_url)
         name = validate_event_name(event.name)
         properties = parse_properties(event.content_type, event.body, self._config.max_body_bytes)
+        key = validate_event_id(event.event_id)
         if (reason := drop_bot(self._enrichers.agents.parse(context.user_agent))) is not None:
             raise Dropped(reason, "bots are not recorded")
         received = _to_milliseconds(self._clock.now())
@@ -192,7 +223,6 @@ class Pipeline:
         session = await self._sessions.wait_live(device_id, within=waited)
         if session is None:
             raise SessionNotFound(waited)
-        await asyncio.shield(session.persisted)
         attributes = session.start.attributes
         custom = CustomEvent(
             timestamp=received,
@@ -202,8 +232,11 @@ class Pipeline:
             session_uuid=attributes.session_uuid,
             name=name,
             properties=properties,
+            event_id=key,
         )
-        await self._custom_events.write(custom)
+        async with self._store_deadline():
+            await asyncio.shield(session.persisted)
+            await self._recent.once(key, lambda: self._custom_events.write(custom))
 
     async def check_health(self) -> None:
         await self._store.ping()

@@ -87,6 +87,8 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         api_events_timeout=settings.api_events_timeout,
         max_body_bytes=settings.max_body_bytes,
         rate_limit_per_minute=settings.rate_limit_per_minute,
+        store_deadline=settings.mongodb_timeout,
+        max_pending=settings.batch_max_queue,
     )
 
 

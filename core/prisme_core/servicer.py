@@ -72,7 +72,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
 
     async def _send_pageview(self, request: pb.SendPageViewRequest, context: Context) -> None:
         client = self._client_context(request, context)
-        await self._pipeline.record_pageview(client)
+        await self._pipeline.record_pageview(client, request.event_id)
 
     async def _send_custom_event(
         self, request: pb.SendCustomEventRequest, context: Context
@@ -82,6 +82,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
             name=request.name,
             content_type=request.body.content_type,
             body=request.body.data,
+            event_id=request.event_id,
         )
         await self._pipeline.record_custom_event(event)
 

@@ -121,6 +121,8 @@ class Settings:
     session_flush_interval: float = 10.0
     batch_max_size: int = 512
     batch_max_timeout: float = 0.005
+    batch_max_queue: int = 10_000
+    shutdown_timeout: float = 10.0
     api_events_timeout: float = 3.0
     rate_limit_per_minute: int = 60
     max_body_bytes: int = 64 * 1024
@@ -169,6 +171,12 @@ class Settings:
                 "PRISME_EVENTSTORE_MAX_BATCH_TIMEOUT",
                 _positive_duration,
                 defaults.batch_max_timeout,
+            ),
+            batch_max_queue=read(
+                "PRISME_EVENTSTORE_MAX_QUEUE", _positive_int, defaults.batch_max_queue
+            ),
+            shutdown_timeout=read(
+                "PRISME_SHUTDOWN_TIMEOUT", _positive_duration, defaults.shutdown_timeout
             ),
             api_events_timeout=read(
                 "PRISME_API_EVENTS_TIMEOUT", _positive_duration, defaults.api_events_timeout

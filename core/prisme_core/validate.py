@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Final
+from uuid import UUID
 
 from prisme_core.errors import InvalidInput, OriginNotRegistered, Reason
 from prisme_core.model import ClientInfo
@@ -48,6 +49,18 @@ def _parse(url: str, reason: Reason, field: str, what: str) -> Url:
     except InvalidUrl as exc:
         message = f"{what} must be an absolute URL with a host: {exc}"
         raise InvalidInput(reason, message, field=field) from exc
+
+
+def validate_event_id(text: str) -> UUID | None:
+    """The optional idempotency key: empty, or a UUID."""
+    if not text:
+        return None
+    try:
+        return UUID(text)
+    except ValueError as exc:
+        raise InvalidInput(
+            Reason.INVALID_EVENT_ID, "event id must be a UUID", field="event_id"
+        ) from exc
 
 
 def drop_bot(client: ClientInfo) -> Reason | None:

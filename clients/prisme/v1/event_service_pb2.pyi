@@ -70,6 +70,11 @@ class SendPageViewRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONTEXT_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Optional idempotency key: a UUID the client generates once per event and
+    sends again on every retry. An event id is stored at most once.
+    """
     @_builtins.property
     def context(self) -> Global___ClientContext:
         """The browser context of the page view."""
@@ -78,10 +83,11 @@ class SendPageViewRequest(_message.Message):
         self,
         *,
         context: Global___ClientContext | None = ...,
+        event_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "event_id", b"event_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -113,8 +119,11 @@ class SendCustomEventRequest(_message.Message):
     CONTEXT_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The event name, e.g. `sign_up`."""
+    event_id: _builtins.str
+    """Optional idempotency key, as for page views."""
     @_builtins.property
     def context(self) -> Global___ClientContext:
         """The browser context of the event."""
@@ -131,10 +140,11 @@ class SendCustomEventRequest(_message.Message):
         context: Global___ClientContext | None = ...,
         name: _builtins.str = ...,
         body: _httpbody_pb2.HttpBody | None = ...,
+        event_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "event_id", b"event_id", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from prisme_core.errors import StoreUnavailable
 from prisme_core.metrics import STORE_ERRORS
@@ -39,14 +39,30 @@ PAGEVIEWS: Final = "pageviews"
 EVENTS_CUSTOM: Final = "events_custom"
 SESSIONS: Final = "sessions"
 KEYS: Final = "keys"
+DUPLICATE_KEY: Final = 11000
+
+EVENT_ID_INDEX: Final = "event_id"
+
+
+def _event_id_index() -> IndexModel:
+    """Stores an event id at most once; events sent without one are not indexed."""
+    return IndexModel(
+        [("event_id", ASCENDING)],
+        name=EVENT_ID_INDEX,
+        unique=True,
+        partialFilterExpression={"event_id": {"$exists": True}},
+    )
+
 
 INDEXES: Final[dict[str, list[IndexModel]]] = {
     PAGEVIEWS: [
         IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
         IndexModel([("session_uuid", ASCENDING), ("timestamp", ASCENDING)], name="session_ts"),
+        _event_id_index(),
     ],
     EVENTS_CUSTOM: [
-        IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts")
+        IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
+        _event_id_index(),
     ],
     SESSIONS: [
         IndexModel([("session_uuid", ASCENDING)], name="session_uuid", unique=True),
@@ -88,7 +104,7 @@ def custom_event_document(event: CustomEvent) -> Document:
         "session_uuid": event.session_uuid,
         "name": event.name,
         "properties": event.properties,
-    }
+    } | ({"event_id": event.event_id} if event.event_id is not None else {})
 
 
 def progress_update(progress: SessionProgress) -> UpdateOne:
@@ -106,6 +122,19 @@ def progress_update(progress: SessionProgress) -> UpdateOne:
                 }
             }
         ],
+    )
+
+
+def _only_repeated_event_ids(error: BulkWriteError) -> bool:
+    """Whether every failed insert is a retry of an event id the store already holds."""
+    failures = error.details.get("writeErrors", [])
+    return (
+        bool(failures)
+        and all(
+            failure.get("code") == DUPLICATE_KEY and "event_id" in failure.get("keyPattern", {})
+            for failure in failures
+        )
+        and not error.details.get("writeConcernErrors")
     )
 
 
@@ -160,7 +189,12 @@ class MongoEventStore:
         if not documents:
             return
         with map_pymongo_errors(f"insert into {collection}"):
-            await self._db[collection].insert_many(documents, ordered=False)
+            try:
+                await self._db[collection].insert_many(documents, ordered=False)
+            except BulkWriteError as exc:
+                if not _only_repeated_event_ids(exc):
+                    raise
+                # The other documents were inserted; the repeated ones already were.
 
     async def update_sessions(self, progress: Sequence[SessionProgress]) -> None:
         if not progress:

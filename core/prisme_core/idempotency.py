@@ -1,0 +1,55 @@
+"""`RecentEvents`: a retried event (same event id) takes the outcome of its first attempt.
+
+While the first attempt is in flight, a retry waits for it; once it succeeded, a retry succeeds
+at once without a second store write or a second session. If it failed, the retry runs afresh.
+This covers retries reaching this instance; the store's unique index on ``event_id`` is what
+guarantees "stored once" everywhere else (another instance, after a restart).
+
+Bounded: the oldest ids are forgotten past ``capacity``. Must not import grpc, aiohttp or
+pymongo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+
+class RecentEvents:
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._outcomes: OrderedDict[UUID, asyncio.Future[None]] = OrderedDict()
+
+    async def once(self, event_id: UUID | None, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Runs ``attempt`` unless the event already succeeded or is being stored."""
+        if event_id is None:
+            await attempt()
+            return
+        previous = self._outcomes.get(event_id)
+        if previous is not None and not _failed(previous):
+            await asyncio.shield(previous)
+            return
+        outcome = asyncio.get_running_loop().create_future()
+        self._remember(event_id, outcome)
+        try:
+            await attempt()
+        except BaseException as error:
+            if isinstance(error, Exception):
+                outcome.set_exception(error)
+                outcome.exception()  # nobody may be waiting: it must not be logged as lost
+            else:
+                outcome.cancel()
+            raise
+        outcome.set_result(None)
+
+    def _remember(self, event_id: UUID, outcome: asyncio.Future[None]) -> None:
+        self._outcomes[event_id] = outcome
+        self._outcomes.move_to_end(event_id)
+        while len(self._outcomes) > self._capacity:
+            self._outcomes.popitem(last=False)
+
+
+def _failed(outcome: asyncio.Future[None]) -> bool:
+    return outcome.done() and (outcome.cancelled() or outcome.exception() is not None)
