@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final
+from uuid import UUID
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
@@ -81,7 +82,12 @@ def _attributes(attributes: SessionAttributes) -> Document:
 
 
 def pageview_document(pageview: PageView) -> Document:
-    return {"timestamp": pageview.timestamp, "path": pageview.path} | _attributes(pageview.session)
+    document = {"timestamp": pageview.timestamp, "path": pageview.path}
+    return document | _attributes(pageview.session) | _event_id(pageview.event_id)
+
+
+def _event_id(event_id: UUID | None) -> Document:
+    return {} if event_id is None else {"event_id": event_id}
 
 
 def session_document(start: SessionStart) -> Document:
@@ -104,7 +110,7 @@ def custom_event_document(event: CustomEvent) -> Document:
         "session_uuid": event.session_uuid,
         "name": event.name,
         "properties": event.properties,
-    } | ({"event_id": event.event_id} if event.event_id is not None else {})
+    } | _event_id(event.event_id)
 
 
 def progress_update(progress: SessionProgress) -> UpdateOne:

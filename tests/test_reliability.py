@@ -1,0 +1,168 @@
+"""Nothing acknowledged is ever lost: `prisme serve` under concurrent load while the store goes
+away, the service is stopped with SIGTERM or killed with SIGKILL, and across restarts. Each
+test counts the event ids answered 200 and looks every one of them up in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prisme_cli.embedded import EmbeddedStore
+from pymongo import AsyncMongoClient
+
+from tests.service import Load, Service, start_service
+from tests.support import Document
+
+pytestmark = pytest.mark.timeout(120)
+
+RELIABLE = {
+    "PRISME_TRUST_PROXY": "true",
+    "PRISME_RATE_LIMIT_PER_MINUTE": "1000000",
+    "PRISME_MONGODB_DATABASE": "reliability",
+}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EmbeddedStore]:
+    """A store of the test's own, so it can be stopped and started again."""
+    store = EmbeddedStore(tmp_path / "store", cache_size="64M")
+    store.start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in started:
+        if service.process.poll() is None:
+            service.kill()
+
+
+def _start(services: list[Service], store: EmbeddedStore, tmp_path: Path, **env: str) -> Service:
+    service = start_service(tmp_path / "serve.log", PRISME_MONGODB_URI=store.uri, **RELIABLE, **env)
+    services.append(service)
+    return service
+
+
+async def _stored_ids(store: EmbeddedStore) -> set[str]:
+    client: AsyncMongoClient[Document] = AsyncMongoClient(store.uri, uuidRepresentation="standard")
+    try:
+        docs = await client.reliability.pageviews.find({}, {"event_id": 1}).to_list()
+    finally:
+        await client.close()
+    return {str(doc["event_id"]) for doc in docs}
+
+
+async def _load_then(service: Service, seconds: float) -> tuple[Load, asyncio.Task[None]]:
+    load = Load(service.base)
+    task = asyncio.create_task(load.run(concurrency=16))
+    await asyncio.sleep(seconds)
+    return load, task
+
+
+async def test_sigterm_under_load_loses_nothing(
+    store: EmbeddedStore, services: list[Service], tmp_path: Path
+) -> None:
+    service = _start(services, store, tmp_path)
+    load, task = await _load_then(service, 1.5)
+    started = time.monotonic()
+    code = await asyncio.to_thread(service.stop)
+    stopped_in = time.monotonic() - started
+    load.stopped.set()
+    await task
+    assert code == 0, service.log.read_text()[-3000:]
+    assert stopped_in < 10.0
+    assert len(load.acknowledged) > 50
+    assert 500 not in load.statuses
+    assert load.acknowledged <= await _stored_ids(store)
+
+
+async def test_sigkill_under_load_loses_nothing(
+    store: EmbeddedStore, services: list[Service], tmp_path: Path
+) -> None:
+    service = _start(services, store, tmp_path)
+    load, task = await _load_then(service, 1.5)
+    await asyncio.to_thread(service.kill)
+    load.stopped.set()
+    await task
+    assert len(load.acknowledged) > 50
+    assert load.acknowledged <= await _stored_ids(store)
+
+
+async def test_store_outage_is_503_within_the_deadline_and_recovers(
+    store: EmbeddedStore, services: list[Service], tmp_path: Path
+) -> None:
+    deadline = 2.0
+    service = _start(services, store, tmp_path, PRISME_MONGODB_TIMEOUT=f"{deadline}s")
+    load, task = await _load_then(service, 1.0)
+    await asyncio.to_thread(store.stop)
+    outage = len(load.statuses)
+    await asyncio.sleep(deadline * 2.5)
+    during = load.statuses[outage:]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{service.base}/api/v1/healthcheck") as health,
+    ):
+        assert health.status == 503
+    await asyncio.to_thread(store.start)
+    recovered = await _wait_healthy(service.base, within=20)
+    load.stopped.set()
+    await task
+    assert recovered
+    assert 503 in during
+    assert 500 not in load.statuses
+    assert max(load.latencies) < deadline + 2.0  # nobody waited past the deadline (+ slack)
+    after = Load(service.base)
+    await after.run(concurrency=4, limit=20)
+    assert set(after.statuses) == {200}  # the service recovered by itself
+    stored = await _stored_ids(store)
+    assert load.acknowledged <= stored
+    assert after.acknowledged <= stored
+
+
+async def _wait_healthy(base: str, within: float) -> bool:
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            async with http.get(f"{base}/api/v1/healthcheck") as health:
+                if health.status == 200:
+                    return True
+            await asyncio.sleep(0.2)
+    return False
+
+
+async def test_sessions_continue_across_a_restart_under_load(
+    store: EmbeddedStore, services: list[Service], tmp_path: Path
+) -> None:
+    visitors = [f"{n}.7" for n in range(40)]
+    first = _start(services, store, tmp_path)
+    await _visit_all(first.base, visitors, path="/landing")
+    assert await asyncio.to_thread(first.stop) == 0
+    second = _start(services, store, tmp_path)
+    await _visit_all(second.base, visitors, path="/next", referrer="http://localhost/landing")
+    assert await asyncio.to_thread(second.stop) == 0
+    client: AsyncMongoClient[Document] = AsyncMongoClient(store.uri, uuidRepresentation="standard")
+    try:
+        pageviews = await client.reliability.pageviews.find({}).to_list()
+        sessions = await client.reliability.sessions.find({}).to_list()
+    finally:
+        await client.close()
+    assert len(pageviews) == 2 * len(visitors)
+    assert len(sessions) == len(visitors)  # every second page view continued its session
+    assert {s["pageviews"] for s in sessions} == {2}
+    assert {s["exit_path"] for s in sessions} == {"/next"}
+
+
+async def _visit_all(base: str, visitors: list[str], path: str, referrer: str = "") -> None:
+    load = Load(base)
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(
+            *(load.one(http, visitor=v, path=path, referrer=referrer) for v in visitors)
+        )
+    assert set(load.statuses) == {200}
