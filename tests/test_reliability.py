@@ -146,6 +146,7 @@ async def test_sessions_continue_across_a_restart_under_load(
     assert await asyncio.to_thread(first.stop) == 0
     second = _start(services, store, tmp_path)
     await _visit_all(second.base, visitors, path="/next", referrer="http://localhost/landing")
+    await _visit_all(second.base, visitors[:1], path="/again")  # a new session, same day
     assert await asyncio.to_thread(second.stop) == 0
     client: AsyncMongoClient[Document] = AsyncMongoClient(store.uri, uuidRepresentation="standard")
     try:
@@ -153,10 +154,14 @@ async def test_sessions_continue_across_a_restart_under_load(
         sessions = await client.reliability.sessions.find({}).to_list()
     finally:
         await client.close()
-    assert len(pageviews) == 2 * len(visitors)
-    assert len(sessions) == len(visitors)  # every second page view continued its session
-    assert {s["pageviews"] for s in sessions} == {2}
-    assert {s["exit_path"] for s in sessions} == {"/next"}
+    continued = [s for s in sessions if s["entry_path"] == "/landing"]
+    assert len(pageviews) == 2 * len(visitors) + 1
+    assert len(continued) == len(visitors)  # every second page view continued its session
+    assert {s["pageviews"] for s in continued} == {2}
+    assert {s["exit_path"] for s in continued} == {"/next"}
+    [again] = [s for s in sessions if s["entry_path"] == "/again"]
+    [before] = [s for s in continued if s["device_id"] == again["device_id"]]
+    assert again["visitor_id"] == before["visitor_id"]  # the day's salt survived the restart
 
 
 async def _visit_all(base: str, visitors: list[str], path: str, referrer: str = "") -> None:
