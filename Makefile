@@ -7,7 +7,7 @@ NPM_STAMP := node_modules/.installed
 GENERATED := clients/prisme/v1
 GEOIP_DB := .prisme-data/geoip/geo-whois-asn-country.mmdb
 
-.PHONY: run test check gen lint typecheck buflint gen-check install geoip clean
+.PHONY: run test check gen lint typecheck buflint protodeps gen-check install geoip clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,8 +47,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-buflint: $(STAMP) $(NPM_STAMP)
+protodeps: $(STAMP)
 	PYTHON=$(BIN)/python scripts/protodeps.sh
+
+buflint: $(NPM_STAMP) protodeps
 	npx --no-install buf lint
 	npx --no-install buf format --diff --exit-code proto
 

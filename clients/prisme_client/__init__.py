@@ -1,5 +1,13 @@
 """A typed asyncio client for `prisme.v1.EventService`, and the errors it raises."""
 
-from prisme_client.errors import PrismeError, error_from_rpc
+from prisme_client.client import CustomEvent, PageView, PrismeClient
+from prisme_client.errors import PrismeError, error_from_rpc, error_from_status
 
-__all__ = ["PrismeError", "error_from_rpc"]
+__all__ = [
+    "CustomEvent",
+    "PageView",
+    "PrismeClient",
+    "PrismeError",
+    "error_from_rpc",
+    "error_from_status",
+]

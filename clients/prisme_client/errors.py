@@ -32,16 +32,28 @@ class PrismeError(Exception):
 
 def error_from_rpc(error: grpc.aio.AioRpcError) -> PrismeError:
     """The `PrismeError` described by a failed call's status and trailers."""
-    reason, retry_after = error.code().name, None
     for key, value in error.trailing_metadata() or ():
-        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            info = error_details_pb2.ErrorInfo()
-            retry = error_details_pb2.RetryInfo()
-            if detail.Unpack(info):
-                reason = info.reason
-            elif detail.Unpack(retry):
-                retry_after = retry.retry_delay.ToTimedelta().total_seconds()
-    return PrismeError(error.code(), reason, error.details() or "", retry_after)
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            found = error_from_status(status_pb2.Status.FromString(value))
+            if found is not None:
+                return found
+    return PrismeError(error.code(), error.code().name, error.details() or "")
+
+
+def error_from_status(status: status_pb2.Status) -> PrismeError | None:
+    """The `PrismeError` a `google.rpc.Status` describes; None for OK."""
+    if status.code == grpc.StatusCode.OK.value[0]:
+        return None
+    code = _CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+    reason, retry_after = code.name, None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        retry = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            reason = info.reason
+        elif detail.Unpack(retry):
+            retry_after = retry.retry_delay.ToTimedelta().total_seconds()
+    return PrismeError(code, reason, status.message, retry_after)
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}

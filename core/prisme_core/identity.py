@@ -11,8 +11,9 @@ Must not import grpc, aiohttp or pymongo.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from prisme_core.ports import EventStore
 
@@ -31,20 +32,33 @@ def keyed_hash(key: bytes, user_agent: str, client_ip: str, host: str) -> str:
 class Identities:
     def __init__(self, store: EventStore) -> None:
         self._store = store
-        self._device_key: bytes | None = None
-        self._salt: tuple[date, bytes] | None = None
+        self._keys: dict[str, bytes] = {}
+        self._fetching: dict[str, asyncio.Future[bytes]] = {}
 
     async def device_id(self, user_agent: str, client_ip: str, host: str) -> str:
-        if self._device_key is None:
-            self._device_key = await self._store.key(DEVICE_KEY, expires_at=None)
-        return keyed_hash(self._device_key, user_agent, client_ip, host)
+        key = await self._key(DEVICE_KEY, expires_at=None)
+        return keyed_hash(key, user_agent, client_ip, host)
 
     async def visitor_id(self, user_agent: str, client_ip: str, host: str, at: datetime) -> str:
-        salt = await self._salt_of(at.astimezone(UTC).date())
+        day = at.astimezone(UTC).date()
+        expires = datetime.combine(day, time(), tzinfo=UTC) + SALT_LIFETIME
+        salt = await self._key(f"salt:{day.isoformat()}", expires)
         return "prisme_" + keyed_hash(salt, user_agent, client_ip, host)
 
-    async def _salt_of(self, day: date) -> bytes:
-        if self._salt is None or self._salt[0] != day:
-            expires = datetime.combine(day, time(), tzinfo=UTC) + SALT_LIFETIME
-            self._salt = (day, await self._store.key(f"salt:{day.isoformat()}", expires))
-        return self._salt[1]
+    async def _key(self, name: str, expires_at: datetime | None) -> bytes:
+        """The key from memory; else fetched once, however many events ask at the same time."""
+        if (key := self._keys.get(name)) is not None:
+            return key
+        fetching = self._fetching.get(name)
+        if fetching is None:
+            fetching = asyncio.ensure_future(self._store.key(name, expires_at))
+            self._fetching[name] = fetching
+            fetching.add_done_callback(lambda done: self._fetched(name, done))
+        return await asyncio.shield(fetching)
+
+    def _fetched(self, name: str, done: asyncio.Future[bytes]) -> None:
+        del self._fetching[name]
+        if not done.cancelled() and done.exception() is None:
+            if name.startswith("salt:"):  # one day's salt at a time
+                self._keys = {k: v for k, v in self._keys.items() if not k.startswith("salt:")}
+            self._keys[name] = done.result()

@@ -9,13 +9,15 @@ Must not import aiohttp or pymongo.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import google.rpc.status_pb2 as status_pb2
 import grpc
 from grpc_status import rpc_status
 from prisme.v1 import event_service_pb2 as pb
@@ -30,6 +32,8 @@ from prisme_core.status import rich_status
 logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
+MAX_BATCH = 1000
+KINDS = {"page_view": "pageview", "custom_event": "custom"}
 T = TypeVar("T")
 
 
@@ -66,9 +70,39 @@ class EventServicer(pb_grpc.EventServiceServicer):
     async def CheckHealth(
         self, request: pb.CheckHealthRequest, context: Context
     ) -> pb.CheckHealthResponse:
+        await _run(context, None, _authenticate(self._is_trusted, context))
         started = time.perf_counter()
         await _run(context, None, self._pipeline.check_health())
         return pb.CheckHealthResponse(store_ping_ms=(time.perf_counter() - started) * 1000)
+
+    async def SendEvents(
+        self, request: pb.SendEventsRequest, context: Context
+    ) -> pb.SendEventsResponse:
+        if len(request.events) > MAX_BATCH:
+            error = InvalidInput(
+                Reason.TOO_MANY_EVENTS, f"at most {MAX_BATCH} events per call", field="events"
+            )
+            await _run(context, None, _raise(error))
+        await _run(context, None, _authenticate(self._is_trusted, context))
+        results = await asyncio.gather(
+            *(self._send_one(event, context) for event in request.events)
+        )
+        return pb.SendEventsResponse(results=results)
+
+    async def _send_one(self, event: pb.Event, context: Context) -> status_pb2.Status:
+        kind = event.WhichOneof("kind")
+        try:
+            if kind == "page_view":
+                await self._send_pageview(event.page_view, context)
+            elif kind == "custom_event":
+                await self._send_custom_event(event.custom_event, context)
+            else:
+                raise InvalidInput(Reason.EMPTY_EVENT, "event has no kind", field="events")
+        except CoreError as error:
+            _count(KINDS.get(kind or "", "unknown"), error)
+            return rich_status(error)
+        _count(KINDS[kind], None)
+        return status_pb2.Status(code=grpc.StatusCode.OK.value[0])
 
     async def _send_pageview(self, request: pb.SendPageViewRequest, context: Context) -> None:
         client = self._client_context(request, context)
@@ -125,9 +159,24 @@ async def _run(context: Context, kind: str | None, work: Awaitable[None]) -> Non
         await work
     except CoreError as error:
         if kind is not None:
-            EVENTS.labels(kind, error.reason.lower()).inc()
-            logger.info("%s refused: %s (%s)", kind, error.reason, error.message)
+            _count(kind, error)
         status = rpc_status.to_status(rich_status(error))
         await context.abort(status.code, status.details, status.trailing_metadata)
     if kind is not None:
+        _count(kind, None)
+
+
+def _count(kind: str, error: CoreError | None) -> None:
+    if error is None:
         EVENTS.labels(kind, "accepted").inc()
+        return
+    EVENTS.labels(kind, error.reason.lower()).inc()
+    logger.info("%s refused: %s (%s)", kind, error.reason, error.message)
+
+
+async def _raise(error: CoreError) -> None:
+    raise error
+
+
+async def _authenticate(is_trusted: Callable[[Context], bool], context: Context) -> None:
+    is_trusted(context)  # raises Unauthenticated for a wrong token

@@ -3,9 +3,12 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
+from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -207,3 +210,85 @@ class CheckHealthResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckHealthResponse: _TypeAlias = CheckHealthResponse  # noqa: Y015
+
+@_typing.final
+class Event(_message.Message):
+    """Event is one event of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_VIEW_FIELD_NUMBER: _builtins.int
+    CUSTOM_EVENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def page_view(self) -> Global___SendPageViewRequest:
+        """A page view."""
+
+    @_builtins.property
+    def custom_event(self) -> Global___SendCustomEventRequest:
+        """A custom event."""
+
+    def __init__(
+        self,
+        *,
+        page_view: Global___SendPageViewRequest | None = ...,
+        custom_event: Global___SendCustomEventRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "kind", b"kind", "page_view", b"page_view"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "kind", b"kind", "page_view", b"page_view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["page_view", "custom_event"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class SendEventsRequest(_message.Message):
+    """SendEventsRequest carries up to 1,000 events."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
+        """The events, in any order."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___Event] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendEventsRequest: _TypeAlias = SendEventsRequest  # noqa: Y015
+
+@_typing.final
+class SendEventsResponse(_message.Message):
+    """SendEventsResponse has one result per event, in the order of the request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_status_pb2.Status]:
+        """OK (code 0) for a stored event; otherwise the status, with its
+        google.rpc.ErrorInfo reason, that the single-event RPC would have given.
+        """
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[_status_pb2.Status] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendEventsResponse: _TypeAlias = SendEventsResponse  # noqa: Y015

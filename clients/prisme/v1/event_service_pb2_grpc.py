@@ -57,6 +57,11 @@ class EventServiceStub:
                 request_serializer=prisme_dot_v1_dot_event__service__pb2.CheckHealthRequest.SerializeToString,
                 response_deserializer=prisme_dot_v1_dot_event__service__pb2.CheckHealthResponse.FromString,
                 _registered_method=True)
+        self.SendEvents = channel.unary_unary(
+                '/prisme.v1.EventService/SendEvents',
+                request_serializer=prisme_dot_v1_dot_event__service__pb2.SendEventsRequest.SerializeToString,
+                response_deserializer=prisme_dot_v1_dot_event__service__pb2.SendEventsResponse.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
@@ -92,6 +97,15 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendEvents(self, request, context):
+        """Records many events in one call (SDK offline queues, backends): each event
+        follows the same rules as its single-event RPC and gets its own result;
+        one refused event does not fail the others. gRPC only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +123,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.CheckHealth,
                     request_deserializer=prisme_dot_v1_dot_event__service__pb2.CheckHealthRequest.FromString,
                     response_serializer=prisme_dot_v1_dot_event__service__pb2.CheckHealthResponse.SerializeToString,
+            ),
+            'SendEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendEvents,
+                    request_deserializer=prisme_dot_v1_dot_event__service__pb2.SendEventsRequest.FromString,
+                    response_serializer=prisme_dot_v1_dot_event__service__pb2.SendEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -200,6 +219,33 @@ class EventService:
             '/prisme.v1.EventService/CheckHealth',
             prisme_dot_v1_dot_event__service__pb2.CheckHealthRequest.SerializeToString,
             prisme_dot_v1_dot_event__service__pb2.CheckHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/prisme.v1.EventService/SendEvents',
+            prisme_dot_v1_dot_event__service__pb2.SendEventsRequest.SerializeToString,
+            prisme_dot_v1_dot_event__service__pb2.SendEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,11 @@ class EventServiceStub:
     """
     CheckHealth: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.CheckHealthRequest, _event_service_pb2.CheckHealthResponse]
     """Reports whether the service and its store answer."""
+    SendEvents: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendEventsRequest, _event_service_pb2.SendEventsResponse]
+    """Records many events in one call (SDK offline queues, backends): each event
+    follows the same rules as its single-event RPC and gets its own result;
+    one refused event does not fail the others. gRPC only.
+    """
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
@@ -71,6 +76,11 @@ class EventServiceAsyncStub(EventServiceStub):
     """
     CheckHealth: _aio.UnaryUnaryMultiCallable[_event_service_pb2.CheckHealthRequest, _event_service_pb2.CheckHealthResponse]  # type: ignore[assignment]
     """Reports whether the service and its store answer."""
+    SendEvents: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendEventsRequest, _event_service_pb2.SendEventsResponse]  # type: ignore[assignment]
+    """Records many events in one call (SDK offline queues, backends): each event
+    follows the same rules as its single-event RPC and gets its own result;
+    one refused event does not fail the others. gRPC only.
+    """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     """EventService ingests page views and custom events from browsers (through
@@ -108,5 +118,16 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_event_service_pb2.CheckHealthResponse, _abc.Awaitable[_event_service_pb2.CheckHealthResponse]]:
         """Reports whether the service and its store answer."""
+
+    @_abc_1.abstractmethod
+    def SendEvents(
+        self,
+        request: _event_service_pb2.SendEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_service_pb2.SendEventsResponse, _abc.Awaitable[_event_service_pb2.SendEventsResponse]]:
+        """Records many events in one call (SDK offline queues, backends): each event
+        follows the same rules as its single-event RPC and gets its own result;
+        one refused event does not fail the others. gRPC only.
+        """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,197 @@
+"""`PrismeClient`: a typed asyncio client for `prisme.v1.EventService`.
+
+    async with PrismeClient("127.0.0.1:50051", token=None) as client:
+        await client.send_pageview(page_url=..., origin=..., user_agent=...)
+        await client.send_custom_event("purchase", {"amount": 12.5}, page_url=..., ...)
+
+Every call has a deadline, a request id (``x-request-id`` metadata), and is retried with
+exponential backoff while the service answers UNAVAILABLE. Retrying is safe: each event gets
+an event id (a fresh UUID unless you pass one), and the service stores an event id once.
+Refusals raise `PrismeError` with the gRPC ``code`` and the stable ``reason``.
+
+Without a token the service treats the caller like a browser (its own address is the client
+IP: mobile SDKs). With the service token it may pass ``client_ip`` for an end user
+(server-side tracking).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+from prisme.v1 import event_service_pb2 as pb
+from prisme.v1 import event_service_pb2_grpc as pb_grpc
+
+from prisme_client.errors import PrismeError, error_from_rpc, error_from_status
+
+T = TypeVar("T")
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+
+
+@dataclass(frozen=True, slots=True)
+class PageView:
+    """A page view, for `PrismeClient.send_events`."""
+
+    page_url: str
+    origin: str
+    user_agent: str
+    client_ip: str | None = None
+    document_referrer: str | None = None
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True, slots=True)
+class CustomEvent:
+    """A custom event, for `PrismeClient.send_events`."""
+
+    name: str
+    properties: Mapping[str, Any] | None
+    page_url: str
+    origin: str
+    user_agent: str
+    client_ip: str | None = None
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+class PrismeClient:
+    def __init__(
+        self,
+        target: str,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._target = target
+        self._token = token
+        self._timeout = timeout
+        self._retries = retries
+        self._backoff = backoff
+        self._credentials = credentials
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: pb_grpc.EventServiceAsyncStub | None = None
+
+    async def __aenter__(self) -> PrismeClient:
+        if self._credentials is None:
+            self._channel = grpc.aio.insecure_channel(self._target)
+        else:
+            self._channel = grpc.aio.secure_channel(self._target, self._credentials)
+        self._stub = pb_grpc.EventServiceStub(self._channel)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel = self._stub = None
+
+    async def send_pageview(
+        self,
+        *,
+        page_url: str,
+        origin: str,
+        user_agent: str,
+        client_ip: str | None = None,
+        document_referrer: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        """Records a page view; returns once it is stored."""
+        event = PageView(page_url, origin, user_agent, client_ip, document_referrer)
+        request = _pageview_request(event, event_id or event.event_id)
+        await self._call(lambda stub, meta: stub.SendPageView(request, **meta))
+
+    async def send_custom_event(
+        self,
+        name: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        page_url: str,
+        origin: str,
+        user_agent: str,
+        client_ip: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        """Records a custom event whose visitor has a live session; returns once stored."""
+        event = CustomEvent(name, properties, page_url, origin, user_agent, client_ip)
+        request = _custom_request(event, event_id or event.event_id)
+        await self._call(lambda stub, meta: stub.SendCustomEvent(request, **meta))
+
+    async def send_events(
+        self, events: Sequence[PageView | CustomEvent]
+    ) -> list[PrismeError | None]:
+        """Records many events in one call: None for each stored event, else its error."""
+        request = pb.SendEventsRequest(events=[_event(event) for event in events])
+        response = await self._call(lambda stub, meta: stub.SendEvents(request, **meta))
+        return [error_from_status(status) for status in response.results]
+
+    async def check_health(self) -> float:
+        """The store's ping time in milliseconds; raises `PrismeError` when unhealthy."""
+        request = pb.CheckHealthRequest()
+        response = await self._call(lambda stub, meta: stub.CheckHealth(request, **meta))
+        return response.store_ping_ms
+
+    async def _call(
+        self, send: Callable[[pb_grpc.EventServiceAsyncStub, dict[str, Any]], Awaitable[T]]
+    ) -> T:
+        if self._stub is None:
+            raise RuntimeError("use PrismeClient as an async context manager")
+        metadata = [("x-request-id", uuid.uuid4().hex)]
+        if self._token:
+            metadata.append(("authorization", f"Bearer {self._token}"))
+        options = {"metadata": metadata, "timeout": self._timeout}
+        for attempt in range(self._retries + 1):
+            try:
+                return await send(self._stub, options)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in RETRYABLE or attempt == self._retries:
+                    raise error_from_rpc(exc) from exc
+            delay = self._backoff * 2**attempt
+            await asyncio.sleep(delay + random.uniform(0, delay))
+        raise AssertionError("unreachable")
+
+
+def _context(
+    page_url: str, origin: str, user_agent: str, client_ip: str | None, referrer: str | None
+) -> pb.ClientContext:
+    return pb.ClientContext(
+        origin=origin,
+        page_url=page_url,
+        document_referrer=referrer or "",
+        user_agent=user_agent,
+        client_ip=client_ip or "",
+    )
+
+
+def _pageview_request(event: PageView, event_id: str) -> pb.SendPageViewRequest:
+    context = _context(
+        event.page_url, event.origin, event.user_agent, event.client_ip, event.document_referrer
+    )
+    return pb.SendPageViewRequest(context=context, event_id=event_id)
+
+
+def _custom_request(event: CustomEvent, event_id: str) -> pb.SendCustomEventRequest:
+    context = _context(event.page_url, event.origin, event.user_agent, event.client_ip, None)
+    request = pb.SendCustomEventRequest(context=context, name=event.name, event_id=event_id)
+    if event.properties:
+        request.body.content_type = "application/json"
+        request.body.data = json.dumps(dict(event.properties), allow_nan=False).encode()
+    return request
+
+
+def _event(event: PageView | CustomEvent) -> pb.Event:
+    if isinstance(event, PageView):
+        return pb.Event(page_view=_pageview_request(event, event.event_id))
+    return pb.Event(custom_event=_custom_request(event, event.event_id))

@@ -1,0 +1,212 @@
+"""The Python client and the gRPC trust model, against the real core and `prisme serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from prisme_client import CustomEvent, PageView, PrismeClient, PrismeError
+from prisme_core.server import create_server
+from prisme_core.settings import Settings
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tests.conftest import core_deps
+from tests.service import Service, free_port, start_service
+from tests.support import FIREFOX, Document
+from tests.transports import TOKEN
+
+SECRET = "s3cret-token-never-logged"
+
+
+@pytest.fixture
+def service(
+    mongo_uri: str, database_name: str, tmp_path: Path, mongo: AsyncDatabase[Document]
+) -> Iterator[tuple[Service, int]]:
+    grpc_port = free_port()
+    service = start_service(
+        tmp_path / "serve.log",
+        PRISME_MONGODB_URI=mongo_uri,
+        PRISME_MONGODB_DATABASE=database_name,
+        PRISME_GRPC_HOSTPORT=f"127.0.0.1:{grpc_port}",
+        PRISME_ORIGIN_REGISTRY_ORIGINS="example.com,localhost",
+        PRISME_GRPC_TOKEN=SECRET,
+    )
+    yield service, grpc_port
+    if service.process.poll() is None:
+        service.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_the_design_snippet_works_as_written(
+    service: tuple[Service, int], mongo: AsyncDatabase[Document]
+) -> None:
+    _, port = service
+    async with PrismeClient(f"127.0.0.1:{port}", token=None) as client:
+        await client.send_pageview(page_url="https://example.com/pricing", origin="https://example.com",
+                                   user_agent=FIREFOX, client_ip=None,
+                                   document_referrer=None)  # fmt: skip
+        await client.send_custom_event("purchase", {"amount": 12.5}, page_url="https://example.com/pricing",
+                                       origin="https://example.com", user_agent=FIREFOX,
+                                       client_ip=None)  # fmt: skip
+    [event] = await mongo.events_custom.find({}).to_list()
+    assert (event["name"], event["properties"]) == ("purchase", {"amount": 12.5})
+    assert await mongo.pageviews.count_documents({}) == 1
+
+
+@pytest.mark.timeout(60)
+async def test_failures_raise_prisme_error_with_code_and_reason(
+    service: tuple[Service, int],
+) -> None:
+    _, port = service
+    async with PrismeClient(f"127.0.0.1:{port}") as client:
+        with pytest.raises(PrismeError) as excinfo:
+            await client.send_pageview(
+                page_url="https://example.com/", origin="https://evil.example", user_agent=FIREFOX
+            )
+    assert excinfo.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "ORIGIN" in excinfo.value.reason
+
+
+@pytest.mark.timeout(60)
+async def test_token_never_appears_in_logs(service: tuple[Service, int]) -> None:
+    process, port = service
+    async with PrismeClient(f"127.0.0.1:{port}", token=SECRET) as client:
+        await client.send_pageview(
+            page_url="https://example.com/", origin="https://example.com",
+            user_agent=FIREFOX, client_ip="8.8.8.8",
+        )  # fmt: skip
+    async with PrismeClient(f"127.0.0.1:{port}", token=SECRET + "-wrong") as client:
+        with pytest.raises(PrismeError) as excinfo:
+            await client.check_health()
+    assert excinfo.value.code == grpc.StatusCode.UNAUTHENTICATED
+    process.stop()
+    assert "s3cret" not in process.log.read_text()
+
+
+async def test_untrusted_caller_cannot_choose_its_ip_and_trusted_can(
+    core_target: str, mongo: AsyncDatabase[Document]
+) -> None:
+    for token, page in ((None, "/untrusted"), (TOKEN, "/trusted")):
+        async with PrismeClient(core_target, token=token) as client:
+            await client.send_pageview(
+                page_url=f"http://localhost{page}", origin="http://localhost",
+                user_agent=FIREFOX, client_ip="8.8.8.8",
+            )  # fmt: skip
+    countries = {
+        doc["entry_path"]: doc["country_code"] for doc in await mongo.sessions.find({}).to_list()
+    }
+    assert countries == {"/untrusted": "XX", "/trusted": "US"}  # 127.0.0.1 vs the given 8.8.8.8
+
+
+async def test_wrong_token_is_refused_clearly(core_target: str) -> None:
+    async with PrismeClient(core_target, token="wrong") as client:
+        with pytest.raises(PrismeError) as excinfo:
+            await client.check_health()
+        with pytest.raises(PrismeError) as batch:
+            await client.send_events([])
+    assert (excinfo.value.code, excinfo.value.reason) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "UNAUTHENTICATED",
+    )
+    assert batch.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.timeout(90)
+async def test_a_batch_of_1000_is_stored_with_a_result_each(
+    core_target: str, mongo: AsyncDatabase[Document]
+) -> None:
+    events: list[PageView | CustomEvent] = []
+    for i in range(1000):
+        ip = f"81.2.{i // 250}.{i % 250 + 1}"
+        if i % 100 == 7:
+            events.append(PageView("http://localhost/x", "https://evil.example", FIREFOX, ip))
+        elif i % 100 == 8:
+            events.append(PageView("/relative", "http://localhost", FIREFOX, ip))
+        else:
+            events.append(PageView(f"http://localhost/p{i}", "http://localhost", FIREFOX, ip))
+    async with PrismeClient(core_target, token=TOKEN, timeout=60) as client:
+        results = await client.send_events(events)
+    assert len(results) == 1000
+    refused = {i: error.reason for i, error in enumerate(results) if error is not None}
+    assert refused == {
+        i: "ORIGIN_NOT_REGISTERED" if i % 100 == 7 else "INVALID_PAGE_URL"
+        for i in range(1000)
+        if i % 100 in (7, 8)
+    }
+    assert await mongo.pageviews.count_documents({}) == 980
+
+
+async def test_batch_mixes_kinds_and_reports_each(
+    core_target: str, mongo: AsyncDatabase[Document]
+) -> None:
+    ip = "84.200.69.80"
+    async with PrismeClient(core_target, token=TOKEN) as client:
+        await client.send_pageview(page_url="http://localhost/a", origin="http://localhost",
+                                   user_agent=FIREFOX, client_ip=ip)  # fmt: skip
+        results = await client.send_events(
+            [
+                CustomEvent("signup", {"plan": "pro"}, "http://localhost/a", "http://localhost",
+                            FIREFOX, ip),
+                CustomEvent("bad", {"$x": 1}, "http://localhost/a", "http://localhost", FIREFOX,
+                            ip),
+                PageView("http://localhost/b", "http://localhost", "curl/8.5.0", ip),
+            ]
+        )  # fmt: skip
+    assert [None if r is None else r.reason for r in results] == [
+        None,
+        "INVALID_PROPERTY_KEY",
+        "BOT",
+    ]
+    assert await mongo.events_custom.count_documents({"name": "signup"}) == 1
+
+
+async def test_retries_wait_for_an_unavailable_service(
+    settings: Settings, user_agents: Any, mongo: AsyncDatabase[Document]
+) -> None:
+    port = free_port()
+    server = create_server(settings, core_deps(settings, user_agents), f"127.0.0.1:{port}")
+
+    async def start_late() -> None:
+        await asyncio.sleep(0.4)
+        await server.start()
+
+    starting = asyncio.create_task(start_late())
+    event_id = str(uuid.uuid4())
+    try:
+        async with PrismeClient(f"127.0.0.1:{port}", retries=6, backoff=0.1) as client:
+            await client.send_pageview(
+                page_url="http://localhost/", origin="http://localhost", user_agent=FIREFOX,
+                event_id=event_id,
+            )  # fmt: skip
+    finally:
+        await starting
+        await server.stop(grace=0)
+    assert await mongo.pageviews.count_documents({"event_id": uuid.UUID(event_id)}) == 1
+
+
+async def test_no_retries_give_up_at_once() -> None:
+    async with PrismeClient(f"127.0.0.1:{free_port()}", retries=0, timeout=2) as client:
+        with pytest.raises(PrismeError) as excinfo:
+            await client.check_health()
+    assert excinfo.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.timeout(60)
+def test_server_side_tracking_example_runs(service: tuple[Service, int], repo_root: Path) -> None:
+    _, port = service
+    result = subprocess.run(
+        [sys.executable, str(repo_root / "examples" / "server_side_tracking.py"),
+         f"127.0.0.1:{port}"],
+        env=os.environ | {"PRISME_GRPC_TOKEN": SECRET},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["stored", "refused: ORIGIN_NOT_REGISTERED"]
