@@ -7,7 +7,7 @@ NPM_STAMP := node_modules/.installed
 GENERATED := clients/prisme/v1
 GEOIP_DB := .prisme-data/geoip/geo-whois-asn-country.mmdb
 
-.PHONY: run test check gen lint typecheck buflint protodeps gen-check install geoip clean
+.PHONY: run test check gen lint typecheck buflint protodeps gen-check install geoip browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,13 @@ run: $(STAMP) $(GEOIP_DB)
 	PRISME_GEOIP_DB="$${PRISME_GEOIP_DB:-$(GEOIP_DB)}" \
 	exec $(BIN)/prisme serve
 
-test: $(STAMP) $(GEOIP_DB)
+# The browser tests drive Debian's Chromium; install it once when it is missing.
+browser:
+	@command -v chromium >/dev/null || { \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+test: $(STAMP) $(GEOIP_DB) browser
 	PRISME_DEFAULT_GEOIP_DB=$(GEOIP_DB) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 gen: $(STAMP)

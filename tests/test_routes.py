@@ -48,7 +48,7 @@ def test_app_router_serves_exactly_the_annotated_routes() -> None:
         if route.resource is not None and route.method != "HEAD"
     }
     annotated = {(route.http_method, route.path) for route in routes_of()}
-    assert registered == annotated | {("GET", "/api/v1/openapi.json")}
+    assert registered == annotated | {("GET", "/api/v1/openapi.json"), ("GET", "/static/m.js")}
 
 
 def test_headers_fill_the_client_context() -> None:
