@@ -1,0 +1,252 @@
+"""`make bench`: the full stack against its ceilings, in one run, under one HTTP load.
+
+    .venv/bin/python bench/run.py [--duration SECONDS] [--connections N]
+
+1. The store's own ceiling: the documents this workload must write (page views, plus a session
+   for each new session), written with batched ``insert_many`` and nothing else, into the same
+   indexed collections.
+2. The front door's ceiling: a bare aiohttp handler on the same route, under the same wrk load.
+3. The full stack: ``prisme serve`` (façade, core, group commit) in front of the same store
+   daemon, under the same wrk load, with the CPU time of every service process per event;
+   afterwards every acknowledged event is looked up in the store.
+
+It ends with the line ``bench: e2e_rps=... store_rps=... ratio=... bare_rps=...
+cpu_us_per_event=... p50_ms=... p99_ms=... errors=... lost=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prisme_cli.embedded import EmbeddedStore
+from prisme_core.adapters.mongo import (
+    PAGEVIEWS,
+    SESSIONS,
+    MongoEventStore,
+    pageview_document,
+    session_document,
+)
+from prisme_core.model import PageView, SessionAttributes, SessionStart
+from pymongo import AsyncMongoClient
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "pageviews.lua"
+NEW_SHARE = 0.3
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+BARE_APP = """
+import sys
+from aiohttp import web
+async def handle(request):
+    return web.json_response({})
+app = web.Application()
+app.router.add_post("/api/v1/events/pageviews", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    acknowledged: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    seconds: float
+
+    @property
+    def rps(self) -> float:
+        return self.acknowledged / self.seconds
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, within: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open")
+
+
+def wrk(port: int, seconds: float, connections: int) -> WrkResult:
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency", "-s", str(LUA),
+         f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    line = re.search(r"bench-wrk: (.*)", output)
+    if line is None:
+        raise RuntimeError(output)
+    fields = dict(pair.split("=") for pair in line.group(1).split())
+    return WrkResult(
+        requests=int(fields["requests"]),
+        acknowledged=int(fields["acknowledged"]),
+        errors=int(fields["non2xx"]) + int(fields["socket_errors"]),
+        p50_ms=int(fields["p50_us"]) / 1000,
+        p99_ms=int(fields["p99_us"]) / 1000,
+        seconds=int(fields["duration_us"]) / 1e6,
+    )
+
+
+def process_tree_cpu(root: int, exclude: set[int]) -> float:
+    """User + system CPU seconds of ``root`` and its descendants, minus ``exclude``."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2 :].split()
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _) in stats.items() if ppid == parent]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(stats[pid][1] for pid in tree - exclude if pid in stats)
+
+
+async def store_ceiling(uri: str, events: int) -> float:
+    """Page view events per second when only their documents are written, in big batches."""
+    store = MongoEventStore.from_uri(uri, "ceiling", timeout=60)
+    await store.ensure_schema()
+    await store.close()
+    now = datetime.now(UTC)
+    sessions: list[SessionAttributes] = []
+    pageviews, starts = [], []
+    for i in range(events):
+        if not sessions or random.random() < NEW_SHARE:
+            attributes = SessionAttributes(
+                uuid.uuid4(), "localhost", f"prisme_{i:016X}", "Windows", "Chrome", "Other",
+                "direct", "GB", "bench", "", "", "", "",
+            )  # fmt: skip
+            sessions.append(attributes)
+            starts.append(session_document(SessionStart(f"{i:016X}", "/", now, attributes)))
+        page = PageView(now, "/pricing", random.choice(sessions[-500:]), uuid.uuid4())
+        pageviews.append(pageview_document(page))
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        uri, uuidRepresentation="standard"
+    )
+    database = client.ceiling
+    started = time.perf_counter()
+    for first in range(0, len(pageviews), 1000):
+        await database[PAGEVIEWS].insert_many(pageviews[first : first + 1000], ordered=False)
+    for first in range(0, len(starts), 1000):
+        await database[SESSIONS].insert_many(starts[first : first + 1000], ordered=False)
+    elapsed = time.perf_counter() - started
+    await client.close()
+    return events / elapsed
+
+
+def bare_front_door(seconds: float, connections: int) -> float:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
+    try:
+        wait_port(port)
+        return wrk(port, seconds, connections).rps
+    finally:
+        process.terminate()
+        process.wait()
+
+
+async def stored_pageviews(uri: str) -> int:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri)
+    count = await client.bench.pageviews.count_documents({})
+    await client.close()
+    return count
+
+
+def full_stack(
+    uri: str, seconds: float, connections: int, work: Path
+) -> tuple[WrkResult, float, int]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRISME_")} | {
+        "PRISME_MONGODB_URI": uri,
+        "PRISME_MONGODB_DATABASE": "bench",
+        "PRISME_PORT": str(port),
+        "PRISME_HOST": "127.0.0.1",
+        "PRISME_GRPC_HOSTPORT": "127.0.0.1:0",
+        "PRISME_ADMIN_HOSTPORT": f"127.0.0.1:{free_port()}",
+        "PRISME_ORIGIN_REGISTRY_ORIGINS": "localhost",
+        "PRISME_TRUST_PROXY": "true",
+        "PRISME_RATE_LIMIT_PER_MINUTE": "1000000",
+    }
+    log = (work / "serve.log").open("w")
+    process = subprocess.Popen([str(Path(sys.executable).with_name("prisme")), "serve"], env=env,
+                               stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_port(port)
+        warm = wrk(port, 3, connections)
+        cpu_before = process_tree_cpu(process.pid, exclude=set())
+        result = wrk(port, seconds, connections)
+        cpu = process_tree_cpu(process.pid, exclude=set()) - cpu_before
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        log.close()
+    acknowledged = warm.acknowledged + result.acknowledged
+    return result, cpu / max(result.acknowledged, 1) * 1e6, acknowledged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--ceiling-events", type=int, default=20_000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="prisme-bench-"))
+    store = EmbeddedStore(work / "store", cache_size="512M")
+    uri = store.start()
+    try:
+        store_rps = asyncio.run(store_ceiling(uri, args.ceiling_events))
+        print(f"store ceiling: {store_rps:,.0f} page views/s (insert_many only)", flush=True)
+        bare_rps = bare_front_door(args.duration / 2, args.connections)
+        print(f"bare aiohttp: {bare_rps:,.0f} requests/s", flush=True)
+        result, cpu_us, acknowledged = full_stack(uri, args.duration, args.connections, work)
+        stored = asyncio.run(stored_pageviews(uri))
+    finally:
+        store.stop()
+    lost = max(0, acknowledged - stored)
+    print(
+        f"full stack: {result.rps:,.0f} page views/s, p50 {result.p50_ms:.1f} ms, "
+        f"p99 {result.p99_ms:.1f} ms, {cpu_us:.0f} µs CPU per event, "
+        f"{acknowledged} acknowledged, {stored} stored"
+    )
+    print(
+        f"bench: e2e_rps={result.rps:.0f} store_rps={store_rps:.0f} "
+        f"ratio={result.rps / store_rps:.2f} bare_rps={bare_rps:.0f} "
+        f"cpu_us_per_event={cpu_us:.0f} p50_ms={result.p50_ms:.1f} p99_ms={result.p99_ms:.1f} "
+        f"errors={result.errors} lost={lost}"
+    )
+
+
+if __name__ == "__main__":
+    main()
