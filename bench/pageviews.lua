@@ -17,7 +17,7 @@ local agents = {
   "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 OPR/115.0.0.0",
 }
 local pages = {"/", "/pricing", "/blog", "/blog/launch", "/docs", "/docs/install", "/about", "/contact"}
-local visitors = tonumber(os.getenv("BENCH_VISITORS") or "5000")
+local visitors = tonumber(os.getenv("BENCH_VISITORS") or "2000")
 local new_share = tonumber(os.getenv("BENCH_NEW_SHARE") or "0.3")
 local threads = {}
 

@@ -185,7 +185,7 @@ async def stored_pageviews(uri: str) -> int:
 
 
 def full_stack(
-    uri: str, seconds: float, connections: int, work: Path
+    uri: str, seconds: float, connections: int, work: Path, store_pid: int
 ) -> tuple[WrkResult, float, int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRISME_")} | {
@@ -206,8 +206,12 @@ def full_stack(
         wait_port(port)
         warm = wrk(port, 3, connections)
         cpu_before = process_tree_cpu(process.pid, exclude=set())
+        store_before = process_tree_cpu(store_pid, exclude=set())
         result = wrk(port, seconds, connections)
         cpu = process_tree_cpu(process.pid, exclude=set()) - cpu_before
+        store_cpu = process_tree_cpu(store_pid, exclude=set()) - store_before
+        print(f"store CPU: {store_cpu / max(result.acknowledged, 1) * 1e6:.0f} µs per event "
+              f"({store_cpu / result.seconds * 100:.0f} % of a core)", flush=True)  # fmt: skip
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -230,7 +234,10 @@ def main() -> None:
         print(f"store ceiling: {store_rps:,.0f} page views/s (insert_many only)", flush=True)
         bare_rps = bare_front_door(args.duration / 2, args.connections)
         print(f"bare aiohttp: {bare_rps:,.0f} requests/s", flush=True)
-        result, cpu_us, acknowledged = full_stack(uri, args.duration, args.connections, work)
+        assert store.pid is not None
+        result, cpu_us, acknowledged = full_stack(
+            uri, args.duration, args.connections, work, store.pid
+        )
         stored = asyncio.run(stored_pageviews(uri))
     finally:
         store.stop()

@@ -105,8 +105,13 @@ class Pipeline:
         self._ids = Identities(store)
         self._limiter = RateLimiter(config.rate_limit_per_minute, time.monotonic)
         self._recent = RecentEvents()
+        self._store_writes = asyncio.Lock()
         self._sessions = SessionTracker(
-            store, clock, config.session_inactive_ttl, config.session_flush_interval
+            store,
+            clock,
+            config.session_inactive_ttl,
+            config.session_flush_interval,
+            write_lock=self._store_writes,
         )
         self._pageviews = self._writer("pageviews", store.insert_pageviews)
         self._session_starts = self._writer("sessions", store.insert_sessions)
@@ -114,8 +119,14 @@ class Pipeline:
 
     def _writer(self, name: str, write: Callable[[Sequence[T]], Awaitable[None]]) -> GroupCommit[T]:
         config = self._config
+
         return GroupCommit(
-            name, write, config.batch_max_size, config.batch_max_timeout, config.max_pending
+            name,
+            write,
+            config.batch_max_size,
+            config.batch_max_timeout,
+            config.max_pending,
+            turn=self._store_writes,
         )
 
     def start(self) -> None:

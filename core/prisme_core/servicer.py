@@ -27,6 +27,7 @@ from prisme_core.errors import CoreError, InvalidInput, Reason, Unauthenticated
 from prisme_core.metrics import EVENTS
 from prisme_core.model import ClientContext, CustomEventInput
 from prisme_core.pipeline import Pipeline
+from prisme_core.request_id import REQUEST_ID, valid_request_id
 from prisme_core.status import rich_status
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class EventServicer(pb_grpc.EventServiceServicer):
 
     async def _send_one(self, event: pb.Event, context: Context) -> status_pb2.Status:
         kind = event.WhichOneof("kind")
+        if request_id := valid_request_id(event.request_id):
+            REQUEST_ID.set(request_id)  # this event's own task: its logs carry its id
         try:
             if kind == "page_view":
                 await self._send_pageview(event.page_view, context)

@@ -55,12 +55,14 @@ class SessionTracker:
         inactive_ttl: float,
         flush_interval: float,
         max_cached: int = 200_000,
+        write_lock: asyncio.Lock | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._ttl = timedelta(seconds=inactive_ttl)
         self._flush_interval = flush_interval
         self._max_cached = max_cached
+        self._write_lock = write_lock or asyncio.Lock()
         self._cache: OrderedDict[str, LiveSession] = OrderedDict()
         self._dirty: dict[str, LiveSession] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -188,7 +190,8 @@ class SessionTracker:
                 for s in chunk
             ]
             try:
-                await self._store.update_sessions(progress)
+                async with self._write_lock:
+                    await self._store.update_sessions(progress)
             except CoreError as error:
                 logger.warning("session flush failed, will retry: %s", error)
                 return

@@ -2,7 +2,8 @@
 
 One generic handler per `Route` read from the proto: transcode the request, call the core over
 a shared gRPC channel (opened and closed in ``cleanup_ctx``), and answer with the response
-message as JSON, or with the mapped HTTP status and a short JSON reason.
+message as JSON, or with the mapped HTTP status and a short JSON reason. Events go through the
+`CoreBatcher` (one `SendEvents` call for many concurrent requests); other calls are unary.
 
 Must not import prisme_core.
 """
@@ -15,8 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 from aiohttp import web
 from google.protobuf.json_format import MessageToDict
-from prisme_client import error_from_rpc
+from prisme.v1 import event_service_pb2 as pb
+from prisme_client import PrismeError, error_from_rpc
 
+from prisme_http.batcher import CoreBatcher
 from prisme_http.client_ip import client_ip
 from prisme_http.config import FacadeConfig
 from prisme_http.errors import json_error
@@ -32,6 +35,13 @@ logger = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", FacadeConfig)
 CHANNEL = web.AppKey("channel", grpc.aio.Channel)
+BATCHER = web.AppKey("batcher", CoreBatcher)
+# Which field of a batched `Event` carries each single-event request type.
+EVENT_FIELDS = {
+    field.message_type.full_name: field.name
+    for field in pb.Event.DESCRIPTOR.oneofs_by_name["kind"].fields
+    if field.message_type is not None
+}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -55,14 +65,19 @@ async def _openapi(request: web.Request) -> web.Response:
 
 
 async def _channel(app: web.Application) -> AsyncIterator[None]:
-    channel = grpc.aio.insecure_channel(app[CONFIG].core_target)
+    config = app[CONFIG]
+    channel = grpc.aio.insecure_channel(config.core_target)
     app[CHANNEL] = channel
+    app[BATCHER] = CoreBatcher(channel, config.token, config.event_timeout)
+    app[BATCHER].start()
     yield
+    await app[BATCHER].close()
     await channel.close()
 
 
 def _handler(route: Route) -> Handler:
     is_health = route.http_method == "GET"
+    event_field = EVENT_FIELDS.get(route.request_type.DESCRIPTOR.full_name)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         config = request.app[CONFIG]
@@ -77,6 +92,11 @@ def _handler(route: Route) -> Handler:
             trusted_proxies=config.trusted_proxies,
         )
         message = to_message(route, request.headers, request.match_info, body, client_ip=ip)
+        if event_field is not None:  # events travel batched, each with its own result
+            event = pb.Event(request_id=REQUEST_ID.get() or "")
+            getattr(event, event_field).CopyFrom(message)
+            error = await request.app[BATCHER].send(event)
+            return web.json_response({}) if error is None else _error_response(error)
         call = request.app[CHANNEL].unary_unary(
             route.rpc_path,
             request_serializer=route.request_type.SerializeToString,
@@ -89,14 +109,13 @@ def _handler(route: Route) -> Handler:
         try:
             response = await call(message, metadata=metadata, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            return _error_response(exc)
+            return _error_response(error_from_rpc(exc))
         return web.json_response(MessageToDict(response))
 
     return handle
 
 
-def _error_response(exc: grpc.aio.AioRpcError) -> web.Response:
-    error = error_from_rpc(exc)
+def _error_response(error: PrismeError) -> web.Response:
     status = http_status(error.code, error.reason)
     if status >= 500:
         logger.warning("core call failed: %s", error)

@@ -28,7 +28,7 @@ from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from prisme.v1 import options_pb2 as prisme_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprisme/v1/event_service.proto\x12\tprisme.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x17google/rpc/status.proto\x1a\x17prisme/v1/options.proto\"\xd1\x01\n\rClientContext\x12\x1a\n\x06origin\x18\x01 \x01(\tB\n\xaa\xbb\x18\x06Origin\x12\x32\n\x08page_url\x18\x02 \x01(\tB \xaa\xbb\x18\x11X-Prisme-Referrer\xaa\xbb\x18\x07Referer\x12\x39\n\x11\x64ocument_referrer\x18\x03 \x01(\tB\x1e\xaa\xbb\x18\x1aX-Prisme-Document-Referrer\x12\"\n\nuser_agent\x18\x04 \x01(\tB\x0e\xaa\xbb\x18\nUser-Agent\x12\x11\n\tclient_ip\x18\x05 \x01(\t\"i\n\x13SendPageViewRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\'\n\x08\x65vent_id\x18\x02 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\"\x16\n\x14SendPageViewResponse\"\x9e\x01\n\x16SendCustomEventRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x04\x62ody\x18\x03 \x01(\x0b\x32\x14.google.api.HttpBody\x12\'\n\x08\x65vent_id\x18\x04 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\"\x19\n\x17SendCustomEventResponse\"\x14\n\x12\x43heckHealthRequest\",\n\x13\x43heckHealthResponse\x12\x15\n\rstore_ping_ms\x18\x01 \x01(\x01\"\x7f\n\x05\x45vent\x12\x33\n\tpage_view\x18\x01 \x01(\x0b\x32\x1e.prisme.v1.SendPageViewRequestH\x00\x12\x39\n\x0c\x63ustom_event\x18\x02 \x01(\x0b\x32!.prisme.v1.SendCustomEventRequestH\x00\x42\x06\n\x04kind\"5\n\x11SendEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.prisme.v1.Event\"9\n\x12SendEventsResponse\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.google.rpc.Status2\xbe\x03\n\x0c\x45ventService\x12q\n\x0cSendPageView\x12\x1e.prisme.v1.SendPageViewRequest\x1a\x1f.prisme.v1.SendPageViewResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x18/api/v1/events/pageviews\x12\x84\x01\n\x0fSendCustomEvent\x12!.prisme.v1.SendCustomEventRequest\x1a\".prisme.v1.SendCustomEventResponse\"*\x82\xd3\xe4\x93\x02$\"\x1c/api/v1/events/custom/{name}:\x04\x62ody\x12i\n\x0b\x43heckHealth\x12\x1d.prisme.v1.CheckHealthRequest\x1a\x1e.prisme.v1.CheckHealthResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/healthcheck\x12I\n\nSendEvents\x12\x1c.prisme.v1.SendEventsRequest\x1a\x1d.prisme.v1.SendEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprisme/v1/event_service.proto\x12\tprisme.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x17google/rpc/status.proto\x1a\x17prisme/v1/options.proto\"\xd1\x01\n\rClientContext\x12\x1a\n\x06origin\x18\x01 \x01(\tB\n\xaa\xbb\x18\x06Origin\x12\x32\n\x08page_url\x18\x02 \x01(\tB \xaa\xbb\x18\x11X-Prisme-Referrer\xaa\xbb\x18\x07Referer\x12\x39\n\x11\x64ocument_referrer\x18\x03 \x01(\tB\x1e\xaa\xbb\x18\x1aX-Prisme-Document-Referrer\x12\"\n\nuser_agent\x18\x04 \x01(\tB\x0e\xaa\xbb\x18\nUser-Agent\x12\x11\n\tclient_ip\x18\x05 \x01(\t\"i\n\x13SendPageViewRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\'\n\x08\x65vent_id\x18\x02 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\"\x16\n\x14SendPageViewResponse\"\x9e\x01\n\x16SendCustomEventRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x04\x62ody\x18\x03 \x01(\x0b\x32\x14.google.api.HttpBody\x12\'\n\x08\x65vent_id\x18\x04 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\"\x19\n\x17SendCustomEventResponse\"\x14\n\x12\x43heckHealthRequest\",\n\x13\x43heckHealthResponse\x12\x15\n\rstore_ping_ms\x18\x01 \x01(\x01\"\x93\x01\n\x05\x45vent\x12\x33\n\tpage_view\x18\x01 \x01(\x0b\x32\x1e.prisme.v1.SendPageViewRequestH\x00\x12\x39\n\x0c\x63ustom_event\x18\x02 \x01(\x0b\x32!.prisme.v1.SendCustomEventRequestH\x00\x12\x12\n\nrequest_id\x18\x03 \x01(\tB\x06\n\x04kind\"5\n\x11SendEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.prisme.v1.Event\"9\n\x12SendEventsResponse\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.google.rpc.Status2\xbe\x03\n\x0c\x45ventService\x12q\n\x0cSendPageView\x12\x1e.prisme.v1.SendPageViewRequest\x1a\x1f.prisme.v1.SendPageViewResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x18/api/v1/events/pageviews\x12\x84\x01\n\x0fSendCustomEvent\x12!.prisme.v1.SendCustomEventRequest\x1a\".prisme.v1.SendCustomEventResponse\"*\x82\xd3\xe4\x93\x02$\"\x1c/api/v1/events/custom/{name}:\x04\x62ody\x12i\n\x0b\x43heckHealth\x12\x1d.prisme.v1.CheckHealthRequest\x1a\x1e.prisme.v1.CheckHealthResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/healthcheck\x12I\n\nSendEvents\x12\x1c.prisme.v1.SendEventsRequest\x1a\x1d.prisme.v1.SendEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -67,12 +67,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKHEALTHREQUEST']._serialized_end=702
   _globals['_CHECKHEALTHRESPONSE']._serialized_start=704
   _globals['_CHECKHEALTHRESPONSE']._serialized_end=748
-  _globals['_EVENT']._serialized_start=750
-  _globals['_EVENT']._serialized_end=877
-  _globals['_SENDEVENTSREQUEST']._serialized_start=879
-  _globals['_SENDEVENTSREQUEST']._serialized_end=932
-  _globals['_SENDEVENTSRESPONSE']._serialized_start=934
-  _globals['_SENDEVENTSRESPONSE']._serialized_end=991
-  _globals['_EVENTSERVICE']._serialized_start=994
-  _globals['_EVENTSERVICE']._serialized_end=1440
+  _globals['_EVENT']._serialized_start=751
+  _globals['_EVENT']._serialized_end=898
+  _globals['_SENDEVENTSREQUEST']._serialized_start=900
+  _globals['_SENDEVENTSREQUEST']._serialized_end=953
+  _globals['_SENDEVENTSRESPONSE']._serialized_start=955
+  _globals['_SENDEVENTSRESPONSE']._serialized_end=1012
+  _globals['_EVENTSERVICE']._serialized_start=1015
+  _globals['_EVENTSERVICE']._serialized_end=1461
 # @@protoc_insertion_point(module_scope)

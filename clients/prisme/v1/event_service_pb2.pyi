@@ -219,6 +219,12 @@ class Event(_message.Message):
 
     PAGE_VIEW_FIELD_NUMBER: _builtins.int
     CUSTOM_EVENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Optional id that ties the event to the caller's logs, e.g. the HTTP
+    request id when the façade batches requests; the call's `x-request-id`
+    metadata otherwise.
+    """
     @_builtins.property
     def page_view(self) -> Global___SendPageViewRequest:
         """A page view."""
@@ -232,10 +238,11 @@ class Event(_message.Message):
         *,
         page_view: Global___SendPageViewRequest | None = ...,
         custom_event: Global___SendCustomEventRequest | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "kind", b"kind", "page_view", b"page_view"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "kind", b"kind", "page_view", b"page_view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "kind", b"kind", "page_view", b"page_view", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["page_view", "custom_event"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
