@@ -198,7 +198,7 @@ def full_stack(
         "PRISME_ORIGIN_REGISTRY_ORIGINS": "localhost",
         "PRISME_TRUST_PROXY": "true",
         "PRISME_RATE_LIMIT_PER_MINUTE": "1000000",
-    }
+    } | {k: v for k, v in os.environ.items() if k.startswith("PRISME_")}
     log = (work / "serve.log").open("w")
     process = subprocess.Popen([str(Path(sys.executable).with_name("prisme")), "serve"], env=env,
                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip

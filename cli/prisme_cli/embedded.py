@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -28,13 +29,13 @@ class EmbeddedStoreError(RuntimeError):
     pass
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: SIGTERM it if the parent dies, even by SIGKILL."""
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
@@ -74,7 +75,7 @@ class EmbeddedStore:
         storage.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "secantusd.toml"
         config.touch()  # an explicit, empty config: the daemon would otherwise search for one
-        self.port = self.port or _free_port(self.host)
+        self.port = self.port or free_port(self.host)
         command = [
             executable,
             *("--config", str(config), "--host", self.host, "--port", str(self.port)),
@@ -87,7 +88,7 @@ class EmbeddedStore:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if die_with_parent else None,
+                preexec_fn=_die_with_parent_if(die_with_parent),
             )
         self._wait_until_ready(timeout)
         logger.info("embedded store (pid %d) listening on %s:%d", self.pid, self.host, self.port)
@@ -123,3 +124,7 @@ class EmbeddedStore:
             logger.warning("embedded store did not stop in %.0fs; killing it", timeout)
             process.kill()
             process.wait()
+
+
+def _die_with_parent_if(wanted: bool) -> Callable[[], None] | None:
+    return die_with_parent if wanted else None

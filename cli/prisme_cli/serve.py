@@ -1,56 +1,120 @@
-"""``prisme serve``: the gRPC core and the HTTP façade in one process, until SIGTERM or Ctrl-C.
+"""``prisme serve``: the HTTP façade, the gRPC core and, if needed, the store, until SIGTERM.
 
-When no ``PRISME_MONGODB_URI`` is given, the embedded store runs as a child process under
-``PRISME_DATA_DIR`` and stops with the service. The façade calls the core as a trusted caller
-with the service token (a random one when ``PRISME_GRPC_TOKEN`` is unset).
+The core runs as a child process (``prisme core``), so façade and core each have a CPU core's
+worth of Python; the façade calls it as a trusted caller with the service token (a random one
+when ``PRISME_GRPC_TOKEN`` is unset). When no ``PRISME_MONGODB_URI`` is given, the embedded
+store runs as another child under ``PRISME_DATA_DIR``. Children die with this process, even
+when it is killed. On SIGTERM or Ctrl-C: the façade stops accepting and finishes its requests,
+then the core finishes its calls and stores what they carry, then the store stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
 import secrets
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import uvloop
 from aiohttp import web
-from prisme_core.server import CoreDeps, CoreServer, create_server
 from prisme_core.settings import Settings
 from prisme_http.admin import create_admin_app
 from prisme_http.app import create_app
 from prisme_http.config import FacadeConfig
 from prisme_http.runner import FacadeRunner
 
-from prisme_cli.embedded import EmbeddedStore
+from prisme_cli.embedded import EmbeddedStore, die_with_parent, free_port
 
 logger = logging.getLogger(__name__)
+
+
+class CoreProcessError(RuntimeError):
+    pass
 
 
 def serve(settings: Settings) -> None:
     """Runs the service in the foreground; returns after a clean shutdown."""
     if settings.grpc_token is None:
         settings = dataclasses.replace(settings, grpc_token=secrets.token_urlsafe(32))
+    host, port = settings.grpc_hostport
+    if port == 0:
+        settings = dataclasses.replace(settings, grpc_hostport=(host, free_port(host)))
     embedded: EmbeddedStore | None = None
-    if settings.mongodb_uri is None:
-        # Started before any gRPC thread exists, so the child can be set to die with us.
-        embedded = EmbeddedStore(Path(settings.data_dir))
-        settings = dataclasses.replace(settings, mongodb_uri=embedded.start(die_with_parent=True))
+    core: subprocess.Popen[bytes] | None = None
     try:
-        asyncio.run(_serve(settings))
+        if settings.mongodb_uri is None:
+            embedded = EmbeddedStore(Path(settings.data_dir))
+            settings = dataclasses.replace(
+                settings, mongodb_uri=embedded.start(die_with_parent=True)
+            )
+        metrics_port = free_port("127.0.0.1")
+        # Started before this process has any gRPC thread: children are forked safely.
+        core = _start_core(settings, metrics_port)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(settings, core, metrics_port))
     finally:
+        if core is not None:
+            _stop_core(core, settings.shutdown_timeout / 2)
         if embedded is not None:
             embedded.stop()
 
 
-async def _serve(settings: Settings) -> None:
-    core = create_server(settings, CoreDeps.from_settings(settings))
-    await core.start()
-    grpc_host = settings.grpc_hostport[0]
-    core_host = "127.0.0.1" if grpc_host in {"0.0.0.0", "::", ""} else grpc_host
+def _start_core(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes]:
+    assert settings.mongodb_uri is not None
+    assert settings.grpc_token is not None
+    host, port = settings.grpc_hostport
+    env = os.environ | {
+        "PRISME_MONGODB_URI": settings.mongodb_uri,
+        "PRISME_GRPC_TOKEN": settings.grpc_token,
+        "PRISME_GRPC_HOSTPORT": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+    }
+    core = subprocess.Popen(
+        [sys.executable, "-m", "prisme_cli.main", "core", "--metrics-port", str(metrics_port)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+    target = _core_host(settings)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if core.poll() is not None:
+            raise CoreProcessError(f"the core exited with {core.returncode} at start")
+        try:
+            socket.create_connection((target, port), timeout=0.5).close()
+            return core
+        except OSError:
+            time.sleep(0.05)
+    core.kill()
+    raise CoreProcessError("the core did not start within 30s")
+
+
+def _stop_core(core: subprocess.Popen[bytes], within: float) -> None:
+    if core.poll() is None:
+        core.send_signal(signal.SIGTERM)
+    try:
+        core.wait(within)
+    except subprocess.TimeoutExpired:
+        logger.error("the core did not stop within %.0fs; killing it", within)
+        core.kill()
+        core.wait()
+
+
+def _core_host(settings: Settings) -> str:
+    host = settings.grpc_hostport[0]
+    return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+
+
+async def _serve(settings: Settings, core: subprocess.Popen[bytes], metrics_port: int) -> None:
     config = FacadeConfig(
-        core_target=f"{core_host}:{core.port}",
+        core_target=f"{_core_host(settings)}:{settings.grpc_hostport[1]}",
         token=settings.grpc_token,
         event_timeout=settings.mongodb_timeout + settings.api_events_timeout + 1.0,
         max_body_bytes=settings.max_body_bytes,
@@ -63,7 +127,9 @@ async def _serve(settings: Settings) -> None:
     runner = FacadeRunner(
         create_app(config), access_log=None, shutdown_timeout=settings.shutdown_timeout / 2
     )
-    admin = web.AppRunner(create_admin_app(), access_log=None)
+    admin = web.AppRunner(
+        create_admin_app(also=f"http://127.0.0.1:{metrics_port}/metrics"), access_log=None
+    )
     await runner.setup()
     await admin.setup()
     try:
@@ -72,31 +138,28 @@ async def _serve(settings: Settings) -> None:
         admin_host, admin_port = settings.admin_hostport
         await web.TCPSite(admin, admin_host, admin_port).start()
         logger.info("metrics on http://%s:%d/metrics", admin_host, admin_port)
-        await _until_stopped()
-        logger.info("shutting down: finishing requests in flight and storing what they carry")
+        await _until_stopped(core)
+        logger.info("shutting down: finishing requests in flight")
     finally:
-        await _shut_down(runner, admin, core, settings.shutdown_timeout)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(settings.shutdown_timeout / 2):
+                await runner.cleanup()
+                await admin.cleanup()
+        except TimeoutError:
+            logger.error("requests still in flight after %.0fs", settings.shutdown_timeout / 2)
+        logger.info("façade stopped in %.2fs", time.monotonic() - started)
 
 
-async def _shut_down(
-    runner: web.AppRunner, admin: web.AppRunner, core: CoreServer, within: float
-) -> None:
-    """Stops accepting, lets requests in flight finish (half the time), then the core's calls
-    (a quarter), then stores what they were promised; all of it bounded by ``within``."""
-    started = time.monotonic()
-    try:
-        async with asyncio.timeout(within):
-            await runner.cleanup()
-            await admin.cleanup()
-            await core.stop(grace=within / 4)
-    except TimeoutError:
-        logger.error("shutdown took over %.0fs; stopping anyway", within)
-    logger.info("stopped in %.2fs", time.monotonic() - started)
-
-
-async def _until_stopped() -> None:
+async def _until_stopped(core: subprocess.Popen[bytes]) -> None:
+    """Returns on SIGTERM or Ctrl-C, or if the core process dies."""
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopped.set)
-    await stopped.wait()
+    while not stopped.is_set():
+        if core.poll() is not None:
+            logger.error("the core exited with %s; stopping", core.returncode)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopped.wait(), 0.5)

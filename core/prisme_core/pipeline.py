@@ -65,7 +65,7 @@ class PipelineConfig:
     session_inactive_ttl: float = 24 * 3600.0
     session_flush_interval: float = 10.0
     batch_max_size: int = 512
-    batch_max_timeout: float = 0.005
+    batch_max_timeout: float = 0.001
     max_pending: int = 10_000
     api_events_timeout: float = 3.0
     max_body_bytes: int = 64 * 1024

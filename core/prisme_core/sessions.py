@@ -29,8 +29,8 @@ from prisme_core.ports import Clock, EventStore
 
 logger = logging.getLogger(__name__)
 
-UPDATE_CHUNK = 100
-"""Session updates per store call: small enough to finish well inside the store timeout."""
+UPDATE_CHUNK = 25
+"""Session updates per store call: small, so other writes wait little for their turn."""
 STORE_POLL = 0.25
 """How often a waiting custom event asks the store for a session another instance began."""
 

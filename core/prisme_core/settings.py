@@ -120,7 +120,7 @@ class Settings:
     session_inactive_ttl: float = 24 * 3600.0
     session_flush_interval: float = 10.0
     batch_max_size: int = 512
-    batch_max_timeout: float = 0.005
+    batch_max_timeout: float = 0.001
     batch_max_queue: int = 10_000
     shutdown_timeout: float = 10.0
     api_events_timeout: float = 3.0
