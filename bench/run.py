@@ -188,17 +188,21 @@ def full_stack(
     uri: str, seconds: float, connections: int, work: Path, store_pid: int
 ) -> tuple[WrkResult, float, int]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRISME_")} | {
-        "PRISME_MONGODB_URI": uri,
-        "PRISME_MONGODB_DATABASE": "bench",
-        "PRISME_PORT": str(port),
-        "PRISME_HOST": "127.0.0.1",
-        "PRISME_GRPC_HOSTPORT": "127.0.0.1:0",
-        "PRISME_ADMIN_HOSTPORT": f"127.0.0.1:{free_port()}",
-        "PRISME_ORIGIN_REGISTRY_ORIGINS": "localhost",
-        "PRISME_TRUST_PROXY": "true",
-        "PRISME_RATE_LIMIT_PER_MINUTE": "1000000",
-    } | {k: v for k, v in os.environ.items() if k.startswith("PRISME_")}
+    env = (
+        {k: v for k, v in os.environ.items() if not k.startswith("PRISME_")}
+        | {
+            "PRISME_MONGODB_URI": uri,
+            "PRISME_MONGODB_DATABASE": "bench",
+            "PRISME_PORT": str(port),
+            "PRISME_HOST": "127.0.0.1",
+            "PRISME_GRPC_HOSTPORT": "127.0.0.1:0",
+            "PRISME_ADMIN_HOSTPORT": f"127.0.0.1:{free_port()}",
+            "PRISME_ORIGIN_REGISTRY_ORIGINS": "localhost",
+            "PRISME_TRUST_PROXY": "true",
+            "PRISME_RATE_LIMIT_PER_MINUTE": "1000000",
+        }
+        | {k: v for k, v in os.environ.items() if k.startswith("PRISME_")}
+    )
     log = (work / "serve.log").open("w")
     process = subprocess.Popen([str(Path(sys.executable).with_name("prisme")), "serve"], env=env,
                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
