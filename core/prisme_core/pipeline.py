@@ -174,7 +174,8 @@ class Pipeline:
             else:
                 self._sessions.advance(session, page.path, now)
         pageview = PageView(now, page.path, session.start.attributes, event_id)
-        await asyncio.gather(asyncio.shield(session.persisted), self._pageviews.write(pageview))
+        await self._pageviews.write(pageview)
+        await asyncio.shield(session.persisted)  # stored with its session, or not acknowledged
 
     @contextlib.asynccontextmanager
     async def _store_deadline(self) -> AsyncIterator[None]:

@@ -14,8 +14,9 @@ import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
 
 import google.rpc.status_pb2 as status_pb2
 import grpc
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_BATCH = 1000
 KINDS = {"page_view": "pageview", "custom_event": "custom"}
-T = TypeVar("T")
+OK = status_pb2.Status(code=grpc.StatusCode.OK.value[0])
 
 
 def peer_ip(peer: str) -> str | None:
@@ -49,6 +50,31 @@ def peer_ip(peer: str) -> str | None:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls: with the service token (trusted) or not, and from which address."""
+
+    trusted: bool
+    peer_ip: str | None
+
+
+def client_context(
+    request: pb.SendPageViewRequest | pb.SendCustomEventRequest, caller: Caller
+) -> ClientContext:
+    """The request's browser context; only a trusted caller chooses the client IP."""
+    if not request.HasField("context"):
+        raise InvalidInput(Reason.MISSING_CONTEXT, "context is required", field="context")
+    given = request.context
+    client_ip = given.client_ip if caller.trusted and given.client_ip else caller.peer_ip
+    return ClientContext(
+        origin=given.origin,
+        page_url=given.page_url,
+        document_referrer=given.document_referrer,
+        user_agent=given.user_agent,
+        client_ip=client_ip,
+    )
 
 
 class EventServicer(pb_grpc.EventServiceServicer):
@@ -71,7 +97,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
     async def CheckHealth(
         self, request: pb.CheckHealthRequest, context: Context
     ) -> pb.CheckHealthResponse:
-        await _run(context, None, _authenticate(self._is_trusted, context))
+        await _run(context, None, self._check_health(context))
         started = time.perf_counter()
         await _run(context, None, self._pipeline.check_health())
         return pb.CheckHealthResponse(store_ping_ms=(time.perf_counter() - started) * 1000)
@@ -84,38 +110,46 @@ class EventServicer(pb_grpc.EventServiceServicer):
                 Reason.TOO_MANY_EVENTS, f"at most {MAX_BATCH} events per call", field="events"
             )
             await _run(context, None, _raise(error))
-        await _run(context, None, _authenticate(self._is_trusted, context))
+        callers: list[Caller] = []
+        await _run(context, None, self._identify(context, callers))
         results = await asyncio.gather(
-            *(self._send_one(event, context) for event in request.events)
+            *(self._send_one(event, callers[0]) for event in request.events)
         )
         return pb.SendEventsResponse(results=results)
 
-    async def _send_one(self, event: pb.Event, context: Context) -> status_pb2.Status:
+    async def _send_one(self, event: pb.Event, caller: Caller) -> status_pb2.Status:
         kind = event.WhichOneof("kind")
         if request_id := valid_request_id(event.request_id):
             REQUEST_ID.set(request_id)  # this event's own task: its logs carry its id
         try:
             if kind == "page_view":
-                await self._send_pageview(event.page_view, context)
+                await self._record_pageview(event.page_view, caller)
             elif kind == "custom_event":
-                await self._send_custom_event(event.custom_event, context)
+                await self._record_custom_event(event.custom_event, caller)
             else:
                 raise InvalidInput(Reason.EMPTY_EVENT, "event has no kind", field="events")
         except CoreError as error:
             _count(KINDS.get(kind or "", "unknown"), error)
             return rich_status(error)
         _count(KINDS[kind], None)
-        return status_pb2.Status(code=grpc.StatusCode.OK.value[0])
+        return OK
 
     async def _send_pageview(self, request: pb.SendPageViewRequest, context: Context) -> None:
-        client = self._client_context(request, context)
-        await self._pipeline.record_pageview(client, request.event_id)
+        await self._record_pageview(request, self._caller(context))
 
     async def _send_custom_event(
         self, request: pb.SendCustomEventRequest, context: Context
     ) -> None:
+        await self._record_custom_event(request, self._caller(context))
+
+    async def _record_pageview(self, request: pb.SendPageViewRequest, caller: Caller) -> None:
+        await self._pipeline.record_pageview(client_context(request, caller), request.event_id)
+
+    async def _record_custom_event(
+        self, request: pb.SendCustomEventRequest, caller: Caller
+    ) -> None:
         event = CustomEventInput(
-            context=self._client_context(request, context),
+            context=client_context(request, caller),
             name=request.name,
             content_type=request.body.content_type,
             body=request.body.data,
@@ -123,21 +157,14 @@ class EventServicer(pb_grpc.EventServiceServicer):
         )
         await self._pipeline.record_custom_event(event)
 
-    def _client_context(
-        self, request: pb.SendPageViewRequest | pb.SendCustomEventRequest, context: Context
-    ) -> ClientContext:
-        if not request.HasField("context"):
-            raise InvalidInput(Reason.MISSING_CONTEXT, "context is required", field="context")
-        given = request.context
-        trusted = self._is_trusted(context)
-        client_ip = given.client_ip if trusted and given.client_ip else peer_ip(context.peer())
-        return ClientContext(
-            origin=given.origin,
-            page_url=given.page_url,
-            document_referrer=given.document_referrer,
-            user_agent=given.user_agent,
-            client_ip=client_ip,
-        )
+    async def _check_health(self, context: Context) -> None:
+        self._caller(context)  # a wrong token is refused here too
+
+    async def _identify(self, context: Context, into: list[Caller]) -> None:
+        into.append(self._caller(context))
+
+    def _caller(self, context: Context) -> Caller:
+        return Caller(trusted=self._is_trusted(context), peer_ip=peer_ip(context.peer()))
 
     def _is_trusted(self, context: Context) -> bool:
         """True for a caller with the service token; a wrong token is refused outright."""
@@ -179,7 +206,3 @@ def _count(kind: str, error: CoreError | None) -> None:
 
 async def _raise(error: CoreError) -> None:
     raise error
-
-
-async def _authenticate(is_trusted: Callable[[Context], bool], context: Context) -> None:
-    is_trusted(context)  # raises Unauthenticated for a wrong token

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -65,7 +64,7 @@ class SessionTracker:
         self._write_lock = write_lock or asyncio.Lock()
         self._cache: OrderedDict[str, LiveSession] = OrderedDict()
         self._dirty: dict[str, LiveSession] = {}
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._arrivals: dict[str, tuple[asyncio.Event, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -73,19 +72,12 @@ class SessionTracker:
     def cached(self) -> int:
         return len(self._cache)
 
-    @contextlib.asynccontextmanager
-    async def lock(self, device_id: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(device_id, (asyncio.Lock(), 0))
-        self._locks[device_id] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[device_id]
-            if users == 1:
-                del self._locks[device_id]
-            else:
-                self._locks[device_id] = (lock, users - 1)
+    def lock(self, device_id: str) -> asyncio.Lock:
+        """The device's lock; locks nobody holds or awaits are dropped with expired sessions."""
+        lock = self._locks.get(device_id)
+        if lock is None:
+            lock = self._locks[device_id] = asyncio.Lock()
+        return lock
 
     async def live(self, device_id: str, now: datetime) -> LiveSession | None:
         """The device's live session: from the cache, else from the store; None if none."""
@@ -202,6 +194,7 @@ class SessionTracker:
                     del self._dirty[device_id]
 
     def _drop_expired(self) -> None:
+        self._locks = {d: lock for d, lock in self._locks.items() if lock.locked()}
         horizon = self._clock.now() - self._ttl
         expired = [d for d, s in self._cache.items() if s.exit_timestamp <= horizon]
         for device_id in expired:

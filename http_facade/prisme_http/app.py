@@ -96,7 +96,9 @@ def _handler(route: Route) -> Handler:
             event = pb.Event(request_id=REQUEST_ID.get() or "")
             getattr(event, event_field).CopyFrom(message)
             error = await request.app[BATCHER].send(event)
-            return web.json_response({}) if error is None else _error_response(error)
+            if error is None:
+                return web.Response(body=b"{}", content_type="application/json")
+            return _error_response(error)
         call = request.app[CHANNEL].unary_unary(
             route.rpc_path,
             request_serializer=route.request_type.SerializeToString,

@@ -10,6 +10,7 @@ Pure functions; must not import prisme_core.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -39,6 +40,16 @@ def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:
     return any(address.version == net.version and address in net for net in proxies)
 
 
+@functools.lru_cache(maxsize=65536)
+def peer_trust(peer: str, proxies: tuple[IPNetwork, ...]) -> tuple[str, bool]:
+    """The peer's address as text ("" if unknown) and whether it is a trusted proxy; cached,
+    since a service sees the same few proxies (or the same clients) again and again."""
+    address = parse_address(peer)
+    if address is None:
+        return "", False
+    return str(address), _trusted(address, proxies)
+
+
 def client_ip(
     peer: str | None,
     forwarded: Iterable[str],
@@ -47,19 +58,19 @@ def client_ip(
     trusted_proxies: Sequence[IPNetwork],
 ) -> str:
     """``forwarded`` are the proxy header's lines in order; "" when the peer is unknown."""
-    peer_address = parse_address(peer) if peer else None
-    if peer_address is None:
+    peer_text, peer_is_proxy = peer_trust(peer, tuple(trusted_proxies)) if peer else ("", False)
+    if not peer_text:
         return ""
-    if not trust_proxy or not _trusted(peer_address, trusted_proxies):
-        return str(peer_address)
+    if not trust_proxy or not peer_is_proxy:
+        return peer_text
     entries = [entry for line in forwarded for entry in line.split(",") if entry.strip()]
     if not entries:
-        return str(peer_address)
+        return peer_text
     leftmost: IPAddress | None = None
     for entry in reversed(entries):
         address = parse_address(entry)
         if address is None:
-            return str(peer_address)
+            return peer_text
         if not _trusted(address, trusted_proxies):
             return str(address)
         leftmost = address

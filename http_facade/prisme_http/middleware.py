@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from prisme_http.client_ip import client_ip, parse_address
+from prisme_http.client_ip import client_ip, peer_trust
 from prisme_http.config import FacadeConfig
 from prisme_http.errors import json_error
 from prisme_http.metrics import DURATION, IN_FLIGHT, REQUESTS
@@ -113,12 +113,9 @@ def _preflight(request: web.Request, config: FacadeConfig) -> web.Response:
 
 
 def _from_trusted_proxy(request: web.Request, config: FacadeConfig) -> bool:
-    peer = parse_address(request.remote) if request.remote else None
-    return (
-        config.trust_proxy
-        and peer is not None
-        and any(peer.version == net.version and peer in net for net in config.trusted_proxies)
-    )
+    if not config.trust_proxy or not request.remote:
+        return False
+    return peer_trust(request.remote, config.trusted_proxies)[1]
 
 
 def _record(request: web.Request, status: int, seconds: float, config: FacadeConfig) -> None:
