@@ -7,7 +7,7 @@ NPM_STAMP := node_modules/.installed
 GENERATED := clients/prisme/v1
 GEOIP_DB := .prisme-data/geoip/geo-whois-asn-country.mmdb
 
-.PHONY: run test check gen lint typecheck buflint protodeps gen-check install geoip browser clean
+.PHONY: run test bench check gen lint typecheck buflint protodeps gen-check install geoip browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+# The benchmark drives HTTP load with wrk, from Debian.
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 test: $(STAMP) $(GEOIP_DB) browser
 	PRISME_DEFAULT_GEOIP_DB=$(GEOIP_DB) $(BIN)/python -m pytest $(PYTEST_ARGS)
