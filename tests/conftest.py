@@ -14,14 +14,18 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import grpc
 import hypothesis
 import pytest
+from aiohttp import web
+from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme_cli.embedded import EmbeddedStore
 from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.server import CoreDeps, CoreServer, create_server
 from prisme_core.settings import Settings
 from prisme_http.app import create_app
 from prisme_http.config import FacadeConfig
+from prisme_http.runner import FacadeRunner
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -114,6 +118,23 @@ def core_target(core: CoreServer) -> str:
 async def http(aiohttp_client: AiohttpClient, core_target: str) -> HttpClient:
     """A real aiohttp server running the façade, wired to the real core."""
     return await aiohttp_client(create_app(facade_config(core_target)))
+
+
+@pytest.fixture
+async def facade_port(core_target: str) -> AsyncIterator[int]:
+    """The façade behind its real runner on a real port: for browsers and raw sockets."""
+    runner = FacadeRunner(create_app(facade_config(core_target)), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield runner.addresses[0][1]
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def stub(core_target: str) -> AsyncIterator[pb_grpc.EventServiceAsyncStub]:
+    """A gRPC stub on the real core."""
+    async with grpc.aio.insecure_channel(core_target) as channel:
+        yield pb_grpc.EventServiceStub(channel)
 
 
 def facade_config(core_target: str) -> FacadeConfig:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,12 +34,6 @@ from tests.transports import (
 
 Send = Callable[[Custom], Awaitable[Answer]]
 BAD = grpc.StatusCode.INVALID_ARGUMENT
-
-
-@pytest.fixture
-async def stub(core_target: str) -> AsyncIterator[pb_grpc.EventServiceAsyncStub]:
-    async with grpc.aio.insecure_channel(core_target) as channel:
-        yield pb_grpc.EventServiceStub(channel)
 
 
 @pytest.fixture(params=["http", "grpc"])

@@ -13,7 +13,6 @@ from typing import Any
 
 import grpc
 import pytest
-from aiohttp import web
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme_core.request_id import RequestIdFilter as CoreRequestIdFilter
@@ -22,7 +21,6 @@ from prisme_core.settings import Settings
 from prisme_http.admin import create_admin_app
 from prisme_http.app import create_app
 from prisme_http.request_id import RequestIdFilter as FacadeRequestIdFilter
-from prisme_http.runner import FacadeRunner
 from prometheus_client import REGISTRY
 
 from tests.conftest import core_deps, facade_config
@@ -198,17 +196,6 @@ def _request_id_filters() -> Iterator[None]:
 
 
 # --- HTTP hygiene -------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def facade_port(core_target: str) -> AsyncIterator[int]:
-    """The façade behind its real runner, on a real port, for raw-socket requests."""
-    runner = FacadeRunner(create_app(facade_config(core_target)), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield runner.addresses[0][1]
-    await runner.cleanup()
 
 
 async def raw_request(port: int, data: bytes) -> tuple[int, bytes]:

@@ -7,18 +7,12 @@ import asyncio
 import json
 import re
 import string
-from collections.abc import AsyncIterator
 
-import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prisme_http.app import create_app
 from prisme_http.openapi import openapi_document
 from prisme_http.routes import routes_of
-from prisme_http.runner import FacadeRunner
 
-from tests.conftest import facade_config
 from tests.support import HttpClient
 
 DOCUMENT = openapi_document()
@@ -44,15 +38,6 @@ def test_openapi_document_describes_exactly_the_routes() -> None:
 async def test_openapi_document_is_served(http: HttpClient) -> None:
     response = await http.get("/api/v1/openapi.json")
     assert await response.json() == DOCUMENT
-
-
-@pytest.fixture
-async def facade_port(core_target: str) -> AsyncIterator[int]:
-    runner = FacadeRunner(create_app(facade_config(core_target)), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield runner.addresses[0][1]
-    await runner.cleanup()
 
 
 header_value = st.one_of(

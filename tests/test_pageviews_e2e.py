@@ -8,7 +8,6 @@ import dataclasses
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,12 +36,6 @@ HEADLESS = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "HeadlessChrome/120.0.0.0 Safari/537.36"
 )
-
-
-@pytest.fixture
-async def stub(core_target: str) -> AsyncIterator[pb_grpc.EventServiceAsyncStub]:
-    async with grpc.aio.insecure_channel(core_target) as channel:
-        yield pb_grpc.EventServiceStub(channel)
 
 
 @pytest.fixture(params=["http", "grpc"])

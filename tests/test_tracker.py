@@ -10,12 +10,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from prisme_core.server import CoreServer
-from prisme_http.app import create_app
-from prisme_http.runner import FacadeRunner
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.browser import DESKTOP_CHROME, chromium
-from tests.conftest import facade_config
 from tests.support import Document, HttpClient
 
 
@@ -34,13 +31,9 @@ async def test_tracker_is_served_small_and_cacheable(http: HttpClient) -> None:
 
 
 @pytest.fixture
-async def service_base(core_target: str) -> AsyncIterator[str]:
+def service_base(facade_port: int) -> str:
     """The façade on a real port, as a browser reaches it."""
-    runner = FacadeRunner(create_app(facade_config(core_target)), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    return f"http://127.0.0.1:{facade_port}"
 
 
 PAGE = """<!doctype html>

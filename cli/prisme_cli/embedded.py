@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ def free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def die_with_parent() -> None:
+def exit_with_parent() -> None:
     """Runs in the child before exec: SIGTERM it if the parent dies, even by SIGKILL."""
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
@@ -88,7 +87,7 @@ class EmbeddedStore:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent_if(die_with_parent),
+                preexec_fn=exit_with_parent if die_with_parent else None,
             )
         self._wait_until_ready(timeout)
         logger.info("embedded store (pid %d) listening on %s:%d", self.pid, self.host, self.port)
@@ -115,16 +114,17 @@ class EmbeddedStore:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; WiredTiger recovers either way."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
+        if process is not None:
+            terminate(process, timeout, "the embedded store")
+
+
+def terminate(process: subprocess.Popen[bytes], within: float, what: str) -> None:
+    """SIGTERM ``process``, then SIGKILL it if it is still running after ``within`` seconds."""
+    if process.poll() is None:
         process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            logger.warning("embedded store did not stop in %.0fs; killing it", timeout)
-            process.kill()
-            process.wait()
-
-
-def _die_with_parent_if(wanted: bool) -> Callable[[], None] | None:
-    return die_with_parent if wanted else None
+    try:
+        process.wait(within)
+    except subprocess.TimeoutExpired:
+        logger.warning("%s did not stop in %.0fs; killing it", what, within)
+        process.kill()
+        process.wait()

@@ -31,7 +31,7 @@ from prisme_http.app import create_app
 from prisme_http.config import FacadeConfig
 from prisme_http.runner import FacadeRunner
 
-from prisme_cli.embedded import EmbeddedStore, die_with_parent, free_port
+from prisme_cli.embedded import EmbeddedStore, exit_with_parent, free_port, terminate
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def serve(settings: Settings) -> None:
             runner.run(_serve(settings, core, metrics_port))
     finally:
         if core is not None:
-            _stop_core(core, settings.shutdown_timeout / 2)
+            terminate(core, settings.shutdown_timeout / 2, "the core")
         if embedded is not None:
             embedded.stop()
 
@@ -80,7 +80,7 @@ def _start_core(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes
         [sys.executable, "-m", "prisme_cli.main", "core", "--metrics-port", str(metrics_port)],
         env=env,
         stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
+        preexec_fn=exit_with_parent,
     )
     target = _core_host(settings)
     deadline = time.monotonic() + 30
@@ -94,17 +94,6 @@ def _start_core(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes
             time.sleep(0.05)
     core.kill()
     raise CoreProcessError("the core did not start within 30s")
-
-
-def _stop_core(core: subprocess.Popen[bytes], within: float) -> None:
-    if core.poll() is None:
-        core.send_signal(signal.SIGTERM)
-    try:
-        core.wait(within)
-    except subprocess.TimeoutExpired:
-        logger.error("the core did not stop within %.0fs; killing it", within)
-        core.kill()
-        core.wait()
 
 
 def _core_host(settings: Settings) -> str:
