@@ -4,10 +4,13 @@ message, the request id of the call being handled (façade or core), and a recor
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
+from typing import TextIO
 
 from prisme_core.request_id import RequestIdFilter as CoreRequestIdFilter
 from prisme_http.request_id import RequestIdFilter as FacadeRequestIdFilter
@@ -31,8 +34,34 @@ class JsonLinesFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+ACCESS_LOG = "prisme.access"
+
+
+class BufferedStreamHandler(logging.StreamHandler[TextIO]):
+    """Flushes access-log lines at most every ``interval`` seconds, everything else at once:
+    one access-log line per request must not cost a system call per request."""
+
+    def __init__(self, stream: TextIO, interval: float = 0.5) -> None:
+        super().__init__(stream)
+        self._interval = interval
+        self._flushed = time.monotonic()
+
+    def flush(self) -> None:
+        now = time.monotonic()
+        if now - self._flushed >= self._interval:
+            self._flushed = now
+            super().flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        if record.name != ACCESS_LOG or record.levelno >= logging.WARNING:
+            self._flushed = 0.0
+            self.flush()
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+    handler = BufferedStreamHandler(sys.stdout)
+    atexit.register(lambda: logging.StreamHandler.flush(handler))
     handler.setFormatter(JsonLinesFormatter())
     handler.addFilter(FacadeRequestIdFilter())
     handler.addFilter(CoreRequestIdFilter())

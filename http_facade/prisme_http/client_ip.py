@@ -18,6 +18,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_address(text: str) -> IPAddress | None:
     """One address as proxies and sockets write it: quotes, ``[v6]:port``, ``v4:port`` and
     ``%zone`` removed, IPv4-mapped IPv6 unwrapped; None when it is not an address."""

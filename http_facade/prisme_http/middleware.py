@@ -79,7 +79,8 @@ async def _respond(
 
 
 def _refuse_oversized(request: web.Request, config: FacadeConfig) -> web.Response | None:
-    header_bytes = sum(len(name) + len(value) + 4 for name, value in request.raw_headers)
+    raw = request.raw_headers
+    header_bytes = sum(map(len, (part for header in raw for part in header))) + 4 * len(raw)
     if header_bytes > config.max_header_bytes:
         return json_error(
             431,
