@@ -68,10 +68,6 @@ class SessionTracker:
         self._arrivals: dict[str, tuple[asyncio.Event, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def cached(self) -> int:
-        return len(self._cache)
-
     def lock(self, device_id: str) -> asyncio.Lock:
         """The device's lock; locks nobody holds or awaits are dropped with expired sessions."""
         lock = self._locks.get(device_id)
