@@ -113,9 +113,9 @@ def wrk(port: int, seconds: float, connections: int) -> WrkResult:
     )
 
 
-def process_tree_cpu(root: int, exclude: set[int]) -> float:
-    """User + system CPU seconds of ``root`` and its descendants, minus ``exclude``."""
-    stats: dict[int, tuple[int, float]] = {}
+def _cpu_table() -> dict[int, tuple[int, float]]:
+    """pid → (parent pid, user + system CPU seconds), for every process."""
+    table: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -124,14 +124,21 @@ def process_tree_cpu(root: int, exclude: set[int]) -> float:
         except OSError:
             continue
         fields = text[text.rfind(")") + 2 :].split()
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return table
+
+
+def process_cpu(root: int) -> tuple[float, float]:
+    """CPU seconds of ``root`` itself, and of ``root`` with all its descendants."""
+    table = _cpu_table()
     tree, frontier = {root}, [root]
     while frontier:
         parent = frontier.pop()
-        children = [pid for pid, (ppid, _) in stats.items() if ppid == parent]
+        children = [pid for pid, (ppid, _) in table.items() if ppid == parent]
         tree.update(children)
         frontier.extend(children)
-    return sum(stats[pid][1] for pid in tree - exclude if pid in stats)
+    own = table.get(root, (0, 0.0))[1]
+    return own, sum(table[pid][1] for pid in tree if pid in table)
 
 
 async def store_ceiling(uri: str, events: int) -> float:
@@ -209,13 +216,16 @@ def full_stack(
     try:
         wait_port(port)
         warm = wrk(port, 3, connections)
-        cpu_before = process_tree_cpu(process.pid, exclude=set())
-        store_before = process_tree_cpu(store_pid, exclude=set())
+        facade_before, cpu_before = process_cpu(process.pid)
+        store_before = process_cpu(store_pid)[1]
         result = wrk(port, seconds, connections)
-        cpu = process_tree_cpu(process.pid, exclude=set()) - cpu_before
-        store_cpu = process_tree_cpu(store_pid, exclude=set()) - store_before
-        print(f"store CPU: {store_cpu / max(result.acknowledged, 1) * 1e6:.0f} µs per event "
-              f"({store_cpu / result.seconds * 100:.0f} % of a core)", flush=True)  # fmt: skip
+        facade_after, cpu_after = process_cpu(process.pid)
+        store_cpu = process_cpu(store_pid)[1] - store_before
+        cpu, facade_cpu = cpu_after - cpu_before, facade_after - facade_before
+        per_event = 1e6 / max(result.acknowledged, 1)
+        print(f"service CPU: façade {facade_cpu * per_event:.0f} µs + core "
+              f"{(cpu - facade_cpu) * per_event:.0f} µs per event; store {store_cpu * per_event:.0f}"
+              f" µs per event ({store_cpu / result.seconds * 100:.0f} % of a core)", flush=True)  # fmt: skip
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)

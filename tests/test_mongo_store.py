@@ -20,7 +20,7 @@ from prisme_core.model import (
 )
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.support import Document
+from tests.support import LEAKS_REFUSED_SOCKETS, Document
 
 AT = datetime(2026, 11, 26, 12, 30, 15, 123000, tzinfo=UTC)
 PAGEVIEW_FIELDS = {
@@ -189,9 +189,7 @@ OPERATIONS: dict[str, Callable[[MongoEventStore], Awaitable[object]]] = {
 }
 
 
-# PyMongo's asyncio client leaves the socket of a refused connection to the garbage collector
-# (mongodb/mongo-python-driver PYTHON-3923); collect it here so the warning is this test's.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@LEAKS_REFUSED_SOCKETS
 @pytest.mark.parametrize("operation", list(OPERATIONS))
 async def test_unreachable_store_fails_within_the_timeout(operation: str) -> None:
     store = MongoEventStore.from_uri("mongodb://127.0.0.1:1/?retryWrites=false", "x", timeout=0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import re
 import time
 import uuid
@@ -21,7 +22,7 @@ from prisme_http.app import create_app
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.conftest import core_deps, facade_config
-from tests.support import AiohttpClient, Document, HttpClient
+from tests.support import LEAKS_REFUSED_SOCKETS, AiohttpClient, Document, HttpClient
 from tests.transports import (
     Answer,
     Custom,
@@ -286,9 +287,7 @@ async def test_unknown_events_path_is_404(http: HttpClient) -> None:
     assert response.status == 404
 
 
-# A store that refuses connections: the driver leaves the refused socket to the garbage
-# collector (mongodb/mongo-python-driver PYTHON-3923).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@LEAKS_REFUSED_SOCKETS
 async def test_store_down_is_503_over_http_and_unavailable_over_grpc_for_both_kinds(
     settings: Settings, user_agents: Any, aiohttp_client: AiohttpClient
 ) -> None:
@@ -315,3 +314,4 @@ async def test_store_down_is_503_over_http_and_unavailable_over_grpc_for_both_ki
         assert time.monotonic() - started < 8.0  # four calls, each bounded by the 0.5 s timeout
     finally:
         await core.stop(grace=0)
+        gc.collect()
