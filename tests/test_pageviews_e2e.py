@@ -315,3 +315,24 @@ async def test_store_down_is_503_over_http_and_unavailable_over_grpc_for_both_ki
     finally:
         await core.stop(grace=0)
         gc.collect()
+
+
+@LEAKS_REFUSED_SOCKETS
+async def test_facade_answers_503_at_its_own_deadline(
+    settings: Settings, user_agents: Any, aiohttp_client: AiohttpClient
+) -> None:
+    slow = dataclasses.replace(
+        settings, mongodb_uri="mongodb://127.0.0.1:1/?retryWrites=false", mongodb_timeout=5.0
+    )
+    core = create_server(slow, core_deps(slow, user_agents), address="127.0.0.1:0")
+    await core.start()
+    try:
+        config = dataclasses.replace(facade_config(f"127.0.0.1:{core.port}"), pageview_timeout=0.5)
+        client = await aiohttp_client(create_app(config))
+        started = time.monotonic()
+        answer = await send_http(client, Visit())
+        assert (answer.http_status, answer.error) == (503, "deadline exceeded")
+        assert time.monotonic() - started < 1.5
+    finally:
+        await core.stop(grace=0)
+        gc.collect()

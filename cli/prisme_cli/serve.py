@@ -106,6 +106,7 @@ async def _serve(settings: Settings, core: subprocess.Popen[bytes], metrics_port
         core_target=f"{_core_host(settings)}:{settings.grpc_hostport[1]}",
         token=settings.grpc_token,
         event_timeout=settings.mongodb_timeout + settings.api_events_timeout + 1.0,
+        pageview_timeout=settings.mongodb_timeout + 0.5,
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
         cors_max_age=settings.cors_max_age,

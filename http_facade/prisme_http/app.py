@@ -92,10 +92,12 @@ def _handler(route: Route) -> Handler:
             trusted_proxies=config.trusted_proxies,
         )
         message = to_message(route, request.headers, request.match_info, body, client_ip=ip)
+        timeout = config.health_timeout if is_health else config.event_timeout
         if event_field is not None:  # events travel batched, each with its own result
             event = pb.Event(request_id=REQUEST_ID.get() or "")
             getattr(event, event_field).CopyFrom(message)
-            error = await request.app[BATCHER].send(event)
+            within = config.pageview_timeout if event_field == "page_view" else timeout
+            error = await request.app[BATCHER].send(event, within)
             if error is None:
                 return web.Response(body=b"{}", content_type="application/json")
             return _error_response(error)
@@ -107,7 +109,6 @@ def _handler(route: Route) -> Handler:
         metadata = [("x-request-id", REQUEST_ID.get() or "")]
         if config.token:
             metadata.append(("authorization", f"Bearer {config.token}"))
-        timeout = config.health_timeout if is_health else config.event_timeout
         try:
             response = await call(message, metadata=metadata, timeout=timeout)
         except grpc.aio.AioRpcError as exc:

@@ -50,12 +50,23 @@ class CoreBatcher:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="core-batcher")
 
-    async def send(self, event: pb.Event) -> PrismeError | None:
-        """The core's answer for ``event``: None when stored, else why not."""
+    async def send(self, event: pb.Event, within: float) -> PrismeError | None:
+        """The core's answer for ``event``: None when stored, else why not. Past ``within``
+        seconds the answer is DEADLINE_EXCEEDED, and an event still queued is not sent."""
         done: asyncio.Future[PrismeError | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, done))
+        entry = (event, done)
+        self._pending.append(entry)
         self._arrived.set()
-        return await done
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), within)
+        except TimeoutError:
+            if entry in self._pending:
+                self._pending.remove(entry)
+            return PrismeError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                "DEADLINE_EXCEEDED",
+                f"the core did not answer within {within:g}s",
+            )
 
     async def _run(self) -> None:
         while True:

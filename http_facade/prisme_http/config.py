@@ -18,7 +18,9 @@ class FacadeConfig:
     token: str | None = field(default=None, repr=False)
     """The core's service token; the façade is a trusted caller that sets the client IP."""
     event_timeout: float = 10.0
-    """Deadline of one event call to the core."""
+    """Longest wait for the core's answer on a custom event (it may wait for its session)."""
+    pageview_timeout: float = 6.0
+    """Longest wait for the core's answer on a page view: the store's deadline and a margin."""
     health_timeout: float = 3.0
     """Deadline of the healthcheck's call to the core."""
     max_body_bytes: int = 64 * 1024
