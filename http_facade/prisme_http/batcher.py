@@ -53,20 +53,26 @@ class CoreBatcher:
     async def send(self, event: pb.Event, within: float) -> PrismeError | None:
         """The core's answer for ``event``: None when stored, else why not. Past ``within``
         seconds the answer is DEADLINE_EXCEEDED, and an event still queued is not sent."""
-        done: asyncio.Future[PrismeError | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[PrismeError | None] = loop.create_future()
         entry = (event, done)
         self._pending.append(entry)
         self._arrived.set()
+        timer = loop.call_later(within, self._expire, entry, within)
         try:
-            return await asyncio.wait_for(asyncio.shield(done), within)
-        except TimeoutError:
-            if entry in self._pending:
-                self._pending.remove(entry)
-            return PrismeError(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                "DEADLINE_EXCEEDED",
-                f"the core did not answer within {within:g}s",
-            )
+            return await done
+        finally:
+            timer.cancel()
+
+    def _expire(self, entry: Pending, within: float) -> None:
+        if entry[1].done():
+            return
+        if entry in self._pending:
+            self._pending.remove(entry)
+        message = f"the core did not answer within {within:g}s"
+        entry[1].set_result(
+            PrismeError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", message)
+        )
 
     async def _run(self) -> None:
         while True:
