@@ -22,6 +22,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prisme_cli.embedded import EmbeddedStore
+from prisme_cli.embedded import free_port as embedded_free_port
 from prisme_core.adapters.mongo import (
     PAGEVIEWS,
     SESSIONS,
@@ -73,16 +75,10 @@ class WrkResult:
 
 
 def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return embedded_free_port("127.0.0.1")
 
 
 def wait_port(port: int, within: float = 30) -> None:
-    import socket
-
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:

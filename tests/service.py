@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from prisme_cli.embedded import free_port as embedded_free_port
 
 from tests.support import BROWSER_HEADERS
 
@@ -22,9 +23,7 @@ PRISME = str(Path(sys.executable).with_name("prisme"))
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return embedded_free_port("127.0.0.1")
 
 
 def service_env(**extra: str) -> dict[str, str]:
