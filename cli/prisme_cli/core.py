@@ -11,10 +11,11 @@ import asyncio
 import logging
 import signal
 
-import uvloop
 from prisme_core.server import CoreDeps, create_server
 from prisme_core.settings import Settings
 from prometheus_client import start_http_server
+
+from prisme_cli import runtime
 
 logger = logging.getLogger(__name__)
 
@@ -22,13 +23,13 @@ logger = logging.getLogger(__name__)
 def run_core(settings: Settings, metrics_port: int | None) -> None:
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1")
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_core(settings))
+    runtime.run(_core(settings))
 
 
 async def _core(settings: Settings) -> None:
     core = create_server(settings, CoreDeps.from_settings(settings))
     await core.start()
+    runtime.settle_gc()
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import uvloop
 from aiohttp import web
 from prisme_core.settings import Settings
 from prisme_http.admin import create_admin_app
@@ -31,6 +30,7 @@ from prisme_http.app import create_app
 from prisme_http.config import FacadeConfig
 from prisme_http.runner import FacadeRunner
 
+from prisme_cli import runtime
 from prisme_cli.embedded import EmbeddedStore, exit_with_parent, free_port, terminate
 
 logger = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ def serve(settings: Settings) -> None:
         metrics_port = free_port("127.0.0.1")
         # Started before this process has any gRPC thread: children are forked safely.
         core = _start_core(settings, metrics_port)
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(_serve(settings, core, metrics_port))
+        runtime.run(_serve(settings, core, metrics_port))
     finally:
         if core is not None:
             terminate(core, settings.shutdown_timeout / 2, "the core")
@@ -128,6 +127,7 @@ async def _serve(settings: Settings, core: subprocess.Popen[bytes], metrics_port
         admin_host, admin_port = settings.admin_hostport
         await web.TCPSite(admin, admin_host, admin_port).start()
         logger.info("metrics on http://%s:%d/metrics", admin_host, admin_port)
+        runtime.settle_gc()
         await _until_stopped(core)
         logger.info("shutting down: finishing requests in flight")
     finally:

@@ -55,25 +55,36 @@ class GroupCommit(Generic[T]):
 
     async def write(self, item: T) -> None:
         """Returns once ``item`` is stored; raises `StoreUnavailable` when it could not be."""
+        done = self.submit(item)
+        try:
+            await done
+        except asyncio.CancelledError:
+            # The caller gave up (its deadline passed): if the item is still queued, it is not
+            # written, so a 503 means "not stored". A batch already in flight cannot be undone.
+            self.withdraw(done)
+            raise
+
+    def submit(self, item: T) -> asyncio.Future[None]:
+        """Queues ``item``; the future resolves once it is stored, or fails with
+        `StoreUnavailable`. Cancelling the future withdraws an item still queued."""
         if self._closing or self._task is None:
             raise StoreUnavailable("the service is shutting down")
         if len(self._pending) >= self._max_pending:
             raise StoreUnavailable(f"{self.name} write queue is full")
         done = asyncio.get_running_loop().create_future()
-        entry = (item, done)
-        self._pending.append(entry)
+        self._pending.append((item, done))
         self._arrived.set()
         if len(self._pending) >= self._max_size:
             self._full.set()
-        try:
-            await asyncio.shield(done)
-        except asyncio.CancelledError:
-            # The caller gave up (its deadline passed): if the item is still queued, it is not
-            # written, so a 503 means "not stored". A batch already in flight cannot be undone.
-            if entry in self._pending:
-                self._pending.remove(entry)
-                done.cancel()
-            raise
+        return done
+
+    def withdraw(self, done: asyncio.Future[None]) -> None:
+        """Drops the item of ``done`` if it is still queued; one already written stays."""
+        for index, (_, queued) in enumerate(self._pending):
+            if queued is done:
+                del self._pending[index]
+                break
+        done.cancel()
 
     async def _run(self) -> None:
         while not (self._closing and not self._pending):

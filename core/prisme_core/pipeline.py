@@ -20,11 +20,10 @@ Must not import grpc, aiohttp or pymongo.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -94,6 +93,19 @@ def _to_milliseconds(at: datetime) -> datetime:
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
+async def _stored(session: LiveSession) -> None:
+    """Returns once the session's document is stored; raises if it could not be."""
+    if session.persisted.done():
+        session.persisted.result()
+    else:
+        await asyncio.shield(session.persisted)  # shared: one waiter's deadline is not all's
+
+
+def _store_late() -> StoreUnavailable:
+    """Past the store deadline of an event: 503 rather than a longer wait."""
+    return StoreUnavailable("the event store did not answer in time")
+
+
 class Pipeline:
     def __init__(
         self, config: PipelineConfig, store: EventStore, clock: Clock, enrichers: Enrichers
@@ -150,10 +162,13 @@ class Pipeline:
         if (reason := drop_bot(client)) is not None:
             raise Dropped(reason, "bots are not recorded")
         now = _to_milliseconds(self._clock.now())
-        async with self._store_deadline():
-            await self._recent.once(
-                key, lambda: self._store_pageview(context, client, page, referrer, key, now)
-            )
+        try:
+            async with asyncio.timeout(self._config.store_deadline):
+                await self._recent.once(
+                    key, lambda: self._store_pageview(context, client, page, referrer, key, now)
+                )
+        except TimeoutError as exc:
+            raise _store_late() from exc
 
     async def _store_pageview(
         self,
@@ -175,16 +190,7 @@ class Pipeline:
                 self._sessions.advance(session, page.path, now)
         pageview = PageView(now, page.path, session.start.attributes, event_id)
         await self._pageviews.write(pageview)
-        await asyncio.shield(session.persisted)  # stored with its session, or not acknowledged
-
-    @contextlib.asynccontextmanager
-    async def _store_deadline(self) -> AsyncIterator[None]:
-        """Bounds the store part of one event: past it, 503 instead of a longer wait."""
-        try:
-            async with asyncio.timeout(self._config.store_deadline):
-                yield
-        except TimeoutError as exc:
-            raise StoreUnavailable("the event store did not answer in time") from exc
+        await _stored(session)  # stored with its session, or not acknowledged
 
     async def _begin_session(
         self,
@@ -215,8 +221,7 @@ class Pipeline:
         start = SessionStart(
             device_id=device_id, entry_path=page.path, entry_timestamp=now, attributes=attributes
         )
-        write = asyncio.ensure_future(self._session_starts.write(start))
-        return self._sessions.begin(start, write)
+        return self._sessions.begin(start, self._session_starts.submit(start))
 
     async def record_custom_event(self, event: CustomEventInput) -> None:
         context = event.context
@@ -246,9 +251,12 @@ class Pipeline:
             properties=properties,
             event_id=key,
         )
-        async with self._store_deadline():
-            await asyncio.shield(session.persisted)
-            await self._recent.once(key, lambda: self._custom_events.write(custom))
+        try:
+            async with asyncio.timeout(self._config.store_deadline):
+                await _stored(session)
+                await self._recent.once(key, lambda: self._custom_events.write(custom))
+        except TimeoutError as exc:
+            raise _store_late() from exc
 
     async def check_health(self) -> None:
         await self._store.ping()

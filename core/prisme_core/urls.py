@@ -11,6 +11,7 @@ Pure functions; must not import grpc, aiohttp or pymongo.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from dataclasses import dataclass
@@ -43,10 +44,13 @@ class Utm:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOST_ASCII = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=")
 _IPV6_LITERAL = re.compile(r"\[[0-9A-Fa-f:.]+\]")
+_FIRST_OF = {characters: re.compile(f"[{re.escape(characters)}]") for characters in ("/?#", "?#")}
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_url(text: str) -> Url:
-    """Parses an absolute URL; raises `InvalidUrl` for anything else."""
+    """Parses an absolute URL; raises `InvalidUrl` for anything else. Pages repeat, so the last
+    few thousand answers are kept (`Url` is immutable; refusals are not kept)."""
     if _CONTROL.search(text):
         raise InvalidUrl("control character in URL")
     scheme, sep, rest = text.partition("//")
@@ -64,8 +68,8 @@ def parse_url(text: str) -> Url:
 
 
 def _first_of(text: str, characters: str) -> int:
-    positions = [i for i in (text.find(c) for c in characters) if i >= 0]
-    return min(positions, default=len(text))
+    found = _FIRST_OF[characters].search(text)
+    return found.start() if found else len(text)
 
 
 def _parse_host(authority: str) -> str:
