@@ -17,9 +17,23 @@ from prisme_http.request_id import RequestIdFilter as FacadeRequestIdFilter
 
 
 class JsonLinesFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._encoder = json.JSONEncoder(ensure_ascii=False, default=str)
+        self._second = -1
+        self._second_text = ""
+
+    def _time(self, created: float) -> str:
+        """``2026-01-02T03:04:05.678+00:00``, with the text of the second reused within it."""
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._second_text}.{int((created - second) * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -31,7 +45,7 @@ class JsonLinesFormatter(logging.Formatter):
             line.update(fields)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return self._encoder.encode(line)
 
 
 ACCESS_LOG = "prisme.access"

@@ -91,16 +91,17 @@ def _handler(route: Route) -> Handler:
             trust_proxy=config.trust_proxy,
             trusted_proxies=config.trusted_proxies,
         )
-        message = to_message(route, request.headers, request.match_info, body, client_ip=ip)
         timeout = config.health_timeout if is_health else config.event_timeout
         if event_field is not None:  # events travel batched, each with its own result
             event = pb.Event(request_id=REQUEST_ID.get() or "")
-            getattr(event, event_field).CopyFrom(message)
+            to_message(route, request.headers, request.match_info, body, client_ip=ip,
+                       into=getattr(event, event_field))  # fmt: skip
             within = config.pageview_timeout if event_field == "page_view" else timeout
             error = await request.app[BATCHER].send(event, within)
             if error is None:
                 return web.Response(body=b"{}", content_type="application/json")
             return _error_response(error)
+        message = to_message(route, request.headers, request.match_info, body, client_ip=ip)
         call = request.app[CHANNEL].unary_unary(
             route.rpc_path,
             request_serializer=route.request_type.SerializeToString,

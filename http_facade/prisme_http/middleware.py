@@ -12,12 +12,14 @@ Must not import prisme_core.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from prometheus_client import Counter, Histogram
 
 from prisme_http.client_ip import client_ip, peer_trust
 from prisme_http.config import FacadeConfig
@@ -119,20 +121,33 @@ def _from_trusted_proxy(request: web.Request, config: FacadeConfig) -> bool:
     return peer_trust(request.remote, config.trusted_proxies)[1]
 
 
+@functools.cache
+def _series(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    """The metric series of one route, method and status (a bounded set: routes are ours)."""
+    return REQUESTS.labels(route, method, str(status)), DURATION.labels(route, method)
+
+
 def _record(request: web.Request, status: int, seconds: float, config: FacadeConfig) -> None:
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     method = request.method if request.method in KNOWN_METHODS else "OTHER"
-    REQUESTS.labels(route, method, str(status)).inc()
-    DURATION.labels(route, method).observe(seconds)
-    fields = {
-        "method": method,
-        "route": route,
-        "path": request.path[:200],
-        "status": status,
-        "duration_ms": round(seconds * 1000, 3),
-    }
-    access_log.info("request", extra={"fields": fields})
+    requests, duration = _series(route, method, status)
+    requests.inc()
+    duration.observe(seconds)
+    if access_log.isEnabledFor(logging.INFO):
+        fields = {
+            "method": method,
+            "route": route,
+            "path": request.path[:200],
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+        }
+        # A record made directly: the logger would otherwise look up its caller's source line.
+        record = access_log.makeRecord(
+            access_log.name, logging.INFO, __file__, 0, "request", (), None,
+            extra={"fields": fields},
+        )  # fmt: skip
+        access_log.handle(record)
     if access_log.isEnabledFor(logging.DEBUG):
         ip = client_ip(
             request.remote,

@@ -21,9 +21,11 @@ def to_message(
     path_params: Mapping[str, str],
     body: bytes,
     client_ip: str,
+    into: Message | None = None,
 ) -> Message:
-    """The request message for ``route``; ``headers`` must be case-insensitive."""
-    message = route.request_type()
+    """The request message for ``route`` (filled in ``into`` when given, a field of a bigger
+    message); ``headers`` must be case-insensitive."""
+    message = route.request_type() if into is None else into
     for binding in route.headers:
         value = next((headers[name] for name in binding.headers if headers.get(name)), None)
         if value is not None:
