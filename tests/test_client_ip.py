@@ -7,12 +7,14 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from prisme_http.client_ip import client_ip, parse_address
+from prisme_http.client_ip import TrustedProxies, client_ip, parse_address
 
-PROXIES = (
-    ipaddress.ip_network("127.0.0.0/8"),
-    ipaddress.ip_network("10.0.0.0/8"),
-    ipaddress.ip_network("::1/128"),
+PROXIES = TrustedProxies(
+    [
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    ]
 )
 
 

@@ -78,7 +78,7 @@ def _pipeline(store: InMemoryEventStore, clock: FakeClock, **overrides: float) -
     config = PipelineConfig(
         origins=frozenset({"example.com"}),
         session_inactive_ttl=3600,
-        session_flush_interval=3600,
+        session_flush_interval=overrides.get("session_flush_interval", 3600),
         batch_max_timeout=0.001,
         api_events_timeout=overrides.get("api_events_timeout", 1.0),
     )
@@ -152,6 +152,45 @@ async def test_internal_navigation_continues_the_session(
         START + timedelta(seconds=30),
         2,
     )
+
+
+async def test_session_progress_is_written_behind_within_the_flush_interval(
+    store: InMemoryEventStore, clock: FakeClock
+) -> None:
+    pipeline = _pipeline(store, clock, session_flush_interval=0.5)
+    pipeline.start()
+    try:
+        await pipeline.record_pageview(_context())
+        await pipeline.record_pageview(
+            _context(page_url="https://example.com/b", referrer="https://example.com/a")
+        )
+        changed = time.monotonic()
+        [stored] = store.sessions.values()
+        assert stored.pageviews == 1  # written behind, not at once
+        while store.sessions[stored.start.attributes.session_uuid].pageviews != 2:
+            assert time.monotonic() - changed < 0.75, "progress later than the flush interval"
+            await asyncio.sleep(0.01)
+        assert time.monotonic() - changed > 0.3  # coalesced over the interval, not per event
+    finally:
+        await pipeline.close()
+
+
+async def test_a_device_s_new_session_keeps_the_old_one_s_progress(
+    pipeline: Pipeline, store: InMemoryEventStore
+) -> None:
+    await pipeline.record_pageview(_context())
+    await pipeline.record_pageview(
+        _context(page_url="https://example.com/b", referrer="https://example.com/a")
+    )
+    await pipeline.record_pageview(_context(page_url="https://example.com/c"))  # a direct visit
+    await pipeline.record_pageview(
+        _context(page_url="https://example.com/d", referrer="https://example.com/c")
+    )
+    await pipeline.close()
+    progress = sorted(
+        (s.start.entry_path, s.exit_path, s.pageviews) for s in store.sessions.values()
+    )
+    assert progress == [("/a", "/b", 2), ("/c", "/d", 2)]
 
 
 async def test_external_referrer_starts_a_new_session(

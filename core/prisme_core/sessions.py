@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from prisme_core.errors import CoreError
 from prisme_core.metrics import ACTIVE_SESSIONS
@@ -28,8 +30,11 @@ from prisme_core.ports import Clock, EventStore
 
 logger = logging.getLogger(__name__)
 
-UPDATE_CHUNK = 25
+UPDATE_CHUNK = 10
 """Session updates per store call: small, so other writes wait little for their turn."""
+FLUSH_STEPS = 10
+"""Flushes per interval: each writes the sessions whose progress would be late by the next,
+so updates spread evenly instead of arriving as one burst per interval."""
 STORE_POLL = 0.25
 """How often a waiting custom event asks the store for a session another instance began."""
 
@@ -63,7 +68,9 @@ class SessionTracker:
         self._max_cached = max_cached
         self._write_lock = write_lock or asyncio.Lock()
         self._cache: OrderedDict[str, LiveSession] = OrderedDict()
-        self._dirty: dict[str, LiveSession] = {}
+        self._dirty: dict[UUID, tuple[LiveSession, float]] = {}
+        """Sessions with progress to write, by session id, and since when (monotonic), oldest
+        first."""
         self._locks: dict[str, asyncio.Lock] = {}
         self._arrivals: dict[str, tuple[asyncio.Event, int]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -135,7 +142,9 @@ class SessionTracker:
         session.pageviews += 1
         if at >= session.exit_timestamp:
             session.exit_path, session.exit_timestamp = path, at
-        self._dirty[session.start.device_id] = session
+        key = session.start.attributes.session_uuid
+        if key not in self._dirty:
+            self._dirty[key] = (session, time.monotonic())
 
     def _remember(self, session: LiveSession) -> LiveSession:
         device_id = session.start.device_id
@@ -150,22 +159,30 @@ class SessionTracker:
             device_id = session.start.device_id
             if self._cache.get(device_id) is session:
                 del self._cache[device_id]
-            if self._dirty.get(device_id) is session:
-                del self._dirty[device_id]
+            self._dirty.pop(session.start.attributes.session_uuid, None)
 
     def start(self) -> None:
         ACTIVE_SESSIONS.set_function(lambda: len(self._cache))
         self._task = asyncio.create_task(self._run(), name="session-flush")
 
     async def _run(self) -> None:
+        step = self._flush_interval / FLUSH_STEPS
         while True:
-            await asyncio.sleep(self._flush_interval)
-            await self.flush()
+            for _ in range(FLUSH_STEPS):
+                await asyncio.sleep(step)
+                await self.flush(older_than=self._flush_interval - step)
             self._drop_expired()
 
-    async def flush(self) -> None:
-        """Writes the progress of every changed session whose document is stored."""
-        ready = [s for s in self._dirty.values() if s.persisted.done()]
+    async def flush(self, older_than: float = 0.0) -> None:
+        """Writes the progress of every changed session whose document is stored, or of those
+        changed more than ``older_than`` seconds ago."""
+        horizon = time.monotonic() - older_than
+        ready = []
+        for session, since in self._dirty.values():
+            if since > horizon:
+                break  # oldest first: the rest are younger
+            if session.persisted.done():
+                ready.append(session)
         for first in range(0, len(ready), UPDATE_CHUNK):
             chunk = ready[first : first + UPDATE_CHUNK]
             progress = [
@@ -185,16 +202,16 @@ class SessionTracker:
                 return
             for session, written in zip(chunk, progress, strict=True):
                 session.recorded += written.added
-                device_id = session.start.device_id
-                if self._dirty.get(device_id) is session and session.recorded == session.pageviews:
-                    del self._dirty[device_id]
+                self._dirty.pop(written.session_uuid, None)
+                if session.recorded != session.pageviews:  # advanced while being written
+                    self._dirty[written.session_uuid] = (session, time.monotonic())
 
     def _drop_expired(self) -> None:
         self._locks = {d: lock for d, lock in self._locks.items() if lock.locked()}
         horizon = self._clock.now() - self._ttl
         expired = [d for d, s in self._cache.items() if s.exit_timestamp <= horizon]
         for device_id in expired:
-            if device_id not in self._dirty:
+            if self._cache[device_id].start.attributes.session_uuid not in self._dirty:
                 del self._cache[device_id]
 
     async def close(self) -> None:

@@ -89,7 +89,7 @@ def _handler(route: Route) -> Handler:
             request.remote,
             request.headers.getall(config.proxy_header, ()),
             trust_proxy=config.trust_proxy,
-            trusted_proxies=config.trusted_proxies,
+            trusted_proxies=config.proxies,
         )
         timeout = config.health_timeout if is_health else config.event_timeout
         if event_field is not None:  # events travel batched, each with its own result

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -37,18 +37,24 @@ def parse_address(text: str) -> IPAddress | None:
     return address
 
 
-def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:
-    return any(address.version == net.version and address in net for net in proxies)
+class TrustedProxies:
+    """The proxies whose header is believed, with the answers for addresses already seen: a
+    service sees the same few proxies (or the same clients) again and again."""
 
+    def __init__(self, networks: Iterable[IPNetwork] = ()) -> None:
+        self.networks = tuple(networks)
+        self.peer = functools.lru_cache(maxsize=65536)(self._peer)
+        self.trusts = functools.lru_cache(maxsize=65536)(self._trusts)
 
-@functools.lru_cache(maxsize=65536)
-def peer_trust(peer: str, proxies: tuple[IPNetwork, ...]) -> tuple[str, bool]:
-    """The peer's address as text ("" if unknown) and whether it is a trusted proxy; cached,
-    since a service sees the same few proxies (or the same clients) again and again."""
-    address = parse_address(peer)
-    if address is None:
-        return "", False
-    return str(address), _trusted(address, proxies)
+    def _trusts(self, address: IPAddress) -> bool:
+        return any(address.version == net.version and address in net for net in self.networks)
+
+    def _peer(self, peer: str) -> tuple[str, bool]:
+        """The peer's address as text ("" if unknown) and whether it is a trusted proxy."""
+        address = parse_address(peer)
+        if address is None:
+            return "", False
+        return str(address), self.trusts(address)
 
 
 def client_ip(
@@ -56,10 +62,10 @@ def client_ip(
     forwarded: Iterable[str],
     *,
     trust_proxy: bool,
-    trusted_proxies: Sequence[IPNetwork],
+    trusted_proxies: TrustedProxies,
 ) -> str:
     """``forwarded`` are the proxy header's lines in order; "" when the peer is unknown."""
-    peer_text, peer_is_proxy = peer_trust(peer, tuple(trusted_proxies)) if peer else ("", False)
+    peer_text, peer_is_proxy = trusted_proxies.peer(peer) if peer else ("", False)
     if not peer_text:
         return ""
     if not trust_proxy or not peer_is_proxy:
@@ -72,7 +78,7 @@ def client_ip(
         address = parse_address(entry)
         if address is None:
             return peer_text
-        if not _trusted(address, trusted_proxies):
+        if not trusted_proxies.trusts(address):
             return str(address)
         leftmost = address
     return str(leftmost)

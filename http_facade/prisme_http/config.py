@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from prisme_http.client_ip import TrustedProxies
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -31,3 +33,8 @@ class FacadeConfig:
     """Whether a trusted proxy's ``proxy_header`` names the client."""
     proxy_header: str = "X-Forwarded-For"
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    proxies: TrustedProxies = field(init=False, repr=False, compare=False)
+    """``trusted_proxies``, with its answers cached."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "proxies", TrustedProxies(self.trusted_proxies))

@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import Counter, Histogram
 
-from prisme_http.client_ip import client_ip, peer_trust
+from prisme_http.client_ip import client_ip
 from prisme_http.config import FacadeConfig
 from prisme_http.errors import json_error
 from prisme_http.metrics import DURATION, IN_FLIGHT, REQUESTS
@@ -118,7 +118,7 @@ def _preflight(request: web.Request, config: FacadeConfig) -> web.Response:
 def _from_trusted_proxy(request: web.Request, config: FacadeConfig) -> bool:
     if not config.trust_proxy or not request.remote:
         return False
-    return peer_trust(request.remote, config.trusted_proxies)[1]
+    return config.proxies.peer(request.remote)[1]
 
 
 @functools.cache
@@ -153,7 +153,7 @@ def _record(request: web.Request, status: int, seconds: float, config: FacadeCon
             request.remote,
             request.headers.getall(config.proxy_header, ()),
             trust_proxy=config.trust_proxy,
-            trusted_proxies=config.trusted_proxies,
+            trusted_proxies=config.proxies,
         )
         client = {"client_ip": ip, "user_agent": request.headers.get("User-Agent", "")}
         access_log.debug("client", extra={"fields": client})
