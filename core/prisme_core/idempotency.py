@@ -44,6 +44,15 @@ class RecentEvents:
             raise
         outcome.set_result(None)
 
+    def knows(self, event_id: UUID) -> bool:
+        """Whether the event was seen lately (stored, being stored, or failed)."""
+        return event_id in self._outcomes
+
+    def track(self, event_id: UUID, outcome: asyncio.Future[None]) -> None:
+        """Records the first attempt of an event the caller is storing itself: ``outcome``
+        resolves once it is stored, or fails."""
+        self._remember(event_id, outcome)
+
     def _remember(self, event_id: UUID, outcome: asyncio.Future[None]) -> None:
         self._outcomes[event_id] = outcome
         self._outcomes.move_to_end(event_id)

@@ -29,6 +29,12 @@ def keyed_hash(key: bytes, user_agent: str, client_ip: str, host: str) -> str:
     return digest.hexdigest().upper()
 
 
+def _salt(at: datetime) -> tuple[str, datetime]:
+    """The name of the salt of ``at``'s UTC day, and when it expires."""
+    day = at.astimezone(UTC).date()
+    return f"salt:{day.isoformat()}", datetime.combine(day, time(), tzinfo=UTC) + SALT_LIFETIME
+
+
 class Identities:
     def __init__(self, store: EventStore) -> None:
         self._store = store
@@ -39,11 +45,22 @@ class Identities:
         key = await self._key(DEVICE_KEY, expires_at=None)
         return keyed_hash(key, user_agent, client_ip, host)
 
+    def known_device_id(self, user_agent: str, client_ip: str, host: str) -> str | None:
+        """`device_id` if its key is in memory, else None."""
+        key = self._keys.get(DEVICE_KEY)
+        return None if key is None else keyed_hash(key, user_agent, client_ip, host)
+
     async def visitor_id(self, user_agent: str, client_ip: str, host: str, at: datetime) -> str:
-        day = at.astimezone(UTC).date()
-        expires = datetime.combine(day, time(), tzinfo=UTC) + SALT_LIFETIME
-        salt = await self._key(f"salt:{day.isoformat()}", expires)
+        name, expires = _salt(at)
+        salt = await self._key(name, expires)
         return "prisme_" + keyed_hash(salt, user_agent, client_ip, host)
+
+    def known_visitor_id(
+        self, user_agent: str, client_ip: str, host: str, at: datetime
+    ) -> str | None:
+        """`visitor_id` if the day's salt is in memory, else None."""
+        salt = self._keys.get(_salt(at)[0])
+        return None if salt is None else "prisme_" + keyed_hash(salt, user_agent, client_ip, host)
 
     async def _key(self, name: str, expires_at: datetime | None) -> bytes:
         """The key from memory; else fetched once, however many events ask at the same time."""

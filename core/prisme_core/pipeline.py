@@ -93,6 +93,63 @@ def _to_milliseconds(at: datetime) -> datetime:
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """A page view that passed every rule, on its way to the store."""
+
+    context: ClientContext
+    client: ClientInfo
+    page: Url
+    referrer: Url | None
+    key: uuid.UUID | None
+    now: datetime
+
+    @property
+    def internal(self) -> bool:
+        """A navigation within the site: it continues the device's live session, if any."""
+        return self.referrer is not None and self.referrer.host == self.page.host
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    future: asyncio.Future[None]
+    """Resolves once the event is stored; fails with a `CoreError` if it could not be."""
+    _withdraw: Callable[[], None] | None
+
+    def withdraw(self) -> None:
+        """The caller stops waiting: an event still queued is not written (503 means not
+        stored); one already being written stays."""
+        if self._withdraw is not None:
+            self._withdraw()
+        else:
+            self.future.cancel()
+
+
+def _after_both(
+    written: asyncio.Future[None], persisted: asyncio.Future[None]
+) -> asyncio.Future[None]:
+    """Resolves once the page view and its session are stored; fails as soon as either fails."""
+    if persisted.done() and not persisted.cancelled() and persisted.exception() is None:
+        return written
+    both = asyncio.get_running_loop().create_future()
+
+    def settle(_: asyncio.Future[None]) -> None:
+        if both.done():
+            return
+        for part in (written, persisted):
+            if part.done() and (part.cancelled() or part.exception() is not None):
+                failure = part.exception() if not part.cancelled() else None
+                both.set_exception(failure or StoreUnavailable("the write was withdrawn"))
+                both.exception()  # nobody may be waiting any more: not to be logged as lost
+                return
+        if written.done() and persisted.done():
+            both.set_result(None)
+
+    written.add_done_callback(settle)
+    persisted.add_done_callback(settle)
+    return both
+
+
 async def _stored(session: LiveSession) -> None:
     """Returns once the session's document is stored; raises if it could not be."""
     if session.persisted.done():
@@ -141,6 +198,11 @@ class Pipeline:
             turn=self._store_writes,
         )
 
+    @property
+    def store_deadline(self) -> float:
+        """Longest wait for the store on one event before answering 503."""
+        return self._config.store_deadline
+
     def start(self) -> None:
         for writer in (self._pageviews, self._session_starts, self._custom_events):
             writer.start()
@@ -153,6 +215,23 @@ class Pipeline:
         await self._sessions.close()
 
     async def record_pageview(self, context: ClientContext, event_id: str = "") -> None:
+        await self._record(self._admit(context, event_id))
+
+    def start_pageview(self, context: ClientContext, event_id: str = "") -> PendingEvent:
+        """`record_pageview` for a caller with many events at once (`SendEvents`): every rule
+        that needs no waiting runs now, and a refusal raises now. The page view is then stored
+        when ``future`` resolves; past the store deadline, the caller calls ``withdraw``.
+
+        Most page views need no waiting at all (keys in memory, session cached or new), and
+        take no task and no lock: deciding without a suspension point is already atomic. The
+        others take the path of `record_pageview`, in a task that keeps its own deadline."""
+        admitted = self._admit(context, event_id)
+        pending = self._store_now(admitted)
+        if pending is None:
+            return PendingEvent(asyncio.ensure_future(self._record(admitted)), None)
+        return pending
+
+    def _admit(self, context: ClientContext, event_id: str) -> _Admitted:
         self._limiter.check(context.client_ip or "")
         validate_origin(context.origin, self._config.origins)
         page = validate_page_url(context.page_url)
@@ -162,51 +241,72 @@ class Pipeline:
         if (reason := drop_bot(client)) is not None:
             raise Dropped(reason, "bots are not recorded")
         now = _to_milliseconds(self._clock.now())
+        return _Admitted(context, client, page, referrer, key, now)
+
+    async def _record(self, admitted: _Admitted) -> None:
         try:
             async with asyncio.timeout(self._config.store_deadline):
-                await self._recent.once(
-                    key, lambda: self._store_pageview(context, client, page, referrer, key, now)
-                )
+                await self._recent.once(admitted.key, lambda: self._store_pageview(admitted))
         except TimeoutError as exc:
             raise _store_late() from exc
 
-    async def _store_pageview(
-        self,
-        context: ClientContext,
-        client: ClientInfo,
-        page: Url,
-        referrer: Url | None,
-        event_id: uuid.UUID | None,
-        now: datetime,
-    ) -> None:
+    def _store_now(self, admitted: _Admitted) -> PendingEvent | None:
+        """`_store_pageview` when nothing has to be waited for; None when something has."""
+        context, page = admitted.context, admitted.page
+        if admitted.key is not None and self._recent.knows(admitted.key):
+            return None
+        client_ip = context.client_ip or ""
+        device_id = self._ids.known_device_id(context.user_agent, client_ip, page.host)
+        if device_id is None or self._sessions.busy(device_id):
+            return None
+        if admitted.internal:
+            session = self._sessions.cached_live(device_id, admitted.now)
+            if session is None:
+                return None
+            self._sessions.advance(session, page.path, admitted.now)
+        else:
+            visitor_id = self._ids.known_visitor_id(
+                context.user_agent, client_ip, page.host, admitted.now
+            )
+            if visitor_id is None:
+                return None
+            session = self._begin_session(device_id, admitted, visitor_id)
+        pageview = PageView(admitted.now, page.path, session.start.attributes, admitted.key)
+        written = self._pageviews.submit(pageview)
+        stored = _after_both(written, session.persisted)
+        if admitted.key is not None:
+            self._recent.track(admitted.key, stored)
+        return PendingEvent(stored, lambda: self._pageviews.withdraw(written))
+
+    async def _store_pageview(self, admitted: _Admitted) -> None:
+        context, page, now = admitted.context, admitted.page, admitted.now
         client_ip = context.client_ip or ""
         device_id = await self._ids.device_id(context.user_agent, client_ip, page.host)
         async with self._sessions.lock(device_id):
-            internal = referrer is not None and referrer.host == page.host
-            session = await self._sessions.live(device_id, now) if internal else None
+            session = await self._sessions.live(device_id, now) if admitted.internal else None
             if session is None:
-                session = await self._begin_session(device_id, context, client, page, referrer, now)
+                visitor_id = await self._ids.visitor_id(
+                    context.user_agent, client_ip, page.host, now
+                )
+                session = self._begin_session(device_id, admitted, visitor_id)
             else:
                 self._sessions.advance(session, page.path, now)
-        pageview = PageView(now, page.path, session.start.attributes, event_id)
+        pageview = PageView(now, page.path, session.start.attributes, admitted.key)
         await self._pageviews.write(pageview)
         await _stored(session)  # stored with its session, or not acknowledged
 
-    async def _begin_session(
-        self,
-        device_id: str,
-        context: ClientContext,
-        client: ClientInfo,
-        page: Url,
-        referrer: Url | None,
-        now: datetime,
-    ) -> LiveSession:
-        client_ip = context.client_ip or ""
+    def _begin_session(self, device_id: str, admitted: _Admitted, visitor_id: str) -> LiveSession:
+        context, client, page, referrer = (
+            admitted.context,
+            admitted.client,
+            admitted.page,
+            admitted.referrer,
+        )
         utm = utm_of(page.query)
         attributes = SessionAttributes(
-            session_uuid=uuid7(now),
+            session_uuid=uuid7(admitted.now),
             domain=page.host,
-            visitor_id=await self._ids.visitor_id(context.user_agent, client_ip, page.host, now),
+            visitor_id=visitor_id,
             operating_system=client.operating_system,
             browser_family=client.browser_family,
             device=client.device,
@@ -219,7 +319,10 @@ class Pipeline:
             utm_content=utm.content,
         )
         start = SessionStart(
-            device_id=device_id, entry_path=page.path, entry_timestamp=now, attributes=attributes
+            device_id=device_id,
+            entry_path=page.path,
+            entry_timestamp=admitted.now,
+            attributes=attributes,
         )
         return self._sessions.begin(start, self._session_starts.submit(start))
 

@@ -10,11 +10,12 @@ Must not import aiohttp or pymongo.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +25,10 @@ from grpc_status import rpc_status
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
 
-from prisme_core.errors import CoreError, InvalidInput, Reason, Unauthenticated
+from prisme_core.errors import CoreError, InvalidInput, Reason, StoreUnavailable, Unauthenticated
 from prisme_core.metrics import EVENTS
 from prisme_core.model import ClientContext, CustomEventInput
-from prisme_core.pipeline import Pipeline
+from prisme_core.pipeline import PendingEvent, Pipeline
 from prisme_core.request_id import REQUEST_ID, valid_request_id
 from prisme_core.status import rich_status
 
@@ -80,6 +81,7 @@ def client_context(
 class EventServicer(pb_grpc.EventServiceServicer):
     def __init__(self, pipeline: Pipeline, token: str | None) -> None:
         self._pipeline = pipeline
+        self._store_deadline = pipeline.store_deadline
         self._token = token.encode() if token else None
 
     async def SendPageView(
@@ -112,27 +114,53 @@ class EventServicer(pb_grpc.EventServiceServicer):
             await _run(context, None, _raise(error))
         callers: list[Caller] = []
         await _run(context, None, self._identify(context, callers))
-        results = await asyncio.gather(
-            *(self._send_one(event, callers[0]) for event in request.events)
-        )
-        return pb.SendEventsResponse(results=results)
+        return pb.SendEventsResponse(results=await self._send_all(request.events, callers[0]))
 
-    async def _send_one(self, event: pb.Event, caller: Caller) -> status_pb2.Status:
+    async def _send_all(
+        self, events: Sequence[pb.Event], caller: Caller
+    ) -> list[status_pb2.Status]:
+        """Starts every event at once, then waits for all: page views that need no waiting
+        join their group commits right away (one deadline for all of them), the others run as
+        tasks that keep their own deadlines."""
+        outcomes: list[CoreError | PendingEvent | asyncio.Task[None] | None] = []
+        for event in events:
+            with _request_id(event):  # logs and tasks of this event carry its id
+                outcomes.append(self._start_one(event, caller))
+        pending = [o for o in outcomes if isinstance(o, PendingEvent)]
+        tasks = [o for o in outcomes if isinstance(o, asyncio.Task)]
+        try:
+            if pending:
+                await asyncio.wait([p.future for p in pending], timeout=self._store_deadline)
+            if tasks:
+                await asyncio.wait(tasks)
+        finally:  # past the deadline, or the call was cancelled: what is still queued stays so
+            for late in (p for p in pending if not p.future.done()):
+                late.withdraw()
+            for task in tasks:
+                task.cancel()
+        results = []
+        for event, outcome in zip(events, outcomes, strict=True):
+            error = _failure(outcome)
+            with _request_id(event):
+                _count(KINDS.get(event.WhichOneof("kind") or "", "unknown"), error)
+            results.append(OK if error is None else rich_status(error))
+        return results
+
+    def _start_one(
+        self, event: pb.Event, caller: Caller
+    ) -> CoreError | PendingEvent | asyncio.Task[None]:
         kind = event.WhichOneof("kind")
-        if request_id := valid_request_id(event.request_id):
-            REQUEST_ID.set(request_id)  # this event's own task: its logs carry its id
         try:
             if kind == "page_view":
-                await self._record_pageview(event.page_view, caller)
-            elif kind == "custom_event":
-                await self._record_custom_event(event.custom_event, caller)
-            else:
-                raise InvalidInput(Reason.EMPTY_EVENT, "event has no kind", field="events")
+                request = event.page_view
+                return self._pipeline.start_pageview(
+                    client_context(request, caller), request.event_id
+                )
+            if kind == "custom_event":
+                return asyncio.ensure_future(self._record_custom_event(event.custom_event, caller))
+            raise InvalidInput(Reason.EMPTY_EVENT, "event has no kind", field="events")
         except CoreError as error:
-            _count(KINDS.get(kind or "", "unknown"), error)
-            return rich_status(error)
-        _count(KINDS[kind], None)
-        return OK
+            return error
 
     async def _send_pageview(self, request: pb.SendPageViewRequest, context: Context) -> None:
         await self._record_pageview(request, self._caller(context))
@@ -180,6 +208,31 @@ class EventServicer(pb_grpc.EventServiceServicer):
         ):
             raise Unauthenticated()
         return True
+
+
+@contextlib.contextmanager
+def _request_id(event: pb.Event) -> Iterator[None]:
+    token = REQUEST_ID.set(valid_request_id(event.request_id) or REQUEST_ID.get())
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
+
+
+def _failure(outcome: CoreError | PendingEvent | asyncio.Future[None] | None) -> CoreError | None:
+    """Why an event was not stored, or None if it was."""
+    if isinstance(outcome, PendingEvent):
+        outcome = outcome.future
+    if outcome is None or isinstance(outcome, CoreError):
+        return outcome
+    if not outcome.done() or outcome.cancelled():  # withdrawn at the deadline
+        return StoreUnavailable("the event store did not answer in time")
+    error = outcome.exception()
+    if error is None:
+        return None
+    if isinstance(error, CoreError):
+        return error
+    raise error  # a defect: the call fails as a whole, as an unexpected error would
 
 
 async def _run(context: Context, kind: str | None, work: Awaitable[None]) -> None:

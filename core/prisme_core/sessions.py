@@ -82,12 +82,24 @@ class SessionTracker:
             lock = self._locks[device_id] = asyncio.Lock()
         return lock
 
+    def busy(self, device_id: str) -> bool:
+        """Whether a page view of the device is being decided (its lock is held)."""
+        lock = self._locks.get(device_id)
+        return lock is not None and lock.locked()
+
+    def cached_live(self, device_id: str, now: datetime) -> LiveSession | None:
+        """The device's live session if the cache has it, else None (`live` asks the store)."""
+        session = self._cache.get(device_id)
+        if session is None or session.exit_timestamp + self._ttl <= now:
+            return None
+        self._cache.move_to_end(device_id)
+        return session
+
     async def live(self, device_id: str, now: datetime) -> LiveSession | None:
         """The device's live session: from the cache, else from the store; None if none."""
+        if (live := self.cached_live(device_id, now)) is not None:
+            return live
         session = self._cache.get(device_id)
-        if session is not None and session.exit_timestamp + self._ttl > now:
-            self._cache.move_to_end(device_id)
-            return session
         stored = await self._store.find_session(device_id)
         if stored is None or stored.exit_timestamp + self._ttl <= now:
             return None
