@@ -32,6 +32,23 @@ class JsonLinesFormatter(logging.Formatter):
         return f"{self._second_text}.{int((created - second) * 1000):03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
+        lines = getattr(record, "access_lines", None)
+        if isinstance(lines, list):  # a batch of access-log lines: one JSON object each
+            return "\n".join(self._access_line(record.name, fields) for fields in lines)
+        return self._format_one(record)
+
+    def _access_line(self, logger: str, fields: dict[str, object]) -> str:
+        created = fields["time"]
+        line: dict[str, object] = {
+            "time": self._time(created if isinstance(created, float) else time.time()),
+            "level": "info",
+            "logger": logger,
+            "message": "request",
+        }
+        line.update((k, v) for k, v in fields.items() if k != "time" and v is not None)
+        return self._encoder.encode(line)
+
+    def _format_one(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
             "time": self._time(record.created),
             "level": record.levelname.lower(),
@@ -74,6 +91,11 @@ class BufferedStreamHandler(logging.StreamHandler[TextIO]):
 
 
 def configure_logging(level: int = logging.INFO) -> None:
+    # Records carry no thread or process names here (the lines do not show them), and each
+    # access-log record would otherwise pay for looking them up.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = BufferedStreamHandler(sys.stdout)
     atexit.register(lambda: logging.StreamHandler.flush(handler))
     handler.setFormatter(JsonLinesFormatter())

@@ -19,6 +19,7 @@ from google.protobuf.json_format import MessageToDict
 from prisme.v1 import event_service_pb2 as pb
 from prisme_client import PrismeError, error_from_rpc
 
+from prisme_http.access_log import AccessLog
 from prisme_http.batcher import CoreBatcher
 from prisme_http.client_ip import client_ip
 from prisme_http.config import FacadeConfig
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 CONFIG = web.AppKey("config", FacadeConfig)
 CHANNEL = web.AppKey("channel", grpc.aio.Channel)
 BATCHER = web.AppKey("batcher", CoreBatcher)
+ACCESS_LOG = web.AppKey("access_log", AccessLog)
 # Which field of a batched `Event` carries each single-event request type.
 EVENT_FIELDS = {
     field.message_type.full_name: field.name
@@ -47,8 +49,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(config: FacadeConfig) -> web.Application:
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[make_edge(config)])
+    lines = AccessLog()
+    app = web.Application(
+        client_max_size=config.max_body_bytes, middlewares=[make_edge(config, lines)]
+    )
     app[CONFIG] = config
+    app[ACCESS_LOG] = lines
+    app.on_cleanup.append(_flush)
     app.cleanup_ctx.append(_channel)
     for route in routes_of():
         app.router.add_route(route.http_method, route.path, _handler(route))
@@ -62,6 +69,10 @@ OPENAPI_PATH = "/api/v1/openapi.json"
 
 async def _openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
+
+
+async def _flush(app: web.Application) -> None:
+    app[ACCESS_LOG].flush()
 
 
 async def _channel(app: web.Application) -> AsyncIterator[None]:

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import Counter, Histogram
 
+from prisme_http.access_log import ACCESS_LOGGER, AccessLog
 from prisme_http.client_ip import client_ip
 from prisme_http.config import FacadeConfig
 from prisme_http.errors import json_error
@@ -28,7 +29,7 @@ from prisme_http.metrics import DURATION, IN_FLIGHT, REQUESTS
 from prisme_http.request_id import REQUEST_ID, choose_request_id
 
 logger = logging.getLogger(__name__)
-access_log = logging.getLogger("prisme.access")
+access_log = ACCESS_LOGGER
 
 EVENTS_PREFIX = "/api/v1/events/"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -37,7 +38,7 @@ EXPOSED = "X-Prisme-Request-Id, Retry-After"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_edge(config: FacadeConfig) -> Middleware:
+def make_edge(config: FacadeConfig, lines: AccessLog) -> Middleware:
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -53,7 +54,7 @@ def make_edge(config: FacadeConfig) -> Middleware:
             if request.path.startswith(EVENTS_PREFIX):
                 response.headers["Access-Control-Allow-Origin"] = "*"
                 response.headers["Access-Control-Expose-Headers"] = EXPOSED
-            _record(request, response.status, time.perf_counter() - started, config)
+            _record(request, response.status, time.perf_counter() - started, config, lines)
             return response
         finally:
             IN_FLIGHT.dec()
@@ -127,27 +128,26 @@ def _series(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
     return REQUESTS.labels(route, method, str(status)), DURATION.labels(route, method)
 
 
-def _record(request: web.Request, status: int, seconds: float, config: FacadeConfig) -> None:
+def _record(
+    request: web.Request, status: int, seconds: float, config: FacadeConfig, lines: AccessLog
+) -> None:
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     method = request.method if request.method in KNOWN_METHODS else "OTHER"
     requests, duration = _series(route, method, status)
     requests.inc()
     duration.observe(seconds)
-    if access_log.isEnabledFor(logging.INFO):
-        fields = {
-            "method": method,
-            "route": route,
-            "path": request.path[:200],
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-        }
-        # A record made directly: the logger would otherwise look up its caller's source line.
-        record = access_log.makeRecord(
-            access_log.name, logging.INFO, __file__, 0, "request", (), None,
-            extra={"fields": fields},
-        )  # fmt: skip
-        access_log.handle(record)
+    if lines.enabled():
+        lines.add(
+            {
+                "request_id": REQUEST_ID.get(),
+                "method": method,
+                "route": route,
+                "path": request.path[:200],
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+            }
+        )
     if access_log.isEnabledFor(logging.DEBUG):
         ip = client_ip(
             request.remote,
