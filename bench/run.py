@@ -78,9 +78,13 @@ def free_port() -> int:
     return embedded_free_port("127.0.0.1")
 
 
-def wait_port(port: int, within: float = 30) -> None:
+def wait_port(
+    port: int, within: float = 30, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the service exited with {process.returncode} before listening")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
@@ -210,7 +214,11 @@ def full_stack(
     process = subprocess.Popen([str(Path(sys.executable).with_name("prisme")), "serve"], env=env,
                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        wait_port(port)
+        try:
+            wait_port(port, process=process)
+        except (RuntimeError, TimeoutError):
+            print((work / "serve.log").read_text()[-2000:], file=sys.stderr)
+            raise
         warm = wrk(port, 3, connections)
         facade_before, cpu_before = process_cpu(process.pid)
         store_before = process_cpu(store_pid)[1]

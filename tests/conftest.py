@@ -121,9 +121,14 @@ async def http(aiohttp_client: AiohttpClient, core_target: str) -> HttpClient:
 
 
 @pytest.fixture
-async def facade_port(core_target: str) -> AsyncIterator[int]:
+def facade_app(core_target: str) -> web.Application:
+    return create_app(facade_config(core_target))
+
+
+@pytest.fixture
+async def facade_port(facade_app: web.Application) -> AsyncIterator[int]:
     """The façade behind its real runner on a real port: for browsers and raw sockets."""
-    runner = FacadeRunner(create_app(facade_config(core_target)), access_log=None)
+    runner = FacadeRunner(facade_app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     yield runner.addresses[0][1]

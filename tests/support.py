@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prisme_http.app import ACCESS_LOG
 
 Document = dict[str, Any]
 HttpClient = TestClient[web.Request, web.Application]
@@ -27,3 +29,10 @@ BROWSER_HEADERS = {
 LEAKS_REFUSED_SOCKETS = pytest.mark.filterwarnings(
     "ignore::pytest.PytestUnraisableExceptionWarning"
 )
+
+
+def access_lines(app: web.Application, caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The façade's access-log lines so far (it hands them to logging in batches)."""
+    app[ACCESS_LOG].flush()
+    batches = [r for r in caplog.records if r.name == "prisme.access" and r.levelno == logging.INFO]
+    return [line for record in batches for line in record.access_lines]  # type: ignore[attr-defined]

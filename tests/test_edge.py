@@ -19,12 +19,12 @@ from prisme_core.request_id import RequestIdFilter as CoreRequestIdFilter
 from prisme_core.server import CoreServer, create_server
 from prisme_core.settings import Settings
 from prisme_http.admin import create_admin_app
-from prisme_http.app import ACCESS_LOG, create_app
+from prisme_http.app import create_app
 from prisme_http.request_id import RequestIdFilter as FacadeRequestIdFilter
 from prometheus_client import REGISTRY
 
 from tests.conftest import core_deps, facade_config
-from tests.support import AiohttpClient, HttpClient
+from tests.support import AiohttpClient, HttpClient, access_lines
 from tests.transports import Custom, Visit, send_custom_http, send_grpc, send_http
 
 # --- rate limit ---------------------------------------------------------------------------
@@ -179,11 +179,8 @@ async def test_grpc_answers_carry_a_request_id(core_target: str) -> None:
 
 
 def _access_lines(http: HttpClient, caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    """The access-log lines of the requests so far (the façade hands them over in batches)."""
     assert http.app is not None
-    http.app[ACCESS_LOG].flush()
-    batches = [r for r in caplog.records if r.name == "prisme.access" and r.levelno == logging.INFO]
-    return [line for record in batches for line in record.access_lines]  # type: ignore[attr-defined]
+    return access_lines(http.app, caplog)
 
 
 @contextlib.contextmanager

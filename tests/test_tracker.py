@@ -13,7 +13,7 @@ from prisme_core.server import CoreServer
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.browser import DESKTOP_CHROME, chromium
-from tests.support import Document, HttpClient
+from tests.support import Document, HttpClient, access_lines
 
 
 async def test_tracker_is_served_small_and_cacheable(http: HttpClient) -> None:
@@ -73,7 +73,7 @@ async def _until(condition: object, mongo: AsyncDatabase[Document], within: floa
 @pytest.mark.timeout(90)
 async def test_tracker_in_a_real_browser_on_another_origin(
     site: str, core: CoreServer, mongo: AsyncDatabase[Document], tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, facade_app: web.Application,
 ) -> None:  # fmt: skip
     caplog.set_level(logging.INFO, logger="prisme.access")
     async with chromium(tmp_path / "profile") as browser:
@@ -108,9 +108,9 @@ async def test_tracker_in_a_real_browser_on_another_origin(
     assert all("event_id" in doc for doc in [*pageviews, event])
 
     requests = [
-        (r.fields["method"], r.fields["path"])  # type: ignore[attr-defined]
-        for r in caplog.records
-        if r.name == "prisme.access" and r.fields["path"].startswith("/api/")  # type: ignore[attr-defined]
+        (line["method"], line["path"])
+        for line in access_lines(facade_app, caplog)
+        if line["path"].startswith("/api/")
     ]
     assert requests.count(("POST", "/api/v1/events/pageviews")) == 2
     # One preflight per URL: the second page view reused the cached answer (Max-Age).
