@@ -104,9 +104,11 @@ async def test_pageview_documents_have_exactly_the_contract_fields(
 async def test_session_documents_have_exactly_the_contract_fields(
     store: MongoEventStore, mongo: AsyncDatabase[Document]
 ) -> None:
-    await store.insert_sessions([_start()])
-    doc = await mongo.sessions.find_one({}, {"_id": 0})
+    start = _start()
+    await store.insert_sessions([start])
+    doc = await mongo.sessions.find_one({})
     assert doc is not None
+    assert doc.pop("_id") == start.attributes.session_uuid  # updates find it by primary key
     assert set(doc) == SESSION_FIELDS
     assert (doc["entry_path"], doc["exit_path"], doc["pageviews"]) == ("/a", "/a", 1)
     assert doc["entry_timestamp"] == doc["exit_timestamp"] == AT
