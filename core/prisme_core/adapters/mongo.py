@@ -94,14 +94,18 @@ def session_document(start: SessionStart) -> Document:
     # Keyed by its session id, so the write-behind updates find it through the primary key:
     # on the embedded store that makes an update about a fifth cheaper than through the
     # unique session_uuid index (which stays, for queries by that field).
-    return {"_id": start.attributes.session_uuid} | _attributes(start.attributes) | {
-        "entry_path": start.entry_path,
-        "exit_path": start.entry_path,
-        "entry_timestamp": start.entry_timestamp,
-        "exit_timestamp": start.entry_timestamp,
-        "pageviews": 1,
-        "device_id": start.device_id,
-    }
+    return (
+        {"_id": start.attributes.session_uuid}
+        | _attributes(start.attributes)
+        | {
+            "entry_path": start.entry_path,
+            "exit_path": start.entry_path,
+            "entry_timestamp": start.entry_timestamp,
+            "exit_timestamp": start.entry_timestamp,
+            "pageviews": 1,
+            "device_id": start.device_id,
+        }
+    )
 
 
 def custom_event_document(event: CustomEvent) -> Document:
