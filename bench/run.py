@@ -42,11 +42,13 @@ from prisme_core.adapters.mongo import (
     session_document,
 )
 from prisme_core.model import PageView, SessionAttributes, SessionStart
+from prisme_core.pipeline import uuid7
 from pymongo import AsyncMongoClient
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "pageviews.lua"
-NEW_SHARE = 0.3
+NEW_SHARE = float(os.environ.get("BENCH_NEW_SHARE", "0.3"))  # as bench/pageviews.lua reads them
+VISITORS = int(os.environ.get("BENCH_VISITORS", "2000"))
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 BARE_APP = """
@@ -147,17 +149,22 @@ async def store_ceiling(uri: str, events: int) -> float:
     await store.ensure_schema()
     await store.close()
     now = datetime.now(UTC)
-    sessions: list[SessionAttributes] = []
+    # The visitors of bench/pageviews.lua: a visitor's first page view, and 30 % of the
+    # others, begin a session; the rest continue the visitor's current one.
+    current: dict[int, SessionAttributes] = {}
     pageviews, starts = [], []
-    for i in range(events):
-        if not sessions or random.random() < NEW_SHARE:
+    for _ in range(events):
+        visitor = random.randint(1, VISITORS)
+        attributes = current.get(visitor)
+        if attributes is None or random.random() < NEW_SHARE:
             attributes = SessionAttributes(
-                uuid.uuid4(), "localhost", f"prisme_{i:016X}", "Windows", "Chrome", "Other",
-                "direct", "GB", "bench", "", "", "", "",
+                uuid7(now), "localhost",
+                f"prisme_{visitor:016X}", "Windows", "Chrome", "Other", "direct", "GB", "bench",
+                "", "", "", "",
             )  # fmt: skip
-            sessions.append(attributes)
-            starts.append(session_document(SessionStart(f"{i:016X}", "/", now, attributes)))
-        page = PageView(now, "/pricing", random.choice(sessions[-500:]), uuid.uuid4())
+            current[visitor] = attributes
+            starts.append(session_document(SessionStart(f"{visitor:016X}", "/", now, attributes)))
+        page = PageView(now, "/pricing", attributes, uuid.uuid4())
         pageviews.append(pageview_document(page))
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
         uri, uuidRepresentation="standard"
