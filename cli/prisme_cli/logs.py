@@ -4,13 +4,11 @@ message, the request id of the call being handled (façade or core), and a recor
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import sys
 import time
 from datetime import UTC, datetime
-from typing import TextIO
 
 from prisme_core.request_id import RequestIdFilter as CoreRequestIdFilter
 from prisme_http.request_id import RequestIdFilter as FacadeRequestIdFilter
@@ -65,39 +63,15 @@ class JsonLinesFormatter(logging.Formatter):
         return self._encoder.encode(line)
 
 
-ACCESS_LOG = "prisme.access"
-
-
-class BufferedStreamHandler(logging.StreamHandler[TextIO]):
-    """Flushes access-log lines at most every ``interval`` seconds, everything else at once:
-    one access-log line per request must not cost a system call per request."""
-
-    def __init__(self, stream: TextIO, interval: float = 0.5) -> None:
-        super().__init__(stream)
-        self._interval = interval
-        self._flushed = time.monotonic()
-
-    def flush(self) -> None:
-        now = time.monotonic()
-        if now - self._flushed >= self._interval:
-            self._flushed = now
-            super().flush()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)
-        if record.name != ACCESS_LOG or record.levelno >= logging.WARNING:
-            self._flushed = 0.0
-            self.flush()
-
-
 def configure_logging(level: int = logging.INFO) -> None:
     # Records carry no thread or process names here (the lines do not show them), and each
     # access-log record would otherwise pay for looking them up.
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = BufferedStreamHandler(sys.stdout)
-    atexit.register(lambda: logging.StreamHandler.flush(handler))
+    # Every record is written and flushed at once: access-log lines already come in batches
+    # (`prisme_http.access_log`), at most one write per half second under load.
+    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonLinesFormatter())
     handler.addFilter(FacadeRequestIdFilter())
     handler.addFilter(CoreRequestIdFilter())
