@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 
 import pytest
-from prisme_core.batching import GroupCommit, StoreTurns
+from prisme_core.batching import GroupCommit
 from prisme_core.errors import StoreUnavailable
 from prisme_core.idempotency import RecentEvents
 
@@ -146,37 +146,3 @@ async def test_recent_events_are_bounded() -> None:
     await recent.once(ids[-1], attempt)  # still remembered
     await recent.once(ids[0], attempt)  # long forgotten: runs again (the store dedupes)
     assert len(runs) == 101
-
-
-async def test_background_writes_give_way_to_waited_ones_until_overdue() -> None:
-    turns = StoreTurns(patience=0.2)
-    order: list[str] = []
-
-    async def write(name: str, background: bool = False) -> None:
-        async with turns.turn(background=background):
-            order.append(name)
-            await asyncio.sleep(0.05)
-
-    first = asyncio.create_task(write("first"))
-    await asyncio.sleep(0.01)
-    waiting = [asyncio.create_task(write("progress", background=True))]
-    await asyncio.sleep(0.01)
-    waiting += [asyncio.create_task(write(f"insert {i}")) for i in range(8)]
-    await asyncio.gather(first, *waiting)
-    # The inserts go first until the progress write has waited 0.2 s (four of them, on an
-    # unhurried host); then it goes next, ahead of the rest.
-    position = order.index("progress")
-    assert order[1] == "insert 0"
-    assert 2 <= position <= 6
-    assert order[position + 1 :] == [f"insert {i}" for i in range(position - 1, 8)]
-
-
-async def test_a_cancelled_waiter_does_not_keep_the_turn() -> None:
-    turns = StoreTurns()
-    async with turns.turn():
-        gave_up = asyncio.create_task(turns.turn().__aenter__())
-        await asyncio.sleep(0.01)
-        gave_up.cancel()
-    async with asyncio.timeout(1):
-        async with turns.turn():
-            pass  # the store was handed on, not to the waiter that gave up

@@ -2,7 +2,7 @@
 
 A batch goes out when it holds ``max_size`` items or its first item has waited ``max_delay``;
 one batch is written at a time, so under load batches grow instead of calls multiplying.
-Writers that share `StoreTurns` take turns at the store: it is fastest with one write at a
+Writers that share a ``turn`` lock take turns at the store: it is fastest with one write at a
 time (concurrent writes cost it more CPU per document), and each batch is taken only when its
 turn comes, so it holds everything that arrived meanwhile. The
 queue is bounded: past ``max_pending`` waiting items a write is refused at once with
@@ -17,8 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from prisme_core.errors import CoreError, StoreUnavailable
@@ -29,60 +28,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class StoreTurns:
-    """One store write at a time, in order of arrival, except that background writes (session
-    progress) give way to writes callers are waiting for, until they have waited ``patience``
-    seconds: they fill the store's idle moments instead of delaying answers, and are never
-    held back for long."""
-
-    def __init__(self, patience: float = 0.5) -> None:
-        self.patience = patience
-        self._busy = False
-        self._waiting: deque[asyncio.Future[None]] = deque()
-        self._background: deque[tuple[asyncio.Future[None], float]] = deque()
-
-    @contextlib.asynccontextmanager
-    async def turn(self, *, background: bool = False) -> AsyncIterator[None]:
-        await self._acquire(background)
-        try:
-            yield
-        finally:
-            self._release()
-
-    async def _acquire(self, background: bool) -> None:
-        if not self._busy:
-            self._busy = True
-            return
-        loop = asyncio.get_running_loop()
-        granted: asyncio.Future[None] = loop.create_future()
-        if background:
-            self._background.append((granted, loop.time()))
-        else:
-            self._waiting.append(granted)
-        try:
-            await granted
-        except asyncio.CancelledError:
-            if granted.done() and not granted.cancelled():
-                self._release()  # the turn came with the cancellation: pass it on
-            raise
-
-    def _release(self) -> None:
-        while (granted := self._next()) is not None:
-            if not granted.done():  # a cancelled waiter is skipped
-                granted.set_result(None)
-                return
-        self._busy = False
-
-    def _next(self) -> asyncio.Future[None] | None:
-        if self._background:
-            granted, since = self._background[0]
-            overdue = asyncio.get_running_loop().time() - since >= self.patience
-            if overdue or not self._waiting:
-                self._background.popleft()
-                return granted
-        return self._waiting.popleft() if self._waiting else None
-
-
 class GroupCommit(Generic[T]):
     def __init__(
         self,
@@ -91,10 +36,10 @@ class GroupCommit(Generic[T]):
         max_size: int,
         max_delay: float,
         max_pending: int,
-        turns: StoreTurns | None = None,
+        turn: asyncio.Lock | None = None,
     ) -> None:
         self.name = name
-        self._turns = turns or StoreTurns()
+        self._turn = turn or asyncio.Lock()
         self._write = write
         self._max_size = max_size
         self._max_delay = max_delay
@@ -147,7 +92,7 @@ class GroupCommit(Generic[T]):
             if len(self._pending) < self._max_size and not self._closing:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self._max_delay)
-            async with self._turns.turn():  # the batch is taken once the store is ours: bigger
+            async with self._turn:  # the batch is taken once the store is ours: it is bigger
                 batch, self._pending = (
                     self._pending[: self._max_size],
                     self._pending[self._max_size :],

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from prisme_core.batching import GroupCommit, StoreTurns
+from prisme_core.batching import GroupCommit
 from prisme_core.errors import Dropped, SessionNotFound, StoreUnavailable
 from prisme_core.idempotency import RecentEvents
 from prisme_core.identity import Identities
@@ -174,13 +174,13 @@ class Pipeline:
         self._ids = Identities(store)
         self._limiter = RateLimiter(config.rate_limit_per_minute, time.monotonic)
         self._recent = RecentEvents()
-        self._store_writes = StoreTurns(patience=min(0.5, config.session_flush_interval / 10))
+        self._store_writes = asyncio.Lock()
         self._sessions = SessionTracker(
             store,
             clock,
             config.session_inactive_ttl,
             config.session_flush_interval,
-            turns=self._store_writes,
+            write_lock=self._store_writes,
         )
         self._pageviews = self._writer("pageviews", store.insert_pageviews)
         self._session_starts = self._writer("sessions", store.insert_sessions)
@@ -195,7 +195,7 @@ class Pipeline:
             config.batch_max_size,
             config.batch_max_timeout,
             config.max_pending,
-            turns=self._store_writes,
+            turn=self._store_writes,
         )
 
     @property

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from prisme_core.batching import StoreTurns
 from prisme_core.errors import CoreError
 from prisme_core.metrics import ACTIVE_SESSIONS
 from prisme_core.model import SessionProgress, SessionStart, StoredSession
@@ -60,14 +59,14 @@ class SessionTracker:
         inactive_ttl: float,
         flush_interval: float,
         max_cached: int = 200_000,
-        turns: StoreTurns | None = None,
+        write_lock: asyncio.Lock | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._ttl = timedelta(seconds=inactive_ttl)
         self._flush_interval = flush_interval
         self._max_cached = max_cached
-        self._turns = turns or StoreTurns()
+        self._write_lock = write_lock or asyncio.Lock()
         self._cache: OrderedDict[str, LiveSession] = OrderedDict()
         self._dirty: dict[UUID, tuple[LiveSession, float]] = {}
         """Sessions with progress to write, by session id, and since when (monotonic), oldest
@@ -181,12 +180,10 @@ class SessionTracker:
     async def _run(self) -> None:
         steps = max(1, round(self._flush_interval / FLUSH_STEP))
         step = self._flush_interval / steps
-        # Due by the next step, plus the longest a background write gives way to others.
-        due = max(0.0, self._flush_interval - step - self._turns.patience)
         while True:
             for _ in range(steps):
                 await asyncio.sleep(step)
-                await self.flush(older_than=due)
+                await self.flush(older_than=self._flush_interval - step)
             self._drop_expired()
 
     async def flush(self, older_than: float = 0.0) -> None:
@@ -211,7 +208,7 @@ class SessionTracker:
                 for s in chunk
             ]
             try:
-                async with self._turns.turn(background=True):
+                async with self._write_lock:
                     await self._store.update_sessions(progress)
             except CoreError as error:
                 logger.warning("session flush failed, will retry: %s", error)
