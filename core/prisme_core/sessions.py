@@ -32,9 +32,9 @@ logger = logging.getLogger(__name__)
 
 UPDATE_CHUNK = 10
 """Session updates per store call: small, so other writes wait little for their turn."""
-FLUSH_STEP = 0.1
-"""Seconds between flushes: each writes the sessions whose progress would be late by the
-next, so updates trickle out steadily instead of arriving in bursts that hold the store."""
+FLUSH_STEPS = 10
+"""Flushes per interval: each writes the sessions whose progress would be late by the next,
+so updates spread evenly instead of arriving as one burst per interval."""
 STORE_POLL = 0.25
 """How often a waiting custom event asks the store for a session another instance began."""
 
@@ -178,10 +178,9 @@ class SessionTracker:
         self._task = asyncio.create_task(self._run(), name="session-flush")
 
     async def _run(self) -> None:
-        steps = max(1, round(self._flush_interval / FLUSH_STEP))
-        step = self._flush_interval / steps
+        step = self._flush_interval / FLUSH_STEPS
         while True:
-            for _ in range(steps):
+            for _ in range(FLUSH_STEPS):
                 await asyncio.sleep(step)
                 await self.flush(older_than=self._flush_interval - step)
             self._drop_expired()
