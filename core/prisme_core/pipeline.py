@@ -20,10 +20,11 @@ Must not import grpc, aiohttp or pymongo.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -158,11 +159,6 @@ async def _stored(session: LiveSession) -> None:
         await asyncio.shield(session.persisted)  # shared: one waiter's deadline is not all's
 
 
-def _store_late() -> StoreUnavailable:
-    """Past the store deadline of an event: 503 rather than a longer wait."""
-    return StoreUnavailable("the event store did not answer in time")
-
-
 class Pipeline:
     def __init__(
         self, config: PipelineConfig, store: EventStore, clock: Clock, enrichers: Enrichers
@@ -244,11 +240,17 @@ class Pipeline:
         return _Admitted(context, client, page, referrer, key, now)
 
     async def _record(self, admitted: _Admitted) -> None:
+        async with self._store_deadline():
+            await self._recent.once(admitted.key, lambda: self._store_pageview(admitted))
+
+    @contextlib.asynccontextmanager
+    async def _store_deadline(self) -> AsyncIterator[None]:
+        """Bounds the store part of one event: past it, 503 instead of a longer wait."""
         try:
             async with asyncio.timeout(self._config.store_deadline):
-                await self._recent.once(admitted.key, lambda: self._store_pageview(admitted))
+                yield
         except TimeoutError as exc:
-            raise _store_late() from exc
+            raise StoreUnavailable("the event store did not answer in time") from exc
 
     def _store_now(self, admitted: _Admitted) -> PendingEvent | None:
         """`_store_pageview` when nothing has to be waited for; None when something has."""
@@ -354,12 +356,9 @@ class Pipeline:
             properties=properties,
             event_id=key,
         )
-        try:
-            async with asyncio.timeout(self._config.store_deadline):
-                await _stored(session)
-                await self._recent.once(key, lambda: self._custom_events.write(custom))
-        except TimeoutError as exc:
-            raise _store_late() from exc
+        async with self._store_deadline():
+            await _stored(session)
+            await self._recent.once(key, lambda: self._custom_events.write(custom))
 
     async def check_health(self) -> None:
         await self._store.ping()

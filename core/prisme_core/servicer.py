@@ -81,7 +81,6 @@ def client_context(
 class EventServicer(pb_grpc.EventServiceServicer):
     def __init__(self, pipeline: Pipeline, token: str | None) -> None:
         self._pipeline = pipeline
-        self._store_deadline = pipeline.store_deadline
         self._token = token.encode() if token else None
 
     async def SendPageView(
@@ -130,7 +129,8 @@ class EventServicer(pb_grpc.EventServiceServicer):
         tasks = [o for o in outcomes if isinstance(o, asyncio.Task)]
         try:
             if pending:
-                await asyncio.wait([p.future for p in pending], timeout=self._store_deadline)
+                deadline = self._pipeline.store_deadline
+                await asyncio.wait([p.future for p in pending], timeout=deadline)
             if tasks:
                 await asyncio.wait(tasks)
         finally:  # past the deadline, or the call was cancelled: what is still queued stays so

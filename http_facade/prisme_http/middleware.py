@@ -29,7 +29,6 @@ from prisme_http.metrics import DURATION, IN_FLIGHT, REQUESTS
 from prisme_http.request_id import REQUEST_ID, choose_request_id
 
 logger = logging.getLogger(__name__)
-access_log = ACCESS_LOGGER
 
 EVENTS_PREFIX = "/api/v1/events/"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -148,7 +147,7 @@ def _record(
                 "duration_ms": round(seconds * 1000, 3),
             }
         )
-    if access_log.isEnabledFor(logging.DEBUG):
+    if ACCESS_LOGGER.isEnabledFor(logging.DEBUG):
         ip = client_ip(
             request.remote,
             request.headers.getall(config.proxy_header, ()),
@@ -156,4 +155,4 @@ def _record(
             trusted_proxies=config.proxies,
         )
         client = {"client_ip": ip, "user_agent": request.headers.get("User-Agent", "")}
-        access_log.debug("client", extra={"fields": client})
+        ACCESS_LOGGER.debug("client", extra={"fields": client})
