@@ -77,6 +77,9 @@ async def test_ensure_schema_is_idempotent(
         collection: {index["name"]: index async for index in await mongo[collection].list_indexes()}
         for collection in ("pageviews", "events_custom", "sessions", "keys")
     }
+    # Events are stored once through their _id (their event id), not through an index of theirs.
+    assert set(indexes["pageviews"]) == {"_id_", "domain_ts", "session_ts"}
+    assert set(indexes["events_custom"]) == {"_id_", "domain_ts"}
     assert indexes["pageviews"]["domain_ts"]["key"] == {"domain": 1, "timestamp": 1}
     assert indexes["pageviews"]["session_ts"]["key"] == {"session_uuid": 1, "timestamp": 1}
     assert indexes["events_custom"]["domain_ts"]["key"] == {"domain": 1, "timestamp": 1}
@@ -92,13 +95,50 @@ async def test_pageview_documents_have_exactly_the_contract_fields(
     await store.insert_pageviews([PageView(timestamp=AT, path="/p", session=attributes)])
     doc = await mongo.pageviews.find_one({}, {"_id": 0})
     assert doc is not None
-    assert set(doc) == PAGEVIEW_FIELDS
+    assert set(doc) == PAGEVIEW_FIELDS  # sent without an event id
     assert (doc["timestamp"], doc["path"], doc["session_uuid"]) == (
         AT,
         "/p",
         attributes.session_uuid,
     )
     assert isinstance(doc["session_uuid"], uuid.UUID)
+
+
+async def test_an_event_id_is_the_document_key_and_is_stored_once(
+    store: MongoEventStore, mongo: AsyncDatabase[Document]
+) -> None:
+    event_id = uuid.uuid4()
+    first = PageView(timestamp=AT, path="/p", session=_attributes(), event_id=event_id)
+    other = PageView(timestamp=AT, path="/q", session=_attributes())
+    await store.insert_pageviews([first])
+    await store.insert_pageviews([first, other])  # a retry alongside a new one: both "stored"
+    docs = await mongo.pageviews.find({}).sort("path").to_list()
+    assert [(doc["path"], doc["_id"] == doc.get("event_id")) for doc in docs] == [
+        ("/p", True),
+        ("/q", False),
+    ]
+    assert docs[0]["event_id"] == event_id
+
+
+async def test_a_repeat_counts_as_stored_against_the_event_id_index_of_older_databases(
+    store: MongoEventStore, mongo: AsyncDatabase[Document]
+) -> None:
+    await mongo.pageviews.create_index(
+        "event_id", unique=True, partialFilterExpression={"event_id": {"$exists": True}}
+    )
+    event_id = uuid.uuid4()
+    await mongo.pageviews.insert_one({"path": "/old", "event_id": event_id})  # an ObjectId _id
+    await store.insert_pageviews(
+        [PageView(timestamp=AT, path="/p", session=_attributes(), event_id=event_id)]
+    )
+    assert await mongo.pageviews.count_documents({"event_id": event_id}) == 1
+
+
+async def test_a_session_key_collision_is_a_failure_not_a_repeat(store: MongoEventStore) -> None:
+    start = _start()
+    await store.insert_sessions([start])
+    with pytest.raises(StoreUnavailable):
+        await store.insert_sessions([start])
 
 
 async def test_session_documents_have_exactly_the_contract_fields(

@@ -2,8 +2,9 @@
 
 While the first attempt is in flight, a retry waits for it; once it succeeded, a retry succeeds
 at once without a second store write or a second session. If it failed, the retry runs afresh.
-This covers retries reaching this instance; the store's unique index on ``event_id`` is what
-guarantees "stored once" everywhere else (another instance, after a restart).
+This covers retries reaching this instance; the store's primary key (an event's document is
+keyed by its event id) is what guarantees "stored once" everywhere else (another instance,
+after a restart).
 
 Bounded: the oldest ids are forgotten past ``capacity``. Must not import grpc, aiohttp or
 pymongo.
