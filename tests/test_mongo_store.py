@@ -83,7 +83,7 @@ async def test_ensure_schema_is_idempotent(
     assert indexes["pageviews"]["domain_ts"]["key"] == {"domain": 1, "timestamp": 1}
     assert indexes["pageviews"]["session_ts"]["key"] == {"session_uuid": 1, "timestamp": 1}
     assert indexes["events_custom"]["domain_ts"]["key"] == {"domain": 1, "timestamp": 1}
-    assert indexes["sessions"]["session_uuid"]["unique"] is True
+    assert set(indexes["sessions"]) == {"_id_", "device"}  # _id is the session_uuid
     assert indexes["sessions"]["device"]["key"] == {"device_id": 1, "entry_timestamp": -1}
     assert indexes["keys"]["expiry"]["expireAfterSeconds"] == 0
 
@@ -134,11 +134,16 @@ async def test_a_repeat_counts_as_stored_against_the_event_id_index_of_older_dat
     assert await mongo.pageviews.count_documents({"event_id": event_id}) == 1
 
 
-async def test_a_session_key_collision_is_a_failure_not_a_repeat(store: MongoEventStore) -> None:
+async def test_a_session_uuid_is_stored_once_and_a_collision_is_a_failure(
+    store: MongoEventStore, mongo: AsyncDatabase[Document]
+) -> None:
     start = _start()
     await store.insert_sessions([start])
+    again = _start(device_id="D2", session_uuid=start.attributes.session_uuid)
     with pytest.raises(StoreUnavailable):
-        await store.insert_sessions([start])
+        await store.insert_sessions([again])
+    uid = start.attributes.session_uuid
+    assert await mongo.sessions.count_documents({"session_uuid": uid}) == 1
 
 
 async def test_session_documents_have_exactly_the_contract_fields(
