@@ -48,6 +48,33 @@ async def test_concurrent_writes_share_batches() -> None:
     assert len(recorder.batches) <= 4
 
 
+async def test_a_batch_ends_at_a_call_boundary_past_half_the_queue() -> None:
+    recorder = Recorder(delay=0.01)
+    commit = await _commit(recorder, max_size=100, max_delay=0.0)
+    first, second, third = object(), object(), object()
+    ahead = commit.submit(0)  # its batch is in flight while the calls below queue up
+    await asyncio.sleep(0.005)
+    queued = [commit.submit(i, first) for i in range(1, 5)]  # a small call ...
+    queued += [commit.submit(i, second) for i in range(5, 25)]  # ... joins the next,
+    queued += [commit.submit(i, third) for i in range(25, 45)]  # and this one waits
+    await asyncio.gather(ahead, *queued)
+    await commit.close()
+    assert recorder.batches == [[0], list(range(1, 25)), list(range(25, 45))]
+
+
+async def test_events_sent_alone_never_end_a_batch() -> None:
+    recorder = Recorder(delay=0.01)
+    commit = await _commit(recorder, max_size=100, max_delay=0.0)
+    ahead = commit.submit(0)
+    await asyncio.sleep(0.005)
+    call = object()
+    queued = [commit.submit(i, call) for i in range(1, 21)]
+    queued += [commit.submit(i) for i in range(21, 41)]  # past half, but no call of their own
+    await asyncio.gather(ahead, *queued)
+    await commit.close()
+    assert recorder.batches == [[0], list(range(1, 41))]
+
+
 async def test_a_lone_write_waits_at_most_the_delay() -> None:
     commit = await _commit(Recorder(), max_delay=0.05)
     started = asyncio.get_running_loop().time()

@@ -4,7 +4,14 @@ A batch goes out when it holds ``max_size`` items or its first item has waited `
 one batch is written at a time, so under load batches grow instead of calls multiplying.
 Writers that share a ``turn`` lock take turns at the store: it is fastest with one write at a
 time (concurrent writes cost it more CPU per document), and each batch is taken only when its
-turn comes, so it holds everything that arrived meanwhile. The
+turn comes, so it holds everything that arrived meanwhile.
+
+Items submitted together (the events of one `SendEvents` call: its caller is answered once
+all of them are stored) carry a common ``group``, and a batch ends at a group's boundary once
+it holds half of what is queued. With two calls waiting, the store writes one while the
+other call's answers travel back and its callers' next events arrive; one batch of both would
+leave the store idle meanwhile, and keep all of them in step from then on. Items without a
+group never end a batch. The
 queue is bounded: past ``max_pending`` waiting items a write is refused at once with
 `StoreUnavailable` (back-pressure) instead of growing memory. `close` writes what is queued.
 
@@ -44,7 +51,7 @@ class GroupCommit(Generic[T]):
         self._max_size = max_size
         self._max_delay = max_delay
         self._max_pending = max_pending
-        self._pending: list[tuple[T, asyncio.Future[None]]] = []
+        self._pending: list[tuple[T, asyncio.Future[None], object]] = []
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -64,15 +71,16 @@ class GroupCommit(Generic[T]):
             self.withdraw(done)
             raise
 
-    def submit(self, item: T) -> asyncio.Future[None]:
-        """Queues ``item``; the future resolves once it is stored, or fails with
-        `StoreUnavailable`. Cancelling the future withdraws an item still queued."""
+    def submit(self, item: T, group: object = None) -> asyncio.Future[None]:
+        """Queues ``item`` (with the others of its ``group``, if any); the future resolves once
+        it is stored, or fails with `StoreUnavailable`. Cancelling the future withdraws an item
+        still queued."""
         if self._closing or self._task is None:
             raise StoreUnavailable("the service is shutting down")
         if len(self._pending) >= self._max_pending:
             raise StoreUnavailable(f"{self.name} write queue is full")
         done = asyncio.get_running_loop().create_future()
-        self._pending.append((item, done))
+        self._pending.append((item, done, group))
         self._arrived.set()
         if len(self._pending) >= self._max_size:
             self._full.set()
@@ -80,7 +88,7 @@ class GroupCommit(Generic[T]):
 
     def withdraw(self, done: asyncio.Future[None]) -> None:
         """Drops the item of ``done`` if it is still queued; one already written stays."""
-        for index, (_, queued) in enumerate(self._pending):
+        for index, (_, queued, _) in enumerate(self._pending):
             if queued is done:
                 del self._pending[index]
                 break
@@ -93,23 +101,32 @@ class GroupCommit(Generic[T]):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self._max_delay)
             async with self._turn:  # the batch is taken once the store is ours: it is bigger
-                batch, self._pending = (
-                    self._pending[: self._max_size],
-                    self._pending[self._max_size :],
-                )
+                size = self._batch_size()
+                batch, self._pending = self._pending[:size], self._pending[size:]
                 if len(self._pending) < self._max_size:
                     self._full.clear()
                 if not self._pending and not self._closing:
                     self._arrived.clear()
                 await self._flush(batch)
 
-    async def _flush(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+    def _batch_size(self) -> int:
+        """Up to ``max_size`` items, ending at the first group boundary past half the queue."""
+        half = len(self._pending) / 2
+        current = None
+        for index, (_, _, group) in enumerate(self._pending[: self._max_size]):
+            if group is not None and group is not current:
+                if index >= half:
+                    return index
+                current = group
+        return min(len(self._pending), self._max_size)
+
+    async def _flush(self, batch: list[tuple[T, asyncio.Future[None], object]]) -> None:
         if not batch:
             return
         BATCH_SIZE.labels(self.name).observe(len(batch))
         started = time.perf_counter()
         try:
-            await self._write([item for item, _ in batch])
+            await self._write([item for item, _, _ in batch])
         except CoreError as error:
             outcome: BaseException | None = error
         except Exception as error:  # an adapter bug must fail the callers, not hang them
@@ -118,7 +135,7 @@ class GroupCommit(Generic[T]):
         else:
             outcome = None
             FLUSH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        for _, done in batch:
+        for _, done, _ in batch:
             if done.done():
                 continue
             if outcome is None:

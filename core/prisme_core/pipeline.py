@@ -213,16 +213,19 @@ class Pipeline:
     async def record_pageview(self, context: ClientContext, event_id: str = "") -> None:
         await self._record(self._admit(context, event_id))
 
-    def start_pageview(self, context: ClientContext, event_id: str = "") -> PendingEvent:
+    def start_pageview(
+        self, context: ClientContext, event_id: str = "", group: object = None
+    ) -> PendingEvent:
         """`record_pageview` for a caller with many events at once (`SendEvents`): every rule
         that needs no waiting runs now, and a refusal raises now. The page view is then stored
-        when ``future`` resolves; past the store deadline, the caller calls ``withdraw``.
+        when ``future`` resolves; past the store deadline, the caller calls ``withdraw``. The
+        caller's events share a ``group`` (see `GroupCommit`).
 
         Most page views need no waiting at all (keys in memory, session cached or new), and
         take no task and no lock: deciding without a suspension point is already atomic. The
         others take the path of `record_pageview`, in a task that keeps its own deadline."""
         admitted = self._admit(context, event_id)
-        pending = self._store_now(admitted)
+        pending = self._store_now(admitted, group)
         if pending is None:
             return PendingEvent(asyncio.ensure_future(self._record(admitted)), None)
         return pending
@@ -252,7 +255,7 @@ class Pipeline:
         except TimeoutError as exc:
             raise StoreUnavailable("the event store did not answer in time") from exc
 
-    def _store_now(self, admitted: _Admitted) -> PendingEvent | None:
+    def _store_now(self, admitted: _Admitted, group: object) -> PendingEvent | None:
         """`_store_pageview` when nothing has to be waited for; None when something has."""
         context, page = admitted.context, admitted.page
         if admitted.key is not None and self._recent.knows(admitted.key):
@@ -272,9 +275,9 @@ class Pipeline:
             )
             if visitor_id is None:
                 return None
-            session = self._begin_session(device_id, admitted, visitor_id)
+            session = self._begin_session(device_id, admitted, visitor_id, group)
         pageview = PageView(admitted.now, page.path, session.start.attributes, admitted.key)
-        written = self._pageviews.submit(pageview)
+        written = self._pageviews.submit(pageview, group)
         stored = _after_both(written, session.persisted)
         if admitted.key is not None:
             self._recent.track(admitted.key, stored)
@@ -297,7 +300,9 @@ class Pipeline:
         await self._pageviews.write(pageview)
         await _stored(session)  # stored with its session, or not acknowledged
 
-    def _begin_session(self, device_id: str, admitted: _Admitted, visitor_id: str) -> LiveSession:
+    def _begin_session(
+        self, device_id: str, admitted: _Admitted, visitor_id: str, group: object = None
+    ) -> LiveSession:
         context, client, page, referrer = (
             admitted.context,
             admitted.client,
@@ -326,7 +331,7 @@ class Pipeline:
             entry_timestamp=admitted.now,
             attributes=attributes,
         )
-        return self._sessions.begin(start, self._session_starts.submit(start))
+        return self._sessions.begin(start, self._session_starts.submit(start, group))
 
     async def record_custom_event(self, event: CustomEventInput) -> None:
         context = event.context

@@ -122,9 +122,10 @@ class EventServicer(pb_grpc.EventServiceServicer):
         join their group commits right away (one deadline for all of them), the others run as
         tasks that keep their own deadlines."""
         outcomes: list[CoreError | PendingEvent | asyncio.Task[None] | None] = []
+        call = object()  # this call's documents are written together (see GroupCommit)
         for event in events:
             with _request_id(event):  # logs and tasks of this event carry its id
-                outcomes.append(self._start_one(event, caller))
+                outcomes.append(self._start_one(event, caller, call))
         pending = [o for o in outcomes if isinstance(o, PendingEvent)]
         tasks = [o for o in outcomes if isinstance(o, asyncio.Task)]
         try:
@@ -147,14 +148,14 @@ class EventServicer(pb_grpc.EventServiceServicer):
         return results
 
     def _start_one(
-        self, event: pb.Event, caller: Caller
+        self, event: pb.Event, caller: Caller, call: object
     ) -> CoreError | PendingEvent | asyncio.Task[None]:
         kind = event.WhichOneof("kind")
         try:
             if kind == "page_view":
                 request = event.page_view
                 return self._pipeline.start_pageview(
-                    client_context(request, caller), request.event_id
+                    client_context(request, caller), request.event_id, call
                 )
             if kind == "custom_event":
                 return asyncio.ensure_future(self._record_custom_event(event.custom_event, caller))
