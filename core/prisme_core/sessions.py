@@ -30,8 +30,10 @@ from prisme_core.ports import Clock, EventStore
 
 logger = logging.getLogger(__name__)
 
-UPDATE_CHUNK = 10
-"""Session updates per store call: small, so other writes wait little for their turn."""
+UPDATE_CHUNK = 5
+"""Session updates per store call: small, because an event batch that comes after a chunk
+waits for all of it. Against chunks of 10, under the bench load: p99 4 to 24 ms lower in six
+alternating pairs, throughput +8 %; chunks of 3 pay the per-command cost too often."""
 FLUSH_STEPS = 10
 """Flushes per interval: each writes the sessions whose progress would be late by the next,
 so updates spread evenly instead of arriving as one burst per interval."""
