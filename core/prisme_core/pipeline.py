@@ -159,6 +159,11 @@ async def _stored(session: LiveSession) -> None:
         await asyncio.shield(session.persisted)  # shared: one waiter's deadline is not all's
 
 
+def store_late() -> StoreUnavailable:
+    """Past the store deadline of an event: 503 rather than a longer wait."""
+    return StoreUnavailable("the event store did not answer in time")
+
+
 class Pipeline:
     def __init__(
         self, config: PipelineConfig, store: EventStore, clock: Clock, enrichers: Enrichers
@@ -253,7 +258,7 @@ class Pipeline:
             async with asyncio.timeout(self._config.store_deadline):
                 yield
         except TimeoutError as exc:
-            raise StoreUnavailable("the event store did not answer in time") from exc
+            raise store_late() from exc
 
     def _store_now(self, admitted: _Admitted, group: object) -> PendingEvent | None:
         """`_store_pageview` when nothing has to be waited for; None when something has."""

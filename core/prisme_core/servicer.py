@@ -25,10 +25,10 @@ from grpc_status import rpc_status
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
 
-from prisme_core.errors import CoreError, InvalidInput, Reason, StoreUnavailable, Unauthenticated
+from prisme_core.errors import CoreError, InvalidInput, Reason, Unauthenticated
 from prisme_core.metrics import EVENTS
 from prisme_core.model import ClientContext, CustomEventInput
-from prisme_core.pipeline import PendingEvent, Pipeline
+from prisme_core.pipeline import PendingEvent, Pipeline, store_late
 from prisme_core.request_id import REQUEST_ID, valid_request_id
 from prisme_core.status import rich_status
 
@@ -227,7 +227,7 @@ def _failure(outcome: CoreError | PendingEvent | asyncio.Future[None] | None) ->
     if outcome is None or isinstance(outcome, CoreError):
         return outcome
     if not outcome.done() or outcome.cancelled():  # withdrawn at the deadline
-        return StoreUnavailable("the event store did not answer in time")
+        return store_late()
     error = outcome.exception()
     if error is None:
         return None
