@@ -12,6 +12,7 @@ Must not import grpc or aiohttp.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
+from bson.binary import Binary
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
@@ -65,7 +67,16 @@ ATTRIBUTE_FIELDS: Final = tuple(SessionAttributes.__dataclass_fields__)
 
 
 def _attributes(attributes: SessionAttributes) -> Document:
-    return {name: getattr(attributes, name) for name in ATTRIBUTE_FIELDS}
+    document = {name: getattr(attributes, name) for name in ATTRIBUTE_FIELDS}
+    document["session_uuid"] = _session_key(attributes.session_uuid)
+    return document
+
+
+@functools.lru_cache(maxsize=65536)
+def _session_key(session_uuid: UUID) -> Binary:
+    """A session id as the driver writes a UUID (binary subtype 4), made once per session: the
+    encoder takes about 1.5 µs for a `UUID` object and next to nothing for a `Binary`."""
+    return Binary.from_uuid(session_uuid)
 
 
 def pageview_document(pageview: PageView) -> Document:
@@ -77,14 +88,17 @@ def _event_id(event_id: UUID | None) -> Document:
     # An event's id is its document's key: the primary key stores it at most once, with no
     # index of its own (on the embedded store a unique index costs every insert about a third
     # more). Events sent without one get the driver's ObjectId.
-    return {} if event_id is None else {"_id": event_id, "event_id": event_id}
+    if event_id is None:
+        return {}
+    key = Binary.from_uuid(event_id)  # once for both fields (see `_session_key`)
+    return {"_id": key, "event_id": key}
 
 
 def session_document(start: SessionStart) -> Document:
     # Keyed by its session id: the primary key keeps session_uuid unique, and the write-behind
     # updates find the document through it.
     return (
-        {"_id": start.attributes.session_uuid}
+        {"_id": _session_key(start.attributes.session_uuid)}
         | _attributes(start.attributes)
         | {
             "entry_path": start.entry_path,
