@@ -178,6 +178,14 @@ async def test_grpc_answers_carry_a_request_id(core_target: str) -> None:
     assert metadata["x-request-id"] == "grpc-7"
 
 
+async def test_grpc_callers_without_a_request_id_get_none_back(core_target: str) -> None:
+    async with grpc.aio.insecure_channel(core_target) as channel:
+        call = pb_grpc.EventServiceStub(channel).CheckHealth(pb.CheckHealthRequest())
+        await call
+        metadata = dict(await call.initial_metadata() or ())
+    assert "x-request-id" not in metadata
+
+
 def _access_lines(http: HttpClient, caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     assert http.app is not None
     return access_lines(http.app, caplog)

@@ -1,6 +1,8 @@
 """Request ids in the core: read from the ``x-request-id`` metadata (the façade sends the HTTP
-request's), or made up, kept in a `ContextVar` for the call, echoed in the response metadata,
-and added to every log record of the call.
+request's), or made up, kept in a `ContextVar` for the call, and added to every log record of
+the call. A caller that sent one gets the call's id back in the response metadata (its own, or
+the one that replaced an invalid one). It is not sent to the others, such as the façade's
+batched calls: that separate metadata message costs 15-20 % of a call's CPU on each side.
 
 Must not import aiohttp or pymongo.
 """
@@ -48,12 +50,14 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):
         metadata = dict(handler_call_details.invocation_metadata or ())
         given = metadata.get(METADATA_KEY)
         request_id = valid_request_id(given if isinstance(given, str) else None)
+        echo = given is not None
         behavior: Callable[..., Awaitable[Any]] = handler.unary_unary  # async under grpc.aio
 
         async def with_request_id(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             token = REQUEST_ID.set(request_id or uuid.uuid4().hex)
             try:
-                await context.send_initial_metadata(((METADATA_KEY, REQUEST_ID.get() or ""),))
+                if echo:
+                    await context.send_initial_metadata(((METADATA_KEY, REQUEST_ID.get() or ""),))
                 return await behavior(request, context)
             finally:
                 REQUEST_ID.reset(token)
