@@ -55,9 +55,11 @@ class GroupCommit(Generic[T]):
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name=f"group-commit-{self.name}")
 
     async def write(self, item: T) -> None:
@@ -75,11 +77,11 @@ class GroupCommit(Generic[T]):
         """Queues ``item`` (with the others of its ``group``, if any); the future resolves once
         it is stored, or fails with `StoreUnavailable`. Cancelling the future withdraws an item
         still queued."""
-        if self._closing or self._task is None:
+        if self._closing or self._task is None or self._loop is None:
             raise StoreUnavailable("the service is shutting down")
         if len(self._pending) >= self._max_pending:
             raise StoreUnavailable(f"{self.name} write queue is full")
-        done = asyncio.get_running_loop().create_future()
+        done = self._loop.create_future()  # asyncio.get_running_loop() calls getpid() each time
         self._pending.append((item, done, group))
         self._arrived.set()
         if len(self._pending) >= self._max_size:

@@ -132,7 +132,7 @@ def _after_both(
     """Resolves once the page view and its session are stored; fails as soon as either fails."""
     if persisted.done() and not persisted.cancelled() and persisted.exception() is None:
         return written
-    both = asyncio.get_running_loop().create_future()
+    both = written.get_loop().create_future()
 
     def settle(_: asyncio.Future[None]) -> None:
         if both.done():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import ipaddress
 import logging
@@ -24,6 +25,7 @@ import grpc
 from grpc_status import rpc_status
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
+from prometheus_client import Counter
 
 from prisme_core.errors import CoreError, InvalidInput, Reason, Unauthenticated
 from prisme_core.metrics import EVENTS
@@ -40,6 +42,7 @@ KINDS = {"page_view": "pageview", "custom_event": "custom"}
 OK = status_pb2.Status(code=grpc.StatusCode.OK.value[0])
 
 
+@functools.lru_cache(maxsize=4096)
 def peer_ip(peer: str) -> str | None:
     """The IP address in a gRPC peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``); unix and
     unknown peers give None."""
@@ -142,9 +145,14 @@ class EventServicer(pb_grpc.EventServiceServicer):
         results = []
         for event, outcome in zip(events, outcomes, strict=True):
             error = _failure(outcome)
-            with _request_id(event):
-                _count(KINDS.get(event.WhichOneof("kind") or "", "unknown"), error)
-            results.append(OK if error is None else rich_status(error))
+            kind = KINDS.get(event.WhichOneof("kind") or "", "unknown")
+            if error is None:
+                _count(kind, None)
+                results.append(OK)
+            else:
+                with _request_id(event):  # the refusal is logged with the event's id
+                    _count(kind, error)
+                results.append(rich_status(error))
         return results
 
     def _start_one(
@@ -252,10 +260,16 @@ async def _run(context: Context, kind: str | None, work: Awaitable[None]) -> Non
 
 def _count(kind: str, error: CoreError | None) -> None:
     if error is None:
-        EVENTS.labels(kind, "accepted").inc()
+        _events(kind, "accepted").inc()
         return
-    EVENTS.labels(kind, error.reason.lower()).inc()
+    _events(kind, error.reason.lower()).inc()
     logger.info("%s refused: %s (%s)", kind, error.reason, error.message)
+
+
+@functools.cache
+def _events(kind: str, outcome: str) -> Counter:
+    """The series of one kind and outcome (a bounded set: both are ours)."""
+    return EVENTS.labels(kind, outcome)
 
 
 async def _raise(error: CoreError) -> None:
