@@ -50,6 +50,14 @@ def _resolve(peer: str | None, *lines: str, trust: bool = True) -> str:
         pytest.param("::ffff:127.0.0.1", ("::ffff:8.8.8.8",), True, "8.8.8.8", id="mapped"),
         pytest.param("::1", ("8.8.4.4",), True, "8.8.4.4", id="v6-peer"),
         pytest.param(None, ("8.8.8.8",), True, "", id="unknown-peer"),
+        pytest.param(
+            "127.0.0.1",
+            ("6.6.6.6, " * 40 + "8.8.8.8, 10.0.0.2",),
+            True,
+            "8.8.8.8",
+            id="long-header",
+        ),
+        pytest.param("127.0.0.1", ("8" * 200,), True, "127.0.0.1", id="over-long-entry"),
     ],
 )
 def test_client_ip(peer: str | None, lines: tuple[str, ...], trust: bool, expected: str) -> None:

@@ -61,15 +61,17 @@ class CoreBatcher:
         self._share = 0
         self._gathered = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._calls: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="core-batcher")
 
     async def send(self, event: pb.Event, within: float) -> PrismeError | None:
         """The core's answer for ``event``: None when stored, else why not. Past ``within``
         seconds the answer is DEADLINE_EXCEEDED, and an event still queued is not sent."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()  # which calls getpid() each time
         done: asyncio.Future[PrismeError | None] = loop.create_future()
         entry = (event, done)
         self._pending.append(entry)

@@ -16,12 +16,20 @@ from collections.abc import Iterable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+CACHED_HEADER_CHARS = 256
+MAX_ADDRESS_CHARS = 128  # the longest IPv6 text with zone, brackets, port and quotes is ~70
 
 
-@functools.lru_cache(maxsize=65536)
 def parse_address(text: str) -> IPAddress | None:
     """One address as proxies and sockets write it: quotes, ``[v6]:port``, ``v4:port`` and
     ``%zone`` removed, IPv4-mapped IPv6 unwrapped; None when it is not an address."""
+    if len(text) > MAX_ADDRESS_CHARS:  # not an address, and not to be kept in the cache
+        return None
+    return _parse_address(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_address(text: str) -> IPAddress | None:
     text = text.strip().strip('"').strip()
     if text.startswith("["):
         text = text[1:].partition("]")[0]
@@ -45,9 +53,31 @@ class TrustedProxies:
         self.networks = tuple(networks)
         self.peer = functools.lru_cache(maxsize=65536)(self._peer)
         self.trusts = functools.lru_cache(maxsize=65536)(self._trusts)
+        self._cached_client = functools.lru_cache(maxsize=65536)(self._client)
 
     def _trusts(self, address: IPAddress) -> bool:
         return any(address.version == net.version and address in net for net in self.networks)
+
+    def client(self, peer_text: str, forwarded: tuple[str, ...]) -> str:
+        """The client that the header lines ``forwarded`` of the trusted proxy ``peer_text``
+        name (cached, unless the lines are long: a client may send anything there)."""
+        if sum(map(len, forwarded)) > CACHED_HEADER_CHARS:
+            return self._client(peer_text, forwarded)
+        return self._cached_client(peer_text, forwarded)
+
+    def _client(self, peer_text: str, forwarded: tuple[str, ...]) -> str:
+        entries = [entry for line in forwarded for entry in line.split(",") if entry.strip()]
+        if not entries:
+            return peer_text
+        leftmost: IPAddress | None = None
+        for entry in reversed(entries):
+            address = parse_address(entry)
+            if address is None:
+                return peer_text
+            if not self.trusts(address):
+                return str(address)
+            leftmost = address
+        return str(leftmost)
 
     def _peer(self, peer: str) -> tuple[str, bool]:
         """The peer's address as text ("" if unknown) and whether it is a trusted proxy."""
@@ -70,15 +100,4 @@ def client_ip(
         return ""
     if not trust_proxy or not peer_is_proxy:
         return peer_text
-    entries = [entry for line in forwarded for entry in line.split(",") if entry.strip()]
-    if not entries:
-        return peer_text
-    leftmost: IPAddress | None = None
-    for entry in reversed(entries):
-        address = parse_address(entry)
-        if address is None:
-            return peer_text
-        if not trusted_proxies.trusts(address):
-            return str(address)
-        leftmost = address
-    return str(leftmost)
+    return trusted_proxies.client(peer_text, tuple(forwarded))

@@ -26,13 +26,13 @@ def to_message(
     """The request message for ``route`` (filled in ``into`` when given, a field of a bigger
     message); ``headers`` must be case-insensitive."""
     message = route.request_type() if into is None else into
+    parents: dict[tuple[str, ...], Message] = {(): message}
     for binding in route.headers:
-        value = next((headers[name] for name in binding.headers if headers.get(name)), None)
-        if value is not None:
-            parent = message
-            for name in binding.path[:-1]:
-                parent = getattr(parent, name)
-            setattr(parent, binding.path[-1], value)
+        for header in binding.headers:
+            if value := headers.get(header):
+                *where, field = binding.path
+                setattr(_parent(parents, tuple(where)), field, value)
+                break
     for name in route.context_fields:
         getattr(message, name).client_ip = client_ip
     for name in route.path_fields:
@@ -42,3 +42,11 @@ def to_message(
         http_body.content_type = headers.get("Content-Type", "")
         http_body.data = body
     return message
+
+
+def _parent(parents: dict[tuple[str, ...], Message], path: tuple[str, ...]) -> Message:
+    """The (sub)message at ``path``, looked up once per request."""
+    parent = parents.get(path)
+    if parent is None:
+        parent = parents[path] = getattr(_parent(parents, path[:-1]), path[-1])
+    return parent
