@@ -6,14 +6,14 @@ Writers that share a ``turn`` lock take turns at the store: it is fastest with o
 time (concurrent writes cost it more CPU per document), and each batch is taken only when its
 turn comes, so it holds everything that arrived meanwhile.
 
-Items submitted together (the events of one `SendEvents` call: its caller is answered once
-all of them are stored) carry a common ``group``, and a batch ends at a group's boundary once
-it holds half of what is queued. With two calls waiting, the store writes one while the
-other call's answers travel back and its callers' next events arrive; one batch of both would
-leave the store idle meanwhile, and keep all of them in step from then on. Items without a
-group never end a batch. The
-queue is bounded: past ``max_pending`` waiting items a write is refused at once with
-`StoreUnavailable` (back-pressure) instead of growing memory. `close` writes what is queued.
+Items submitted together (the events of one `SendEvents` call or of one batch from the façade's
+link: its caller is answered once all of them are stored) carry a common ``group``, and a batch
+ends at a group's boundary once it holds half of what is queued. With two calls waiting, the
+store writes one while the other call's answers travel back and its callers' next events
+arrive; one batch of both would leave the store idle meanwhile, and keep all of them in step
+from then on. Items without a group never end a batch. The queue is bounded: past
+``max_pending`` waiting items a write is refused at once with `StoreUnavailable`
+(back-pressure) instead of growing memory. `close` writes what is queued.
 
 Must not import grpc, aiohttp or pymongo.
 """

@@ -1,4 +1,5 @@
-"""The core's gRPC server factory: `EventService`, standard health, and server reflection.
+"""The core's gRPC server factory: `EventService`, the façade's link (`FacadeLinkService`),
+standard health, and server reflection.
 
 `create_server` wires the pipeline to its adapters and binds the address (port 0 picks a free
 port, as tests do). The caller owns the returned `CoreServer`: `start()`, then `stop()`, which
@@ -17,11 +18,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
+from prisme.v1 import facade_link_pb2 as link_pb
+from prisme.v1 import facade_link_pb2_grpc as link_pb_grpc
 
 from prisme_core.adapters.maxmind import MaxMindDbLocator, NoGeoLocator
 from prisme_core.adapters.mongo import MongoEventStore
 from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.health import StoreMonitor
+from prisme_core.link import FacadeLinkServicer
 from prisme_core.pipeline import Enrichers, Pipeline, PipelineConfig
 from prisme_core.ports import Clock, EventStore, GeoLocator, SystemClock, UserAgentParser
 from prisme_core.request_id import RequestIdInterceptor
@@ -61,6 +65,7 @@ class CoreServer:
     pipeline: Pipeline
     monitor: StoreMonitor
     deps: CoreDeps
+    link: FacadeLinkServicer
 
     async def start(self) -> None:
         self.pipeline.start()
@@ -70,6 +75,7 @@ class CoreServer:
         logger.info("gRPC core listening on port %d", self.port)
 
     async def stop(self, grace: float = 5.0) -> None:
+        self.link.close()  # the façade's stream ends once its batches are answered
         await self.server.stop(grace)
         await self.pipeline.close()
         await self.monitor.stop()
@@ -102,10 +108,14 @@ def create_server(settings: Settings, deps: CoreDeps, address: str | None = None
     )
     monitor = StoreMonitor(deps.store, HEALTH_INTERVAL)
     server = grpc.aio.server(interceptors=[RequestIdInterceptor()])
-    pb_grpc.add_EventServiceServicer_to_server(EventServicer(pipeline, settings.grpc_token), server)
+    events = EventServicer(pipeline, settings.grpc_token)
+    link = FacadeLinkServicer(events)
+    pb_grpc.add_EventServiceServicer_to_server(events, server)
+    link_pb_grpc.add_FacadeLinkServiceServicer_to_server(link, server)
     health_pb2_grpc.add_HealthServicer_to_server(monitor.health, server)
     service_names = (
         pb.DESCRIPTOR.services_by_name["EventService"].full_name,
+        link_pb.DESCRIPTOR.services_by_name["FacadeLinkService"].full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
     )
@@ -113,4 +123,6 @@ def create_server(settings: Settings, deps: CoreDeps, address: str | None = None
     bound = server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"cannot bind the gRPC core to {address}")
-    return CoreServer(server=server, port=bound, pipeline=pipeline, monitor=monitor, deps=deps)
+    return CoreServer(
+        server=server, port=bound, pipeline=pipeline, monitor=monitor, deps=deps, link=link
+    )

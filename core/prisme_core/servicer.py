@@ -114,13 +114,16 @@ class EventServicer(pb_grpc.EventServiceServicer):
                 Reason.TOO_MANY_EVENTS, f"at most {MAX_BATCH} events per call", field="events"
             )
             await _run(context, None, _raise(error))
+        caller = await self.identify(context)
+        return pb.SendEventsResponse(results=await self.send_all(request.events, caller))
+
+    async def identify(self, context: Context) -> Caller:
+        """Who calls; a wrong token aborts the call with UNAUTHENTICATED."""
         callers: list[Caller] = []
         await _run(context, None, self._identify(context, callers))
-        return pb.SendEventsResponse(results=await self._send_all(request.events, callers[0]))
+        return callers[0]
 
-    async def _send_all(
-        self, events: Sequence[pb.Event], caller: Caller
-    ) -> list[status_pb2.Status]:
+    async def send_all(self, events: Sequence[pb.Event], caller: Caller) -> list[status_pb2.Status]:
         """Starts every event at once, then waits for all: page views that need no waiting
         join their group commits right away (one deadline for all of them), the others run as
         tasks that keep their own deadlines."""

@@ -1,0 +1,104 @@
+"""The core's end of the façade's link (`FacadeLinkService.Exchange`): batches follow the rules
+of `SendEvents`, a wrong token is refused, and a core that stops answers what it took and
+ends the stream instead of holding it until its grace period runs out."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from prisme.v1 import event_service_pb2 as pb
+from prisme.v1 import facade_link_pb2 as link_pb
+from prisme.v1 import facade_link_pb2_grpc as link_grpc
+from prisme_core.adapters.useragents import UserAgentsParser
+from prisme_core.server import CoreDeps, CoreServer, create_server
+from prisme_core.settings import Settings
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tests.support import FIREFOX, Document
+from tests.test_send_events import GatedStore
+from tests.transports import TRUSTED
+
+
+def _view(path: str, event_id: str = "") -> pb.Event:
+    context = pb.ClientContext(
+        origin="http://localhost",
+        page_url=f"http://localhost{path}",
+        user_agent=FIREFOX,
+        client_ip="81.2.3.4",
+    )
+    return pb.Event(page_view=pb.SendPageViewRequest(context=context, event_id=event_id))
+
+
+async def test_a_batch_is_stored_with_a_result_per_event(
+    core_target: str, mongo: AsyncDatabase[Document]
+) -> None:
+    event_id = str(uuid.uuid4())
+    batch = [_view("/linked", event_id), pb.Event(page_view=pb.SendPageViewRequest())]
+    async with grpc.aio.insecure_channel(core_target) as channel:
+        stream = link_grpc.FacadeLinkServiceStub(channel).Exchange(metadata=TRUSTED)
+        await stream.write(link_pb.ExchangeRequest(batch_id=7, events=batch))
+        answer = await stream.read()
+        await stream.done_writing()
+        assert await stream.read() is grpc.aio.EOF
+    assert isinstance(answer, link_pb.ExchangeResponse)
+    assert answer.batch_id == 7
+    assert [status.code for status in answer.results] == [
+        grpc.StatusCode.OK.value[0],
+        grpc.StatusCode.INVALID_ARGUMENT.value[0],  # no context, as SendEvents says
+    ]
+    stored = await mongo.pageviews.find_one({"event_id": uuid.UUID(event_id)})
+    assert stored is not None
+    assert stored["path"] == "/linked"
+
+
+async def test_a_wrong_token_is_refused(core_target: str) -> None:
+    async with grpc.aio.insecure_channel(core_target) as channel:
+        stream = link_grpc.FacadeLinkServiceStub(channel).Exchange(
+            metadata=(("authorization", "Bearer wrong"),)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stream.read()
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.fixture
+async def gated(
+    settings: Settings, user_agents: UserAgentsParser
+) -> AsyncIterator[tuple[CoreServer, GatedStore]]:
+    store = GatedStore()
+    settings = dataclasses.replace(settings, mongodb_timeout=5.0)
+    server = create_server(settings, CoreDeps(store=store, agents=user_agents), "127.0.0.1:0")
+    await server.start()
+    yield server, store
+    store.gate.set()
+
+
+async def test_a_stopping_core_answers_the_batches_it_took_and_ends_the_stream(
+    gated: tuple[CoreServer, GatedStore],
+) -> None:
+    server, store = gated
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stream = link_grpc.FacadeLinkServiceStub(channel).Exchange(metadata=TRUSTED)
+        await stream.write(link_pb.ExchangeRequest(batch_id=1, events=[_view("/warm")]))
+        assert isinstance(await stream.read(), link_pb.ExchangeResponse)
+        store.gate.clear()
+        await stream.write(link_pb.ExchangeRequest(batch_id=2, events=[_view("/taken")]))
+        await asyncio.sleep(0.2)  # taken, and waiting for the store
+        started = time.monotonic()
+        stopping = asyncio.create_task(server.stop(grace=10))
+        await asyncio.sleep(0.2)
+        store.gate.set()
+        answer = await stream.read()
+        assert isinstance(answer, link_pb.ExchangeResponse)
+        assert answer.batch_id == 2
+        assert [status.code for status in answer.results] == [grpc.StatusCode.OK.value[0]]
+        assert await stream.read() is grpc.aio.EOF  # ended by the core, the façade kept it open
+        await stopping
+    assert time.monotonic() - started < 3  # not the grace period
+    assert [p.path for p in store.pageviews] == ["/warm", "/taken"]
