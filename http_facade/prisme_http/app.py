@@ -3,7 +3,8 @@
 One generic handler per `Route` read from the proto: transcode the request, call the core over
 a shared gRPC channel (opened and closed in ``cleanup_ctx``), and answer with the response
 message as JSON, or with the mapped HTTP status and a short JSON reason. Events go through the
-`CoreBatcher` (one `SendEvents` call for many concurrent requests); other calls are unary.
+`CoreBatcher` (batches of concurrent requests over one long-lived stream, `CoreLink`); other
+calls are unary.
 
 Must not import prisme_core.
 """
