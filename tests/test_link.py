@@ -102,3 +102,25 @@ async def test_a_stopping_core_answers_the_batches_it_took_and_ends_the_stream(
         await stopping
     assert time.monotonic() - started < 3  # not the grace period
     assert [p.path for p in store.pageviews] == ["/warm", "/taken"]
+
+
+async def test_a_stopping_core_ends_a_stream_the_facade_already_closed(
+    gated: tuple[CoreServer, GatedStore],
+) -> None:
+    server, store = gated
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stream = link_grpc.FacadeLinkServiceStub(channel).Exchange(metadata=TRUSTED)
+        store.gate.clear()
+        await stream.write(link_pb.ExchangeRequest(batch_id=1, events=[_view("/last")]))
+        await stream.done_writing()
+        await asyncio.sleep(0.2)  # taken, waiting for the store, and no more to read
+        started = time.monotonic()
+        stopping = asyncio.create_task(server.stop(grace=10))
+        await asyncio.sleep(0.2)
+        store.gate.set()
+        answer = await stream.read()
+        assert isinstance(answer, link_pb.ExchangeResponse)
+        assert await stream.read() is grpc.aio.EOF
+        await stopping
+    assert time.monotonic() - started < 3
+    assert [p.path for p in store.pageviews] == ["/last"]

@@ -77,8 +77,12 @@ class FacadeLinkServicer(pb_grpc.FacadeLinkServiceServicer):
         except asyncio.CancelledError:
             if not self._closing:
                 raise
-        if batches:
-            await asyncio.wait(batches)
+        while batches:  # `close` may come while these are awaited: they are answered all the same
+            try:
+                await asyncio.wait(batches)
+            except asyncio.CancelledError:
+                if not self._closing:
+                    raise
         answers.put_nowait(None)
 
     async def _answer(self, request: pb.ExchangeRequest, caller: Caller, answers: Answers) -> None:
