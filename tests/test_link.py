@@ -90,17 +90,10 @@ async def test_a_stopping_core_answers_the_batches_it_took_and_ends_the_stream(
         store.gate.clear()
         await stream.write(link_pb.ExchangeRequest(batch_id=2, events=[_view("/taken")]))
         await asyncio.sleep(0.2)  # taken, and waiting for the store
-        started = time.monotonic()
-        stopping = asyncio.create_task(server.stop(grace=10))
-        await asyncio.sleep(0.2)
-        store.gate.set()
-        answer = await stream.read()
-        assert isinstance(answer, link_pb.ExchangeResponse)
-        assert answer.batch_id == 2
-        assert [status.code for status in answer.results] == [grpc.StatusCode.OK.value[0]]
-        assert await stream.read() is grpc.aio.EOF  # ended by the core, the façade kept it open
-        await stopping
-    assert time.monotonic() - started < 3  # not the grace period
+        answer, stopped_in = await _stop_while_stored(server, store, stream)
+    assert answer.batch_id == 2
+    assert [status.code for status in answer.results] == [grpc.StatusCode.OK.value[0]]
+    assert stopped_in < 3  # not the grace period: the core ended the stream the façade kept open
     assert [p.path for p in store.pageviews] == ["/warm", "/taken"]
 
 
@@ -114,13 +107,25 @@ async def test_a_stopping_core_ends_a_stream_the_facade_already_closed(
         await stream.write(link_pb.ExchangeRequest(batch_id=1, events=[_view("/last")]))
         await stream.done_writing()
         await asyncio.sleep(0.2)  # taken, waiting for the store, and no more to read
-        started = time.monotonic()
-        stopping = asyncio.create_task(server.stop(grace=10))
-        await asyncio.sleep(0.2)
-        store.gate.set()
-        answer = await stream.read()
-        assert isinstance(answer, link_pb.ExchangeResponse)
-        assert await stream.read() is grpc.aio.EOF
-        await stopping
-    assert time.monotonic() - started < 3
+        answer, stopped_in = await _stop_while_stored(server, store, stream)
+    assert answer.batch_id == 1
+    assert stopped_in < 3
     assert [p.path for p in store.pageviews] == ["/last"]
+
+
+async def _stop_while_stored(
+    server: CoreServer,
+    store: GatedStore,
+    stream: grpc.aio.StreamStreamCall[link_pb.ExchangeRequest, link_pb.ExchangeResponse],
+) -> tuple[link_pb.ExchangeResponse, float]:
+    """Stops the core while the batch it took waits for the store, then lets the store go: the
+    batch's answer, and how long stopping took. The core must have ended the stream."""
+    started = time.monotonic()
+    stopping = asyncio.create_task(server.stop(grace=10))
+    await asyncio.sleep(0.2)
+    store.gate.set()
+    answer = await stream.read()
+    assert isinstance(answer, link_pb.ExchangeResponse)
+    assert await stream.read() is grpc.aio.EOF
+    await stopping
+    return answer, time.monotonic() - started
