@@ -17,6 +17,7 @@ from prisme.v1 import facade_link_pb2 as link_pb
 from prisme.v1 import facade_link_pb2_grpc as link_grpc
 from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.server import CoreDeps, CoreServer, create_server
+from prisme_core.servicer import EventServicer
 from prisme_core.settings import Settings
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -129,3 +130,30 @@ async def _stop_while_stored(
     assert await stream.read() is grpc.aio.EOF
     await stopping
     return answer, time.monotonic() - started
+
+
+async def test_a_defect_fails_the_stream_instead_of_leaving_its_batch_unanswered(
+    core_target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: object) -> list[object]:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(EventServicer, "send_all", broken)
+    async with grpc.aio.insecure_channel(core_target) as channel:
+        stream = link_grpc.FacadeLinkServiceStub(channel).Exchange(metadata=TRUSTED)
+        await stream.write(link_pb.ExchangeRequest(batch_id=1, events=[_view("/x")]))
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await asyncio.wait_for(stream.read(), 5)
+    assert failed.value.code() == grpc.StatusCode.UNKNOWN
+
+
+async def test_a_malformed_batch_fails_the_stream(core_target: str) -> None:
+    async with grpc.aio.insecure_channel(core_target) as channel:
+        raw: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+            "/prisme.v1.FacadeLinkService/Exchange"
+        )
+        stream = raw(metadata=TRUSTED)
+        await stream.write(b"\xff\xff\xff\xff")
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await asyncio.wait_for(stream.read(), 5)
+    assert failed.value.code() == grpc.StatusCode.UNKNOWN

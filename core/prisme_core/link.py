@@ -77,6 +77,9 @@ class FacadeLinkServicer(pb_grpc.FacadeLinkServiceServicer):
         except asyncio.CancelledError:
             if not self._closing:
                 raise
+        except Exception as broken:  # the stream fails, with the batches it still has
+            answers.put_nowait(broken)
+            return
         while batches:  # `close` may come while these are awaited: they are answered all the same
             try:
                 await asyncio.wait(batches)
