@@ -12,18 +12,14 @@ Must not import aiohttp or pymongo.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 
 import grpc
 from prisme.v1 import facade_link_pb2 as pb
 from prisme.v1 import facade_link_pb2_grpc as pb_grpc
 
-from prisme_core.errors import InvalidInput, Reason
-from prisme_core.servicer import MAX_BATCH, Caller, EventServicer
+from prisme_core.servicer import Caller, EventServicer, too_many_events
 from prisme_core.status import rich_status
-
-logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[pb.ExchangeRequest, pb.ExchangeResponse]
 Answers = asyncio.Queue[pb.ExchangeResponse | Exception | None]
@@ -89,10 +85,7 @@ class FacadeLinkServicer(pb_grpc.FacadeLinkServiceServicer):
         answers.put_nowait(None)
 
     async def _answer(self, request: pb.ExchangeRequest, caller: Caller, answers: Answers) -> None:
-        if len(request.events) > MAX_BATCH:
-            error = InvalidInput(
-                Reason.TOO_MANY_EVENTS, f"at most {MAX_BATCH} events per batch", field="events"
-            )
+        if (error := too_many_events(request.events, "batch")) is not None:
             results = [rich_status(error)] * len(request.events)
         else:
             try:

@@ -42,6 +42,15 @@ KINDS = {"page_view": "pageview", "custom_event": "custom"}
 OK = status_pb2.Status(code=grpc.StatusCode.OK.value[0])
 
 
+def too_many_events(events: Sequence[pb.Event], per: str) -> InvalidInput | None:
+    """The refusal of a batch over `MAX_BATCH` events (one ``per`` call, or stream batch)."""
+    if len(events) <= MAX_BATCH:
+        return None
+    return InvalidInput(
+        Reason.TOO_MANY_EVENTS, f"at most {MAX_BATCH} events per {per}", field="events"
+    )
+
+
 @functools.lru_cache(maxsize=4096)
 def peer_ip(peer: str) -> str | None:
     """The IP address in a gRPC peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``); unix and
@@ -109,10 +118,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
     async def SendEvents(
         self, request: pb.SendEventsRequest, context: Context
     ) -> pb.SendEventsResponse:
-        if len(request.events) > MAX_BATCH:
-            error = InvalidInput(
-                Reason.TOO_MANY_EVENTS, f"at most {MAX_BATCH} events per call", field="events"
-            )
+        if (error := too_many_events(request.events, "call")) is not None:
             await _run(context, None, _raise(error))
         caller = await self.identify(context)
         return pb.SendEventsResponse(results=await self.send_all(request.events, caller))

@@ -27,7 +27,7 @@ import grpc
 from prisme.v1 import event_service_pb2 as pb
 from prisme_client import PrismeError
 
-from prisme_http.link import CoreLink
+from prisme_http.link import CoreLink, core_late
 
 GATHER_WAIT = 0.003
 """Longest a free slot waits for its share to be queued. The answers to one batch set off
@@ -86,10 +86,7 @@ class CoreBatcher:
             return
         if entry in self._pending:
             self._pending.remove(entry)
-        message = f"the core did not answer within {within:g}s"
-        entry[1].set_result(
-            PrismeError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", message)
-        )
+        entry[1].set_result(core_late(within))
 
     async def _run(self) -> None:
         while True:

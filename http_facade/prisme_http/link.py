@@ -61,9 +61,7 @@ class CoreLink:
                         await self._write(link_pb.ExchangeRequest(batch_id=batch_id, events=events))
                 return _results(await answer, len(events))
         except TimeoutError:
-            message = f"the core did not answer within {within:g}s"
-            late = PrismeError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", message)
-            return [late] * len(events)
+            return [core_late(within)] * len(events)
         finally:
             del self._waiting[batch_id]
 
@@ -112,6 +110,12 @@ class CoreLink:
         for answer in self._waiting.values():
             if not answer.done():
                 answer.set_result(ended)
+
+
+def core_late(within: float) -> PrismeError:
+    """The answer for an event the core did not answer within ``within`` seconds."""
+    message = f"the core did not answer within {within:g}s"
+    return PrismeError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", message)
 
 
 def _unavailable(message: str) -> PrismeError:
