@@ -136,12 +136,12 @@ async def test_retries_of_an_event_id_run_once() -> None:
         await asyncio.sleep(0.05)
 
     event_id = uuid.uuid4()
-    await asyncio.gather(*(recent.once(event_id, attempt) for _ in range(5)))
-    await recent.once(event_id, attempt)
+    await asyncio.gather(*(recent.once("pageview", event_id, attempt) for _ in range(5)))
+    await recent.once("pageview", event_id, attempt)
     assert len(runs) == 1
-    await recent.once(uuid.uuid4(), attempt)
-    await recent.once(None, attempt)
-    await recent.once(None, attempt)
+    await recent.once("pageview", uuid.uuid4(), attempt)
+    await recent.once("pageview", None, attempt)
+    await recent.once("pageview", None, attempt)
     assert len(runs) == 4
 
 
@@ -155,9 +155,9 @@ async def test_a_failed_attempt_is_retried_for_real() -> None:
 
     event_id = uuid.uuid4()
     with pytest.raises(StoreUnavailable):
-        await recent.once(event_id, flaky)
-    await recent.once(event_id, flaky)
-    await recent.once(event_id, flaky)
+        await recent.once("pageview", event_id, flaky)
+    await recent.once("pageview", event_id, flaky)
+    await recent.once("pageview", event_id, flaky)
     assert len(runs) == 2
 
 
@@ -169,7 +169,7 @@ async def test_recent_events_are_bounded() -> None:
 
     ids = [uuid.uuid4() for _ in range(100)]
     for event_id in ids:
-        await recent.once(event_id, attempt)
-    await recent.once(ids[-1], attempt)  # still remembered
-    await recent.once(ids[0], attempt)  # long forgotten: runs again (the store dedupes)
+        await recent.once("pageview", event_id, attempt)
+    await recent.once("pageview", ids[-1], attempt)  # still remembered
+    await recent.once("pageview", ids[0], attempt)  # long forgotten: runs again (the store dedupes)
     assert len(runs) == 101

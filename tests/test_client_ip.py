@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from prisme_http.client_ip import TrustedProxies, client_ip, parse_address
+from prisme_client.forwarded import TrustedProxies, client_ip, parse_address
 
 PROXIES = TrustedProxies(
     [

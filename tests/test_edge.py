@@ -15,6 +15,7 @@ import grpc
 import pytest
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
+from prisme_core.refusals import REFUSALS
 from prisme_core.request_id import RequestIdFilter as CoreRequestIdFilter
 from prisme_core.server import CoreServer, create_server
 from prisme_core.settings import Settings
@@ -143,12 +144,13 @@ async def test_every_response_has_a_request_id(http: HttpClient) -> None:
 async def test_trusted_proxy_request_id_is_kept_and_reaches_the_core_log(
     http: HttpClient, caplog: pytest.LogCaptureFixture
 ) -> None:
+    REFUSALS.close_window()  # the refusal is the first of its window: logged, not summed up
     caplog.set_level(logging.INFO)
     headers = Visit(origin="https://evil.example").headers() | {"X-Request-Id": "req-42.abc"}
     with _request_id_filters():
         response = await http.post("/api/v1/events/pageviews", headers=headers)
     assert response.headers["X-Prisme-Request-Id"] == "req-42.abc"
-    core_records = [r for r in caplog.records if r.name == "prisme_core.servicer"]
+    core_records = [r for r in caplog.records if r.name == "prisme_core.refusals"]
     assert [r.request_id for r in core_records] == ["req-42.abc"]  # type: ignore[attr-defined]
     assert [line["request_id"] for line in _access_lines(http, caplog)] == ["req-42.abc"]
 
@@ -195,7 +197,7 @@ def _access_lines(http: HttpClient, caplog: pytest.LogCaptureFixture) -> list[di
 def _request_id_filters() -> Iterator[None]:
     """The façade's and core's request-id filters, as `prisme serve` installs them."""
     filters = [FacadeRequestIdFilter(), CoreRequestIdFilter()]
-    loggers = [logging.getLogger(name) for name in ("prisme_core.servicer", "prisme.access")]
+    loggers = [logging.getLogger(name) for name in ("prisme_core.refusals", "prisme.access")]
     for logger in loggers:
         for log_filter in filters:
             logger.addFilter(log_filter)

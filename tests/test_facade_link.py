@@ -1,6 +1,7 @@
-"""`CoreBatcher` and its `CoreLink` against a real gRPC server whose link answers each batch
-after a while: how the façade splits the events in flight between its call slots, and how the
-link matches answers to batches and survives the core going away."""
+"""The façade's `CoreLink` against a real gRPC server whose link answers each event after a
+delay of its own: what is queued in one turn goes in one message, each event gets its own
+answer as soon as the core gives it, whatever its neighbours do, and the stream fails its
+events with the core and reopens."""
 
 from __future__ import annotations
 
@@ -13,20 +14,24 @@ from google.rpc import status_pb2
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import facade_link_pb2 as link_pb
 from prisme.v1 import facade_link_pb2_grpc as link_grpc
-from prisme_http.batcher import CoreBatcher
 from prisme_http.link import CoreLink
 
 
 class SlowCore(link_grpc.FacadeLinkServiceServicer):
-    """Stores nothing: records each batch's size and answers it after ``delay`` (or after
-    ``delays[n]`` for the batch whose first event id is ``n``), every event OK except those
-    whose id is in ``refused``."""
+    """Stores nothing: records each batch's size and answers each event after ``delay`` (or
+    ``delays[event_id]``), OK except those whose event id is in ``refused``."""
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self.delays: dict[str, float] = {}
         self.refused: set[str] = set()
         self.calls: list[int] = []
+        self._arrived = asyncio.Condition()
+
+    async def received(self, batches: int) -> None:
+        """Returns once ``batches`` batches arrived in all."""
+        async with self._arrived:
+            await self._arrived.wait_for(lambda: len(self.calls) >= batches)
 
     async def Exchange(  # noqa: N802
         self,
@@ -47,15 +52,15 @@ class SlowCore(link_grpc.FacadeLinkServiceServicer):
             nonlocal unanswered, reading
             async for request in request_iterator:
                 self.calls.append(len(request.events))
-                unanswered += 1
-                asyncio.get_running_loop().call_later(
-                    self.delays.get(request.events[0].page_view.event_id, self.delay),
-                    answer,
-                    link_pb.ExchangeResponse(
-                        batch_id=request.batch_id,
-                        results=[self._status(event) for event in request.events],
-                    ),
-                )
+                async with self._arrived:
+                    self._arrived.notify_all()
+                for offset, event in enumerate(request.events):
+                    unanswered += 1
+                    response = link_pb.ExchangeResponse(
+                        ids=[request.first_id + offset], results=[self._status(event)]
+                    )
+                    delay = self.delays.get(event.page_view.event_id, self.delay)
+                    asyncio.get_running_loop().call_later(delay, answer, response)
             reading = False
             if not unanswered:
                 answers.put_nowait(None)
@@ -95,29 +100,25 @@ def _event(n: int) -> pb.Event:
     return pb.Event(page_view=pb.SendPageViewRequest(event_id=f"{n}"))
 
 
-async def test_a_burst_is_split_evenly_between_the_call_slots(
+async def test_what_is_queued_in_one_turn_travels_in_one_message(
     core: tuple[SlowCore, grpc.aio.Channel],
 ) -> None:
     servicer, channel = core
-    batcher = CoreBatcher(channel, token=None, timeout=5.0, max_in_flight=2)
-    batcher.start()
-    results = await asyncio.gather(*(batcher.send(_event(n), within=5.0) for n in range(64)))
-    await batcher.close()
+    link = CoreLink(channel, ())
+    results = await asyncio.gather(*(link.send(_event(n), within=5.0) for n in range(64)))
+    await link.close()
     assert results == [None] * 64
-    # One call of 64 would be written in one piece, then answered all at once: the store
-    # would idle while all 64 callers come back.
-    assert servicer.calls == [32, 32]
+    assert servicer.calls == [64]
 
 
 async def test_a_lone_event_goes_at_once(core: tuple[SlowCore, grpc.aio.Channel]) -> None:
     servicer, channel = core
-    batcher = CoreBatcher(channel, token=None, timeout=5.0)
-    batcher.start()
+    link = CoreLink(channel, ())
     loop = asyncio.get_running_loop()
     started = loop.time()
-    assert await batcher.send(_event(1), within=5.0) is None
+    assert await link.send(_event(1), within=5.0) is None
     assert loop.time() - started < servicer.delay + 0.04  # no gathering wait worth the name
-    await batcher.close()
+    await link.close()
     assert servicer.calls == [1]
 
 
@@ -125,49 +126,50 @@ def _named(event_id: str) -> pb.Event:
     return pb.Event(page_view=pb.SendPageViewRequest(event_id=event_id))
 
 
-async def test_answers_reach_their_batches_in_any_order(
+async def test_each_event_is_answered_as_soon_as_the_core_answers_it(
     core: tuple[SlowCore, grpc.aio.Channel],
 ) -> None:
     servicer, channel = core
-    servicer.delays["slow"] = 0.3
-    servicer.refused = {"b2"}
+    servicer.delays["slow"] = 30.0
+    servicer.refused = {"refused"}
     link = CoreLink(channel, ())
-    first = asyncio.create_task(link.exchange([_named("slow"), _named("a2")], within=5.0))
-    await asyncio.sleep(0.05)
-    second = await link.exchange([_named("b1"), _named("b2")], within=5.0)
-    assert not first.done()  # answered after the batch sent behind it
-    assert second[0] is None
-    assert second[1] is not None
-    assert second[1].code == grpc.StatusCode.INVALID_ARGUMENT
-    assert await first == [None, None]
-    await link.close()
-    assert servicer.calls == [2, 2]  # one stream, two messages
+    slow = asyncio.create_task(link.send(_named("slow"), within=60.0))
+    fast = asyncio.create_task(link.send(_named("fast"), within=60.0))
+    refused = asyncio.create_task(link.send(_named("refused"), within=60.0))
+    assert await fast is None  # in the same message as the slow one, and not held by it
+    error = await refused
+    assert error is not None
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert not slow.done()
+    assert servicer.calls == [3]
+    slow.cancel()
+    await link.close(within=0.1)
 
 
-async def test_the_link_fails_its_batches_with_the_core_and_reopens_with_the_next() -> None:
+async def test_the_link_fails_its_events_with_the_core_and_reopens_with_the_next() -> None:
     servicer = SlowCore(delay=0.01)
     server, port = await _serve(servicer)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         link = CoreLink(channel, ())
-        assert await link.exchange([_named("1")], within=5.0) == [None]
+        assert await link.send(_named("1"), within=5.0) is None
         servicer.delay = 60.0
-        unanswered = asyncio.create_task(link.exchange([_named("2")], within=30.0))
-        await asyncio.sleep(0.1)
+        unanswered = asyncio.create_task(link.send(_named("2"), within=30.0))
+        await servicer.received(2)  # the core has it
         await server.stop(None)
-        [error] = await unanswered
+        error = await unanswered
         assert error is not None
         assert error.code == grpc.StatusCode.UNAVAILABLE
         server, _ = await _serve(SlowCore(delay=0.01), port)
-        assert await link.exchange([_named("3")], within=5.0) == [None]
+        assert await link.send(_named("3"), within=5.0) is None
         await link.close()
     await server.stop(None)
 
 
-async def test_an_unanswered_batch_times_out(core: tuple[SlowCore, grpc.aio.Channel]) -> None:
+async def test_an_unanswered_event_times_out(core: tuple[SlowCore, grpc.aio.Channel]) -> None:
     servicer, channel = core
     servicer.delay = 60.0
     link = CoreLink(channel, ())
-    [error] = await link.exchange([_named("1")], within=0.2)
+    error = await link.send(_named("1"), within=0.2)
     assert error is not None
     assert error.code == grpc.StatusCode.DEADLINE_EXCEEDED
     await link.close(within=0.1)

@@ -43,16 +43,21 @@ async def test_a_batch_is_stored_with_a_result_per_event(
     batch = [_view("/linked", event_id), pb.Event(page_view=pb.SendPageViewRequest())]
     async with grpc.aio.insecure_channel(core_target) as channel:
         stream = link_grpc.FacadeLinkServiceStub(channel).Exchange(metadata=TRUSTED)
-        await stream.write(link_pb.ExchangeRequest(batch_id=7, events=batch))
-        answer = await stream.read()
+        await stream.write(link_pb.ExchangeRequest(first_id=7, events=batch))
+        answers = []
         await stream.done_writing()
-        assert await stream.read() is grpc.aio.EOF
-    assert isinstance(answer, link_pb.ExchangeResponse)
-    assert answer.batch_id == 7
-    assert [status.code for status in answer.results] == [
-        grpc.StatusCode.OK.value[0],
-        grpc.StatusCode.INVALID_ARGUMENT.value[0],  # no context, as SendEvents says
-    ]
+        while (answer := await stream.read()) is not grpc.aio.EOF:
+            answers.append(answer)
+    results = {
+        event_id: status.code
+        for answer in answers
+        if isinstance(answer, link_pb.ExchangeResponse)
+        for event_id, status in zip(answer.ids, answer.results, strict=True)
+    }
+    assert results == {
+        7: grpc.StatusCode.OK.value[0],
+        8: grpc.StatusCode.INVALID_ARGUMENT.value[0],  # no context, as SendEvents says
+    }
     stored = await mongo.pageviews.find_one({"event_id": uuid.UUID(event_id)})
     assert stored is not None
     assert stored["path"] == "/linked"
@@ -86,13 +91,13 @@ async def test_a_stopping_core_answers_the_batches_it_took_and_ends_the_stream(
     server, store = gated
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stream = link_grpc.FacadeLinkServiceStub(channel).Exchange(metadata=TRUSTED)
-        await stream.write(link_pb.ExchangeRequest(batch_id=1, events=[_view("/warm")]))
+        await stream.write(link_pb.ExchangeRequest(first_id=1, events=[_view("/warm")]))
         assert isinstance(await stream.read(), link_pb.ExchangeResponse)
         store.gate.clear()
-        await stream.write(link_pb.ExchangeRequest(batch_id=2, events=[_view("/taken")]))
+        await stream.write(link_pb.ExchangeRequest(first_id=2, events=[_view("/taken")]))
         await asyncio.sleep(0.2)  # taken, and waiting for the store
         answer, stopped_in = await _stop_while_stored(server, store, stream)
-    assert answer.batch_id == 2
+    assert list(answer.ids) == [2]
     assert [status.code for status in answer.results] == [grpc.StatusCode.OK.value[0]]
     assert stopped_in < 3  # not the grace period: the core ended the stream the façade kept open
     assert [p.path for p in store.pageviews] == ["/warm", "/taken"]
@@ -105,11 +110,11 @@ async def test_a_stopping_core_ends_a_stream_the_facade_already_closed(
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stream = link_grpc.FacadeLinkServiceStub(channel).Exchange(metadata=TRUSTED)
         store.gate.clear()
-        await stream.write(link_pb.ExchangeRequest(batch_id=1, events=[_view("/last")]))
+        await stream.write(link_pb.ExchangeRequest(first_id=1, events=[_view("/last")]))
         await stream.done_writing()
         await asyncio.sleep(0.2)  # taken, waiting for the store, and no more to read
         answer, stopped_in = await _stop_while_stored(server, store, stream)
-    assert answer.batch_id == 1
+    assert list(answer.ids) == [1]
     assert stopped_in < 3
     assert [p.path for p in store.pageviews] == ["/last"]
 
@@ -135,13 +140,13 @@ async def _stop_while_stored(
 async def test_a_defect_fails_the_stream_instead_of_leaving_its_batch_unanswered(
     core_target: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(*_: object) -> list[object]:
+    def broken(*_: object) -> object:
         raise RuntimeError("a defect")
 
-    monkeypatch.setattr(EventServicer, "send_all", broken)
+    monkeypatch.setattr(EventServicer, "start", broken)
     async with grpc.aio.insecure_channel(core_target) as channel:
         stream = link_grpc.FacadeLinkServiceStub(channel).Exchange(metadata=TRUSTED)
-        await stream.write(link_pb.ExchangeRequest(batch_id=1, events=[_view("/x")]))
+        await stream.write(link_pb.ExchangeRequest(first_id=1, events=[_view("/x")]))
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await asyncio.wait_for(stream.read(), 5)
     assert failed.value.code() == grpc.StatusCode.UNKNOWN

@@ -1,11 +1,12 @@
-"""The client IP of an HTTP request: the TCP peer, or, behind a trusted proxy, the rightmost
-address of the proxy header that is not itself a trusted proxy.
+"""The client IP behind proxies: the peer, or, when the peer is a trusted proxy, the rightmost
+address of its forwarding header (HTTP) or ``x-forwarded-for`` metadata (gRPC) that is not
+itself a trusted proxy. The HTTP façade and the gRPC core share this one rule.
 
 The leftmost entry is never believed while an untrusted one stands to its right: a client
 writes whatever it likes there. Garbage in the walked part of the header gives the peer, so
 it can never pool clients into one rate-limit bucket.
 
-Pure functions; must not import prisme_core.
+Pure functions; must not import prisme_core or prisme_http.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ store writes one while the other call's answers travel back and its callers' nex
 arrive; one batch of both would leave the store idle meanwhile, and keep all of them in step
 from then on. Items without a group never end a batch. The queue is bounded: past
 ``max_pending`` waiting items a write is refused at once with `StoreUnavailable`
-(back-pressure) instead of growing memory. `close` writes what is queued.
+(back-pressure) instead of growing memory. Withdrawing a queued item costs the same whatever
+the queue holds (the queue is a dict in arrival order). `close` writes what is queued.
 
 Must not import grpc, aiohttp or pymongo.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,7 +53,8 @@ class GroupCommit(Generic[T]):
         self._max_size = max_size
         self._max_delay = max_delay
         self._max_pending = max_pending
-        self._pending: list[tuple[T, asyncio.Future[None], object]] = []
+        self._pending: dict[asyncio.Future[None], tuple[T, object]] = {}
+        """Queued items by their future, in arrival order."""
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -82,7 +85,7 @@ class GroupCommit(Generic[T]):
         if len(self._pending) >= self._max_pending:
             raise StoreUnavailable(f"{self.name} write queue is full")
         done = self._loop.create_future()  # asyncio.get_running_loop() calls getpid() each time
-        self._pending.append((item, done, group))
+        self._pending[done] = (item, group)
         self._arrived.set()
         if len(self._pending) >= self._max_size:
             self._full.set()
@@ -90,10 +93,7 @@ class GroupCommit(Generic[T]):
 
     def withdraw(self, done: asyncio.Future[None]) -> None:
         """Drops the item of ``done`` if it is still queued; one already written stays."""
-        for index, (_, queued, _) in enumerate(self._pending):
-            if queued is done:
-                del self._pending[index]
-                break
+        self._pending.pop(done, None)
         done.cancel()
 
     async def _run(self) -> None:
@@ -103,8 +103,9 @@ class GroupCommit(Generic[T]):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self._max_delay)
             async with self._turn:  # the batch is taken once the store is ours: it is bigger
-                size = self._batch_size()
-                batch, self._pending = self._pending[:size], self._pending[size:]
+                batch = list(itertools.islice(self._pending.items(), self._batch_size()))
+                for done, _ in batch:
+                    del self._pending[done]
                 if len(self._pending) < self._max_size:
                     self._full.clear()
                 if not self._pending and not self._closing:
@@ -115,20 +116,21 @@ class GroupCommit(Generic[T]):
         """Up to ``max_size`` items, ending at the first group boundary past half the queue."""
         half = len(self._pending) / 2
         current = None
-        for index, (_, _, group) in enumerate(self._pending[: self._max_size]):
+        queued = itertools.islice(self._pending.values(), self._max_size)
+        for index, (_, group) in enumerate(queued):
             if group is not None and group is not current:
                 if index >= half:
                     return index
                 current = group
         return min(len(self._pending), self._max_size)
 
-    async def _flush(self, batch: list[tuple[T, asyncio.Future[None], object]]) -> None:
+    async def _flush(self, batch: list[tuple[asyncio.Future[None], tuple[T, object]]]) -> None:
         if not batch:
             return
         BATCH_SIZE.labels(self.name).observe(len(batch))
         started = time.perf_counter()
         try:
-            await self._write([item for item, _, _ in batch])
+            await self._write([item for _, (item, _) in batch])
         except CoreError as error:
             outcome: BaseException | None = error
         except Exception as error:  # an adapter bug must fail the callers, not hang them
@@ -137,7 +139,7 @@ class GroupCommit(Generic[T]):
         else:
             outcome = None
             FLUSH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        for _, done, _ in batch:
+        for done, _ in batch:
             if done.done():
                 continue
             if outcome is None:

@@ -18,6 +18,10 @@ This module must not import grpc, aiohttp or pymongo.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
+
+ECHOED: Final = 200
+"""Longest part of a caller's value echoed in a message (and so in statuses and logs)."""
 
 
 class Reason(StrEnum):
@@ -28,6 +32,9 @@ class Reason(StrEnum):
     BOT = "BOT"
     INVALID_EVENT_NAME = "INVALID_EVENT_NAME"
     INVALID_EVENT_ID = "INVALID_EVENT_ID"
+    EVENT_ID_REUSED = "EVENT_ID_REUSED"
+    FIELD_TOO_LONG = "FIELD_TOO_LONG"
+    INVALID_CLIENT_IP = "INVALID_CLIENT_IP"
     INVALID_CONTENT_TYPE = "INVALID_CONTENT_TYPE"
     INVALID_JSON = "INVALID_JSON"
     BODY_TOO_LARGE = "BODY_TOO_LARGE"
@@ -76,7 +83,8 @@ class SessionNotFound(CoreError):
 
 class OriginNotRegistered(CoreError):
     def __init__(self, origin: str) -> None:
-        super().__init__(Reason.ORIGIN_NOT_REGISTERED, f"origin {origin!r} is not registered")
+        shown = origin if len(origin) <= ECHOED else origin[:ECHOED] + "..."
+        super().__init__(Reason.ORIGIN_NOT_REGISTERED, f"origin {shown!r} is not registered")
 
 
 class Unauthenticated(CoreError):

@@ -4,7 +4,8 @@
 and stores the result through the `EventStore` port, group-committed. It raises `CoreError`s
 only, and returns only once the event is stored.
 
-Every event first counts against its client IP's rate limit.
+Every event first counts against its client's rate limit (`count`, called by the servicer
+before any other rule).
 
 Page view: validate origin, page URL and document referrer; drop bots; find the device's live
 session for an internal navigation, else begin a new one (user agent, country, UTMs, referrer
@@ -44,7 +45,7 @@ from prisme_core.model import (
 )
 from prisme_core.ports import Clock, EventStore, GeoLocator, UserAgentParser
 from prisme_core.properties import parse_properties
-from prisme_core.ratelimit import RateLimiter
+from prisme_core.ratelimit import RateLimiter, rate_key
 from prisme_core.sessions import LiveSession, SessionTracker
 from prisme_core.urls import Url, utm_of
 from prisme_core.validate import (
@@ -57,6 +58,10 @@ from prisme_core.validate import (
 )
 
 T = TypeVar("T")
+
+PAGEVIEW = "pageview"
+CUSTOM = "custom"
+"""Event kinds, as `RecentEvents` keeps their ids apart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +240,11 @@ class Pipeline:
             return PendingEvent(asyncio.ensure_future(self._record(admitted)), None)
         return pending
 
+    def count(self, client_ip: str) -> None:
+        """Counts one event against its client's rate limit; raises `RateLimited` past it."""
+        self._limiter.check(rate_key(client_ip))
+
     def _admit(self, context: ClientContext, event_id: str) -> _Admitted:
-        self._limiter.check(context.client_ip or "")
         validate_origin(context.origin, self._config.origins)
         page = validate_page_url(context.page_url)
         referrer = validate_document_referrer(context.document_referrer)
@@ -249,7 +257,7 @@ class Pipeline:
 
     async def _record(self, admitted: _Admitted) -> None:
         async with self._store_deadline():
-            await self._recent.once(admitted.key, lambda: self._store_pageview(admitted))
+            await self._recent.once(PAGEVIEW, admitted.key, lambda: self._store_pageview(admitted))
 
     @contextlib.asynccontextmanager
     async def _store_deadline(self) -> AsyncIterator[None]:
@@ -273,20 +281,39 @@ class Pipeline:
             session = self._sessions.cached_live(device_id, admitted.now)
             if session is None:
                 return None
-            self._sessions.advance(session, page.path, admitted.now)
+            starting = None
         else:
             visitor_id = self._ids.known_visitor_id(
                 context.user_agent, client_ip, page.host, admitted.now
             )
             if visitor_id is None:
                 return None
-            session = self._begin_session(device_id, admitted, visitor_id, group)
+            session, starting = self._begin_session(device_id, admitted, visitor_id, group)
         pageview = PageView(admitted.now, page.path, session.start.attributes, admitted.key)
         written = self._pageviews.submit(pageview, group)
         stored = _after_both(written, session.persisted)
+        if starting is None:  # the session moves once the page view is stored, not before
+            stored.add_done_callback(self._advance_when_stored(session, page.path, admitted.now))
         if admitted.key is not None:
-            self._recent.track(admitted.key, stored)
-        return PendingEvent(stored, lambda: self._pageviews.withdraw(written))
+            self._recent.track(PAGEVIEW, admitted.key, stored)
+        return PendingEvent(stored, lambda: self._withdraw(written, starting))
+
+    def _withdraw(
+        self, written: asyncio.Future[None], starting: asyncio.Future[None] | None
+    ) -> None:
+        """A page view given up while queued is not written, nor the session it began."""
+        self._pageviews.withdraw(written)
+        if starting is not None:
+            self._session_starts.withdraw(starting)
+
+    def _advance_when_stored(
+        self, session: LiveSession, path: str, at: datetime
+    ) -> Callable[[asyncio.Future[None]], None]:
+        def advance(stored: asyncio.Future[None]) -> None:
+            if not stored.cancelled() and stored.exception() is None:
+                self._sessions.advance(session, path, at)
+
+        return advance
 
     async def _store_pageview(self, admitted: _Admitted) -> None:
         context, page, now = admitted.context, admitted.page, admitted.now
@@ -294,20 +321,22 @@ class Pipeline:
         device_id = await self._ids.device_id(context.user_agent, client_ip, page.host)
         async with self._sessions.lock(device_id):
             session = await self._sessions.live(device_id, now) if admitted.internal else None
+            continued = session is not None
             if session is None:
                 visitor_id = await self._ids.visitor_id(
                     context.user_agent, client_ip, page.host, now
                 )
-                session = self._begin_session(device_id, admitted, visitor_id)
-            else:
-                self._sessions.advance(session, page.path, now)
+                session, _ = self._begin_session(device_id, admitted, visitor_id)
         pageview = PageView(now, page.path, session.start.attributes, admitted.key)
         await self._pageviews.write(pageview)
         await _stored(session)  # stored with its session, or not acknowledged
+        if continued:  # the session moves once the page view is stored, not before
+            self._sessions.advance(session, page.path, now)
 
     def _begin_session(
         self, device_id: str, admitted: _Admitted, visitor_id: str, group: object = None
-    ) -> LiveSession:
+    ) -> tuple[LiveSession, asyncio.Future[None]]:
+        """The new session, and the write of its document."""
         context, client, page, referrer = (
             admitted.context,
             admitted.client,
@@ -336,11 +365,11 @@ class Pipeline:
             entry_timestamp=admitted.now,
             attributes=attributes,
         )
-        return self._sessions.begin(start, self._session_starts.submit(start, group))
+        write = self._session_starts.submit(start, group)
+        return self._sessions.begin(start, write), write
 
     async def record_custom_event(self, event: CustomEventInput) -> None:
         context = event.context
-        self._limiter.check(context.client_ip or "")
         validate_origin(context.origin, self._config.origins)
         page = validate_page_url(context.page_url)
         name = validate_event_name(event.name)
@@ -368,7 +397,7 @@ class Pipeline:
         )
         async with self._store_deadline():
             await _stored(session)
-            await self._recent.once(key, lambda: self._custom_events.write(custom))
+            await self._recent.once(CUSTOM, key, lambda: self._custom_events.write(custom))
 
     async def check_health(self) -> None:
         await self._store.ping()

@@ -1,4 +1,7 @@
-"""`RateLimiter`: at most ``limit`` events per client IP in a fixed 60-second window.
+"""`RateLimiter`: at most ``limit`` events per client in a fixed 60-second window.
+
+A client is an IPv4 address, or an IPv6 /64 (`rate_key`): one subscriber's prefix, within
+which an IPv6 client can pick a new address for every request.
 
 A window opens at a client's first event and closes 60 s later; the event that would exceed
 the limit is refused with the seconds left until the window closes. Events are counted as they
@@ -16,6 +19,8 @@ Must not import grpc, aiohttp or pymongo.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -23,6 +28,30 @@ from collections.abc import Callable
 from prisme_core.errors import RateLimited
 
 WINDOW = 60.0
+IPV6_PREFIX = 64
+
+
+MAX_KEY_LENGTH = 64
+"""Longer than any IP address text: longer client texts are cut, never cached whole."""
+
+
+def rate_key(client_ip: str) -> str:
+    """The bucket of a client IP ("" when unknown): the IPv4 address (IPv4-mapped IPv6
+    unwrapped), or the IPv6 address's /64. Text that is no address is a bucket of its own."""
+    return _rate_key(client_ip[:MAX_KEY_LENGTH])
+
+
+@functools.lru_cache(maxsize=65536)
+def _rate_key(client_ip: str) -> str:
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
 
 
 class RateLimiter:

@@ -1,5 +1,9 @@
 """The core's gRPC server factory: `EventService`, the façade's link (`FacadeLinkService`),
-standard health, and server reflection.
+standard health, and server reflection (``grpc.reflection.v1`` and ``v1alpha``).
+
+The server bounds what one caller can make it hold: a message at most
+``PRISME_GRPC_MAX_MESSAGE_BYTES`` (4 MiB), and ``PRISME_GRPC_MAX_STREAMS`` concurrent calls per
+connection. With ``PRISME_GRPC_TLS_CERT`` and ``PRISME_GRPC_TLS_KEY`` it serves TLS.
 
 `create_server` wires the pipeline to its adapters and binds the address (port 0 picks a free
 port, as tests do). The caller owns the returned `CoreServer`: `start()`, then `stop()`, which
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection_pb2 as reflection_pb
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme.v1 import facade_link_pb2 as link_pb
@@ -26,6 +31,7 @@ from prisme_core.adapters.mongo import MongoEventStore
 from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.health import StoreMonitor
 from prisme_core.link import FacadeLinkServicer
+from prisme_core.peers import GrpcProxies
 from prisme_core.pipeline import Enrichers, Pipeline, PipelineConfig
 from prisme_core.ports import Clock, EventStore, GeoLocator, SystemClock, UserAgentParser
 from prisme_core.request_id import RequestIdInterceptor
@@ -35,6 +41,7 @@ from prisme_core.settings import Settings
 logger = logging.getLogger(__name__)
 
 HEALTH_INTERVAL = 2.0
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +114,17 @@ def create_server(settings: Settings, deps: CoreDeps, address: str | None = None
         pipeline_config(settings), deps.store, deps.clock, Enrichers(deps.geo, deps.agents)
     )
     monitor = StoreMonitor(deps.store, HEALTH_INTERVAL)
-    server = grpc.aio.server(interceptors=[RequestIdInterceptor()])
-    events = EventServicer(pipeline, settings.grpc_token)
-    link = FacadeLinkServicer(events)
+    server = grpc.aio.server(
+        interceptors=[RequestIdInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+            ("grpc.max_concurrent_streams", settings.grpc_max_streams),
+        ],
+    )
+    events = EventServicer(
+        pipeline, settings.grpc_token, GrpcProxies(settings.grpc_trusted_proxies)
+    )
+    link = FacadeLinkServicer(events, settings.mongodb_timeout)
     pb_grpc.add_EventServiceServicer_to_server(events, server)
     link_pb_grpc.add_FacadeLinkServiceServicer_to_server(link, server)
     health_pb2_grpc.add_HealthServicer_to_server(monitor.health, server)
@@ -117,12 +132,36 @@ def create_server(settings: Settings, deps: CoreDeps, address: str | None = None
         pb.DESCRIPTOR.services_by_name["EventService"].full_name,
         link_pb.DESCRIPTOR.services_by_name["FacadeLinkService"].full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        REFLECTION_V1,
         reflection.SERVICE_NAME,
     )
-    reflection.enable_server_reflection(service_names, server)
-    bound = server.add_insecure_port(address)
+    _enable_reflection(service_names, server)
+    bound = _bind(server, address, settings)
     if bound == 0:
         raise OSError(f"cannot bind the gRPC core to {address}")
     return CoreServer(
         server=server, port=bound, pipeline=pipeline, monitor=monitor, deps=deps, link=link
     )
+
+
+def _enable_reflection(service_names: tuple[str, ...], server: grpc.aio.Server) -> None:
+    """Both reflection versions: ``v1`` has the messages of ``v1alpha`` under another name,
+    so the one servicer answers both."""
+    servicer = reflection.aio.ReflectionServicer(service_names)
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb.ServerReflectionResponse.SerializeToString,
+    )
+    for name in (REFLECTION_V1, reflection.SERVICE_NAME):
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(name, {"ServerReflectionInfo": handler}),)
+        )
+
+
+def _bind(server: grpc.aio.Server, address: str, settings: Settings) -> int:
+    if settings.grpc_tls_cert is None or settings.grpc_tls_key is None:
+        return server.add_insecure_port(address)
+    with open(settings.grpc_tls_key, "rb") as key, open(settings.grpc_tls_cert, "rb") as cert:
+        credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+    return server.add_secure_port(address, credentials)

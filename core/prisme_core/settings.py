@@ -129,13 +129,20 @@ class Settings:
     max_header_bytes: int = 32 * 1024
     cors_max_age: int = 86400
     debug: bool = False
+    grpc_trusted_proxies: tuple[IPNetwork, ...] = ()
+    grpc_tls_cert: str | None = None
+    grpc_tls_key: str | None = None
+    grpc_max_message_bytes: int = 4 * 1024 * 1024
+    grpc_max_streams: int = 100
+    http_read_timeout: float = 30.0
+    http_idle_timeout: float = 75.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Builds the settings from ``env``, raising `SettingsError` for the first bad value."""
         read = _Reader(env)
         defaults = cls()
-        return cls(
+        settings = cls(
             port=read("PRISME_PORT", _port, defaults.port),
             host=read("PRISME_HOST", str.strip, defaults.host),
             origins=read("PRISME_ORIGIN_REGISTRY_ORIGINS", _origins, defaults.origins),
@@ -190,7 +197,30 @@ class Settings:
             ),
             cors_max_age=read("PRISME_CORS_MAX_AGE", _positive_int, defaults.cors_max_age),
             debug=read("PRISME_DEBUG", parse_bool, defaults.debug),
+            grpc_trusted_proxies=read(
+                "PRISME_GRPC_TRUSTED_PROXIES", parse_networks, defaults.grpc_trusted_proxies
+            ),
+            grpc_tls_cert=read("PRISME_GRPC_TLS_CERT", _readable_file, None),
+            grpc_tls_key=read("PRISME_GRPC_TLS_KEY", _readable_file, None),
+            grpc_max_message_bytes=read(
+                "PRISME_GRPC_MAX_MESSAGE_BYTES", _positive_int, defaults.grpc_max_message_bytes
+            ),
+            grpc_max_streams=read(
+                "PRISME_GRPC_MAX_STREAMS", _positive_int, defaults.grpc_max_streams
+            ),
+            http_read_timeout=read(
+                "PRISME_HTTP_READ_TIMEOUT", _positive_duration, defaults.http_read_timeout
+            ),
+            http_idle_timeout=read(
+                "PRISME_HTTP_IDLE_TIMEOUT", _positive_duration, defaults.http_idle_timeout
+            ),
         )
+        if (settings.grpc_tls_cert is None) != (settings.grpc_tls_key is None):
+            missing = (
+                "PRISME_GRPC_TLS_KEY" if settings.grpc_tls_key is None else "PRISME_GRPC_TLS_CERT"
+            )
+            raise SettingsError(missing, "", "a PEM file: TLS needs both a certificate and its key")
+        return settings
 
 
 class _Reader:
@@ -229,6 +259,16 @@ def _non_empty(text: str) -> str:
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
+def _readable_file(text: str) -> str:
+    path = text.strip()
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(text) from exc
+    return path
+
+
 def _header_name(text: str) -> str:
     if not _HEADER_NAME.fullmatch(text.strip()):
         raise ValueError(text)
@@ -251,6 +291,7 @@ _EXPECTED: dict[Callable[[str], object], str] = {
     parse_networks: "comma-separated IP networks in CIDR notation",
     parse_hostport: "host:port",
     _non_empty: "a non-empty value",
+    _readable_file: "the path of a readable file",
     _database: "a MongoDB database name",
     _positive_duration: "a positive Go duration such as 5ms, 90s, 1m or 24h",
     _positive_int: "a positive integer",

@@ -7,13 +7,65 @@ Must not import grpc, aiohttp or pymongo.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import re
 from typing import Final
 from uuid import UUID
 
 from prisme_core.errors import InvalidInput, OriginNotRegistered, Reason
-from prisme_core.model import ClientInfo
+from prisme_core.model import ClientContext, ClientInfo
 from prisme_core.urls import InvalidUrl, Url, parse_url
+
+MAX_FIELD_BYTES: Final = 8 * 1024
+"""Longest `ClientContext` field, in UTF-8 bytes: what an HTTP header line may carry."""
+MAX_EVENT_ID_LENGTH: Final = 64
+MAX_IP_LENGTH: Final = 64
+"""Longer than any IP address text (IPv6 with a zone included)."""
+
+
+def bounded(value: str, field: str, limit: int = MAX_FIELD_BYTES) -> str:
+    """``value`` if it is at most ``limit`` UTF-8 bytes, checked before anything reads it."""
+    if len(value) > limit // 4 and (
+        len(value) > limit or len(value.encode("utf-8", "surrogatepass")) > limit
+    ):
+        raise InvalidInput(Reason.FIELD_TOO_LONG, f"{field} is over {limit} bytes", field=field)
+    return value
+
+
+def validate_context(
+    *, origin: str, page_url: str, document_referrer: str, user_agent: str, client_ip: str
+) -> ClientContext:
+    """The browser context with every field bounded, and the client IP normalised."""
+    return ClientContext(
+        origin=bounded(origin, "context.origin"),
+        page_url=bounded(page_url, "context.page_url"),
+        document_referrer=bounded(document_referrer, "context.document_referrer"),
+        user_agent=bounded(user_agent, "context.user_agent"),
+        client_ip=validate_client_ip(client_ip),
+    )
+
+
+def validate_client_ip(text: str) -> str | None:
+    """None when unknown (empty), else the address as text; IPv4-mapped IPv6 unwrapped."""
+    if not text:
+        return None
+    if len(text) > MAX_IP_LENGTH or (address := _address(text)) is None:
+        raise InvalidInput(
+            Reason.INVALID_CLIENT_IP, "client_ip must be an IP address", field="context.client_ip"
+        )
+    return address
+
+
+@functools.lru_cache(maxsize=65536)
+def _address(text: str) -> str | None:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def origin_host(origin: str) -> str:
@@ -56,6 +108,8 @@ def validate_event_id(text: str) -> UUID | None:
     if not text:
         return None
     try:
+        if len(text) > MAX_EVENT_ID_LENGTH:
+            raise ValueError(text)
         return UUID(text)
     except ValueError as exc:
         raise InvalidInput(
@@ -73,7 +127,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def validate_event_name(name: str) -> str:
     """One non-empty path segment of at most `MAX_EVENT_NAME_LENGTH` characters, no controls."""
-    if not name or "/" in name or _CONTROL.search(name) or len(name) > MAX_EVENT_NAME_LENGTH:
+    if not name or len(name) > MAX_EVENT_NAME_LENGTH or "/" in name or _CONTROL.search(name):
         raise InvalidInput(
             Reason.INVALID_EVENT_NAME,
             f"event name must be one path segment of 1 to {MAX_EVENT_NAME_LENGTH} characters "

@@ -2,8 +2,8 @@
 
 One generic handler per `Route` read from the proto: transcode the request, call the core over
 a shared gRPC channel (opened and closed in ``cleanup_ctx``), and answer with the response
-message as JSON, or with the mapped HTTP status and a short JSON reason. Events go through the
-`CoreBatcher` (batches of concurrent requests over one long-lived stream, `CoreLink`); other
+message as JSON, or with the mapped HTTP status and a short JSON reason. Events go over the
+`CoreLink` (batches of concurrent requests over one long-lived stream); other
 calls are unary.
 
 Must not import prisme_core.
@@ -19,12 +19,12 @@ from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 from prisme.v1 import event_service_pb2 as pb
 from prisme_client import PrismeError, error_from_rpc
+from prisme_client.forwarded import client_ip
 
 from prisme_http.access_log import AccessLog
-from prisme_http.batcher import CoreBatcher
-from prisme_http.client_ip import client_ip
 from prisme_http.config import FacadeConfig
 from prisme_http.errors import json_error
+from prisme_http.link import CoreLink
 from prisme_http.middleware import make_edge
 from prisme_http.openapi import openapi_document
 from prisme_http.request_id import REQUEST_ID
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", FacadeConfig)
 CHANNEL = web.AppKey("channel", grpc.aio.Channel)
-BATCHER = web.AppKey("batcher", CoreBatcher)
+LINK = web.AppKey("link", CoreLink)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
 # Which field of a batched `Event` carries each single-event request type.
 EVENT_FIELDS = {
@@ -80,10 +80,9 @@ async def _channel(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     channel = grpc.aio.insecure_channel(config.core_target)
     app[CHANNEL] = channel
-    app[BATCHER] = CoreBatcher(channel, config.token, config.event_timeout)
-    app[BATCHER].start()
+    app[LINK] = CoreLink(channel, _token_metadata(config))
     yield
-    await app[BATCHER].close()
+    await app[LINK].close()
     await channel.close()
 
 
@@ -109,7 +108,7 @@ def _handler(route: Route) -> Handler:
             to_message(route, request.headers, request.match_info, body, client_ip=ip,
                        into=getattr(event, event_field))  # fmt: skip
             within = config.pageview_timeout if event_field == "page_view" else timeout
-            error = await request.app[BATCHER].send(event, within)
+            error = await request.app[LINK].send(event, within)
             if error is None:
                 return web.Response(body=b"{}", content_type="application/json")
             return _error_response(error)
@@ -119,9 +118,7 @@ def _handler(route: Route) -> Handler:
             request_serializer=route.request_type.SerializeToString,
             response_deserializer=route.response_type.FromString,
         )
-        metadata = [("x-request-id", REQUEST_ID.get() or "")]
-        if config.token:
-            metadata.append(("authorization", f"Bearer {config.token}"))
+        metadata = [("x-request-id", REQUEST_ID.get() or ""), *_token_metadata(config)]
         try:
             response = await call(message, metadata=metadata, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
@@ -129,6 +126,10 @@ def _handler(route: Route) -> Handler:
         return web.json_response(MessageToDict(response))
 
     return handle
+
+
+def _token_metadata(config: FacadeConfig) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {config.token}"),) if config.token else ()
 
 
 def _error_response(error: PrismeError) -> web.Response:

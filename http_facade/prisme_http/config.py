@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from prisme_http.client_ip import TrustedProxies
+from prisme_client.forwarded import TrustedProxies
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

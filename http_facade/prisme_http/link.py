@@ -1,12 +1,14 @@
 """`CoreLink`: the façade's one long-lived stream to the core (`FacadeLinkService.Exchange`).
 
-`exchange` sends a batch of events over the stream and returns the core's result for each:
-None when stored, else why not. A stream message costs both sides about half of what a
-`SendEvents` call does (no call to set up, no metadata, no status), and the façade sends one
-batch per handful of milliseconds under load.
+One unary gRPC call per HTTP request costs more CPU than everything else a request does, so
+events travel over one stream instead. `send` queues an event and the link sends what is
+queued as soon as it can: at once when the stream is idle, else as one batch once the write
+before it is done. It keeps no timing of its own: when events are written is for the core's
+group commit to decide. The core answers each event on its own, as soon as its outcome is
+known, so an event that waits (a custom event for its session) holds up no other.
 
 The stream opens with the first batch, and again with the first batch after it ended (the core
-stopped or restarted, the connection broke). Batches still unanswered when it ends get its
+stopped or restarted, the connection broke). Events still unanswered when it ends get its
 status, or UNAVAILABLE when it ended cleanly: they were not acknowledged, so their callers get
 a 503 and retry with the same event ids (stored once).
 
@@ -17,21 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable
+from typing import Final
 
 import grpc
 from google.protobuf.message import Message
-from google.rpc import status_pb2
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import facade_link_pb2 as link_pb
 from prisme_client import PrismeError, error_from_rpc, error_from_status
 
-EXCHANGE = "/prisme.v1.FacadeLinkService/Exchange"
-CLOSE_TIMEOUT = 5.0
+EXCHANGE: Final = "/prisme.v1.FacadeLinkService/Exchange"
+MAX_BATCH: Final = 1000
+"""Events per message: the most the core takes in one batch."""
+CLOSE_TIMEOUT: Final = 5.0
 """Longest `close` waits for the core to end the stream."""
 
-Answer = Sequence[status_pb2.Status] | PrismeError
+Answer = asyncio.Future[PrismeError | None]
 Stream = grpc.aio.StreamStreamCall[Message, link_pb.ExchangeResponse]
 
 
@@ -45,55 +48,55 @@ class CoreLink:
         self._metadata = metadata
         self._stream: Stream | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._waiting: dict[int, asyncio.Future[Answer]] = {}
-        self._batch_ids = itertools.count()
-        self._writing = asyncio.Lock()  # one message at a time on a stream
+        self._writer: asyncio.Task[None] | None = None
+        self._queued: list[tuple[pb.Event, Answer]] = []
+        self._waiting: dict[int, Answer] = {}
+        self._next_id = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def exchange(self, events: Sequence[pb.Event], within: float) -> list[PrismeError | None]:
-        """One result per event; past ``within`` seconds, DEADLINE_EXCEEDED for all."""
-        batch_id = next(self._batch_ids)
-        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._waiting[batch_id] = answer
+    async def send(self, event: pb.Event, within: float) -> PrismeError | None:
+        """The core's answer for ``event``: None when stored, else why not. Past ``within``
+        seconds the answer is DEADLINE_EXCEEDED, and an event still queued is not sent."""
+        loop = self._loop = self._loop or asyncio.get_running_loop()  # which calls getpid()
+        answer: Answer = loop.create_future()
+        self._queued.append((event, answer))
+        if self._writer is None:  # it runs after this turn's other requests queued theirs
+            self._writer = loop.create_task(self._write_queued(), name="core-link-writer")
+        timer = loop.call_later(within, _expire, answer, within)
         try:
-            async with asyncio.timeout(within):
-                async with self._writing:
-                    if not answer.done():  # not failed with a stream that ended meanwhile
-                        await self._write(link_pb.ExchangeRequest(batch_id=batch_id, events=events))
-                return _results(await answer, len(events))
-        except TimeoutError:
-            return [core_late(within)] * len(events)
+            return await answer
         finally:
-            del self._waiting[batch_id]
+            timer.cancel()
 
-    async def close(self, within: float = CLOSE_TIMEOUT) -> None:
-        """Ends the stream from this side and waits for the core to end it too (at most
-        ``within`` seconds: then it is cancelled)."""
-        stream, reader = self._stream, self._reader
-        if stream is None or reader is None:
-            return
-        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            await stream.done_writing()
+    async def _write_queued(self) -> None:
         try:
-            async with asyncio.timeout(within):
-                await asyncio.shield(reader)
-        except TimeoutError:
-            stream.cancel()
-            await reader
+            while self._queued:
+                batch = [entry for entry in self._queued[:MAX_BATCH] if not entry[1].done()]
+                del self._queued[:MAX_BATCH]
+                if batch:
+                    await self._write(batch)
+        finally:
+            self._writer = None
 
-    async def _write(self, request: link_pb.ExchangeRequest) -> None:
+    async def _write(self, batch: list[tuple[pb.Event, Answer]]) -> None:
+        first = self._next_id
+        self._next_id += len(batch)
+        for offset, (_, answer) in enumerate(batch):
+            self._waiting[first + offset] = answer
+        request = link_pb.ExchangeRequest(first_id=first, events=[event for event, _ in batch])
         stream = self._stream
         if stream is None:
             stream = self._stream = self._exchange(metadata=self._metadata)
-            self._reader = asyncio.create_task(self._read(stream), name="core-link")
+            self._reader = asyncio.create_task(self._read(stream), name="core-link-reader")
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
             await stream.write(request)  # if the stream ended, its reader failed the batch
+        if self._stream is not stream:  # ended while writing: nobody will answer these
+            _fail(self._take_waiting(range(first, first + len(batch))), _unavailable("link ended"))
 
     async def _read(self, stream: Stream) -> None:
         try:
             async for response in stream:
-                answer = self._waiting.get(response.batch_id)
-                if answer is not None and not answer.done():
-                    answer.set_result(response.results)
+                self._answer(response)
             ended = _unavailable("the core ended the link")
         except grpc.aio.AioRpcError as exc:
             # A core shutting down cancels the streams it still has: for the callers, the
@@ -107,9 +110,50 @@ class CoreLink:
         # No suspension from here on: a batch sent after this finds no stream and opens one.
         if self._stream is stream:
             self._stream = None
-        for answer in self._waiting.values():
-            if not answer.done():
-                answer.set_result(ended)
+            _fail(list(self._waiting.values()), ended)
+            self._waiting.clear()
+
+    def _answer(self, response: link_pb.ExchangeResponse) -> None:
+        if len(response.ids) != len(response.results):
+            message = f"the core answered {len(response.results)} results for {len(response.ids)}"
+            failure = PrismeError(grpc.StatusCode.INTERNAL, "INTERNAL", message)
+            _fail(self._take_waiting(response.ids), failure)
+            return
+        for event_id, status in zip(response.ids, response.results, strict=True):
+            answer = self._waiting.pop(event_id, None)
+            if answer is not None and not answer.done():
+                answer.set_result(error_from_status(status))
+
+    def _take_waiting(self, ids: Iterable[int]) -> list[Answer]:
+        return [a for i in ids if (a := self._waiting.pop(i, None)) is not None]
+
+    async def close(self, within: float = CLOSE_TIMEOUT) -> None:
+        """Sends what is queued, ends the stream from this side and waits for the core to end
+        it too (at most ``within`` seconds: then it is cancelled)."""
+        if self._writer is not None:
+            await self._writer
+        stream, reader = self._stream, self._reader
+        if stream is None or reader is None:
+            return
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await stream.done_writing()
+        try:
+            async with asyncio.timeout(within):
+                await asyncio.shield(reader)
+        except TimeoutError:
+            stream.cancel()
+            await reader
+
+
+def _expire(answer: Answer, within: float) -> None:
+    if not answer.done():
+        answer.set_result(core_late(within))
+
+
+def _fail(answers: list[Answer], error: PrismeError) -> None:
+    for answer in answers:
+        if not answer.done():
+            answer.set_result(error)
 
 
 def core_late(within: float) -> PrismeError:
@@ -120,12 +164,3 @@ def core_late(within: float) -> PrismeError:
 
 def _unavailable(message: str) -> PrismeError:
     return PrismeError(grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE", message)
-
-
-def _results(answer: Answer, count: int) -> list[PrismeError | None]:
-    if isinstance(answer, PrismeError):
-        return [answer] * count
-    if len(answer) != count:
-        message = f"the core answered {len(answer)} results for {count} events"
-        return [PrismeError(grpc.StatusCode.INTERNAL, "INTERNAL", message)] * count
-    return [error_from_status(status) for status in answer]

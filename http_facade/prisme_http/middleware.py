@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from prisme_client.forwarded import client_ip
 from prometheus_client import Counter, Histogram
 
 from prisme_http.access_log import ACCESS_LOGGER, AccessLog
-from prisme_http.client_ip import client_ip
 from prisme_http.config import FacadeConfig
 from prisme_http.errors import json_error
 from prisme_http.metrics import DURATION, IN_FLIGHT, REQUESTS

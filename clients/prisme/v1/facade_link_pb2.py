@@ -26,7 +26,7 @@ from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from prisme.v1 import event_service_pb2 as prisme_dot_v1_dot_event__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprisme/v1/facade_link.proto\x12\tprisme.v1\x1a\x17google/rpc/status.proto\x1a\x1dprisme/v1/event_service.proto\"E\n\x0f\x45xchangeRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12 \n\x06\x65vents\x18\x02 \x03(\x0b\x32\x10.prisme.v1.Event\"I\n\x10\x45xchangeResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12#\n\x07results\x18\x02 \x03(\x0b\x32\x12.google.rpc.Status2\\\n\x11\x46\x61\x63\x61\x64\x65LinkService\x12G\n\x08\x45xchange\x12\x1a.prisme.v1.ExchangeRequest\x1a\x1b.prisme.v1.ExchangeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprisme/v1/facade_link.proto\x12\tprisme.v1\x1a\x17google/rpc/status.proto\x1a\x1dprisme/v1/event_service.proto\"E\n\x0f\x45xchangeRequest\x12\x10\n\x08\x66irst_id\x18\x01 \x01(\x04\x12 \n\x06\x65vents\x18\x02 \x03(\x0b\x32\x10.prisme.v1.Event\"D\n\x10\x45xchangeResponse\x12\x0b\n\x03ids\x18\x01 \x03(\x04\x12#\n\x07results\x18\x02 \x03(\x0b\x32\x12.google.rpc.Status2\\\n\x11\x46\x61\x63\x61\x64\x65LinkService\x12G\n\x08\x45xchange\x12\x1a.prisme.v1.ExchangeRequest\x1a\x1b.prisme.v1.ExchangeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,7 +36,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXCHANGEREQUEST']._serialized_start=98
   _globals['_EXCHANGEREQUEST']._serialized_end=167
   _globals['_EXCHANGERESPONSE']._serialized_start=169
-  _globals['_EXCHANGERESPONSE']._serialized_end=242
-  _globals['_FACADELINKSERVICE']._serialized_start=244
-  _globals['_FACADELINKSERVICE']._serialized_end=336
+  _globals['_EXCHANGERESPONSE']._serialized_end=237
+  _globals['_FACADELINKSERVICE']._serialized_start=239
+  _globals['_FACADELINKSERVICE']._serialized_end=331
 # @@protoc_insertion_point(module_scope)

@@ -26,10 +26,13 @@ class ExchangeRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    BATCH_ID_FIELD_NUMBER: _builtins.int
+    FIRST_ID_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
-    batch_id: _builtins.int
-    """Chosen by the sender, unique among its batches still unanswered."""
+    first_id: _builtins.int
+    """The id of the batch's first event; the others follow in order
+    (first_id + 1, ...). Chosen by the sender, unique among its events still
+    unanswered.
+    """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_service_pb2.Event]:
         """The events, as in SendEventsRequest (up to 1,000)."""
@@ -37,12 +40,12 @@ class ExchangeRequest(_message.Message):
     def __init__(
         self,
         *,
-        batch_id: _builtins.int = ...,
+        first_id: _builtins.int = ...,
         events: _abc.Iterable[_event_service_pb2.Event] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "events", b"events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "first_id", b"first_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -50,27 +53,29 @@ Global___ExchangeRequest: _TypeAlias = ExchangeRequest  # noqa: Y015
 
 @_typing.final
 class ExchangeResponse(_message.Message):
-    """ExchangeResponse answers one batch."""
+    """ExchangeResponse answers some of the events sent so far."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    BATCH_ID_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
     RESULTS_FIELD_NUMBER: _builtins.int
-    batch_id: _builtins.int
-    """The batch this answers."""
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The ids of the events answered."""
+
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[_status_pb2.Status]:
-        """One status per event, in the batch's order, as in SendEventsResponse."""
+        """One status per id, in the same order, as in SendEventsResponse."""
 
     def __init__(
         self,
         *,
-        batch_id: _builtins.int = ...,
+        ids: _abc.Iterable[_builtins.int] | None = ...,
         results: _abc.Iterable[_status_pb2.Status] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

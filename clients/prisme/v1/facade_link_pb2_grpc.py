@@ -28,9 +28,11 @@ if _version_not_supported:
 class FacadeLinkServiceStub:
     """FacadeLinkService is internal to a deployment: the HTTP façade keeps one
     long-lived stream open to the core and sends the events of concurrent HTTP
-    requests over it in batches. A batch follows the rules of
-    EventService.SendEvents; a stream message costs both sides about half of
-    what a call does. Clients use EventService.
+    requests over it in batches. Each event follows the rules of
+    EventService.SendEvents and is answered on its own, as soon as its outcome
+    is known: an event that waits (for its session, a key, a retried id) never
+    holds up the others. It requires the service token. Clients use
+    EventService.
     """
 
     def __init__(self, channel):
@@ -49,15 +51,18 @@ class FacadeLinkServiceStub:
 class FacadeLinkServiceServicer:
     """FacadeLinkService is internal to a deployment: the HTTP façade keeps one
     long-lived stream open to the core and sends the events of concurrent HTTP
-    requests over it in batches. A batch follows the rules of
-    EventService.SendEvents; a stream message costs both sides about half of
-    what a call does. Clients use EventService.
+    requests over it in batches. Each event follows the rules of
+    EventService.SendEvents and is answered on its own, as soon as its outcome
+    is known: an event that waits (for its session, a key, a retried id) never
+    holds up the others. It requires the service token. Clients use
+    EventService.
     """
 
     def Exchange(self, request_iterator, context):
-        """Batches in, one answer per batch out, each as soon as its batch is done
-        (not necessarily in order). The core ends the stream when it shuts down,
-        after answering the batches it has taken.
+        """Batches of events in; answers out, each carrying the results of the
+        events decided since the last one, in any order. The core reads a bounded
+        number of batches ahead of its answers. It ends the stream when it shuts
+        down, after answering every event it has taken.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,9 +87,11 @@ def add_FacadeLinkServiceServicer_to_server(servicer, server):
 class FacadeLinkService:
     """FacadeLinkService is internal to a deployment: the HTTP façade keeps one
     long-lived stream open to the core and sends the events of concurrent HTTP
-    requests over it in batches. A batch follows the rules of
-    EventService.SendEvents; a stream message costs both sides about half of
-    what a call does. Clients use EventService.
+    requests over it in batches. Each event follows the rules of
+    EventService.SendEvents and is answered on its own, as soon as its outcome
+    is known: an event that waits (for its session, a key, a retried id) never
+    holds up the others. It requires the service token. Clients use
+    EventService.
     """
 
     @staticmethod

@@ -29,9 +29,11 @@ GRPC_VERSION: str
 class FacadeLinkServiceStub:
     """FacadeLinkService is internal to a deployment: the HTTP façade keeps one
     long-lived stream open to the core and sends the events of concurrent HTTP
-    requests over it in batches. A batch follows the rules of
-    EventService.SendEvents; a stream message costs both sides about half of
-    what a call does. Clients use EventService.
+    requests over it in batches. Each event follows the rules of
+    EventService.SendEvents and is answered on its own, as soon as its outcome
+    is known: an event that waits (for its session, a key, a retried id) never
+    holds up the others. It requires the service token. Clients use
+    EventService.
     """
 
     @_typing.overload
@@ -39,33 +41,39 @@ class FacadeLinkServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FacadeLinkServiceAsyncStub: ...
     Exchange: _grpc.StreamStreamMultiCallable[_facade_link_pb2.ExchangeRequest, _facade_link_pb2.ExchangeResponse]
-    """Batches in, one answer per batch out, each as soon as its batch is done
-    (not necessarily in order). The core ends the stream when it shuts down,
-    after answering the batches it has taken.
+    """Batches of events in; answers out, each carrying the results of the
+    events decided since the last one, in any order. The core reads a bounded
+    number of batches ahead of its answers. It ends the stream when it shuts
+    down, after answering every event it has taken.
     """
 
 @_typing.type_check_only
 class FacadeLinkServiceAsyncStub(FacadeLinkServiceStub):
     """FacadeLinkService is internal to a deployment: the HTTP façade keeps one
     long-lived stream open to the core and sends the events of concurrent HTTP
-    requests over it in batches. A batch follows the rules of
-    EventService.SendEvents; a stream message costs both sides about half of
-    what a call does. Clients use EventService.
+    requests over it in batches. Each event follows the rules of
+    EventService.SendEvents and is answered on its own, as soon as its outcome
+    is known: an event that waits (for its session, a key, a retried id) never
+    holds up the others. It requires the service token. Clients use
+    EventService.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Exchange: _aio.StreamStreamMultiCallable[_facade_link_pb2.ExchangeRequest, _facade_link_pb2.ExchangeResponse]  # type: ignore[assignment]
-    """Batches in, one answer per batch out, each as soon as its batch is done
-    (not necessarily in order). The core ends the stream when it shuts down,
-    after answering the batches it has taken.
+    """Batches of events in; answers out, each carrying the results of the
+    events decided since the last one, in any order. The core reads a bounded
+    number of batches ahead of its answers. It ends the stream when it shuts
+    down, after answering every event it has taken.
     """
 
 class FacadeLinkServiceServicer(metaclass=_abc_1.ABCMeta):
     """FacadeLinkService is internal to a deployment: the HTTP façade keeps one
     long-lived stream open to the core and sends the events of concurrent HTTP
-    requests over it in batches. A batch follows the rules of
-    EventService.SendEvents; a stream message costs both sides about half of
-    what a call does. Clients use EventService.
+    requests over it in batches. Each event follows the rules of
+    EventService.SendEvents and is answered on its own, as soon as its outcome
+    is known: an event that waits (for its session, a key, a retried id) never
+    holds up the others. It requires the service token. Clients use
+    EventService.
     """
 
     @_abc_1.abstractmethod
@@ -74,9 +82,10 @@ class FacadeLinkServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_facade_link_pb2.ExchangeRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_facade_link_pb2.ExchangeResponse], _abc.AsyncIterator[_facade_link_pb2.ExchangeResponse]]:
-        """Batches in, one answer per batch out, each as soon as its batch is done
-        (not necessarily in order). The core ends the stream when it shuts down,
-        after answering the batches it has taken.
+        """Batches of events in; answers out, each carrying the results of the
+        events decided since the last one, in any order. The core reads a bounded
+        number of batches ahead of its answers. It ends the stream when it shuts
+        down, after answering every event it has taken.
         """
 
 def add_FacadeLinkServiceServicer_to_server(servicer: FacadeLinkServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
