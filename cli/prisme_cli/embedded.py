@@ -29,7 +29,8 @@ class EmbeddedStoreError(RuntimeError):
 
 
 def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -91,6 +92,7 @@ class EmbeddedStore:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=exit_with_parent if die_with_parent else None,
+                process_group=0,  # a terminal's Ctrl-C reaches the parent, which stops it last
             )
         self._wait_until_ready(timeout)
         logger.info("embedded store (pid %d) listening on %s:%d", self.pid, self.host, self.port)

@@ -4,8 +4,10 @@ The core runs as a child process (``prisme core``), so façade and core each hav
 worth of Python; the façade calls it as a trusted caller with the service token (a random one
 when ``PRISME_GRPC_TOKEN`` is unset). When no ``PRISME_MONGODB_URI`` is given, the embedded
 store runs as another child under ``PRISME_DATA_DIR``. Children die with this process, even
-when it is killed. On SIGTERM or Ctrl-C: the façade stops accepting and finishes its requests,
-then the core finishes its calls and stores what they carry, then the store stops.
+when it is killed, and run in process groups of their own, so a signal to this process's group
+(a terminal's Ctrl-C) reaches only this process, which stops them in order. On SIGTERM or
+Ctrl-C: the façade stops accepting and finishes its requests, then the core finishes its calls
+and stores what they carry, then the store stops.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def _start_core(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes
         env=env,
         stdin=subprocess.DEVNULL,
         preexec_fn=exit_with_parent,
+        process_group=0,  # a terminal's Ctrl-C reaches only `serve`, which stops the core
     )
     target = _core_host(settings)
     deadline = time.monotonic() + 30
@@ -96,16 +99,27 @@ def _start_core(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes
 
 
 def _core_host(settings: Settings) -> str:
+    """The address the façade dials: the core's, or loopback when the core listens on all."""
     host = settings.grpc_hostport[0]
-    return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+    if host in {"0.0.0.0", ""}:
+        return "127.0.0.1"
+    return "::1" if host == "::" else host
+
+
+def _core_target(settings: Settings) -> str:
+    host, port = _core_host(settings), settings.grpc_hostport[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _serve(settings: Settings, core: subprocess.Popen[bytes], metrics_port: int) -> None:
     config = FacadeConfig(
-        core_target=f"{_core_host(settings)}:{settings.grpc_hostport[1]}",
+        core_target=_core_target(settings),
+        core_tls_root=_read(settings.grpc_tls_cert),
         token=settings.grpc_token,
         event_timeout=settings.mongodb_timeout + settings.api_events_timeout + 1.0,
         pageview_timeout=settings.mongodb_timeout + 0.5,
+        read_timeout=settings.http_read_timeout,
+        idle_timeout=settings.http_idle_timeout,
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
         cors_max_age=settings.cors_max_age,
@@ -139,6 +153,13 @@ async def _serve(settings: Settings, core: subprocess.Popen[bytes], metrics_port
         except TimeoutError:
             logger.error("requests still in flight after %.0fs", settings.shutdown_timeout / 2)
         logger.info("façade stopped in %.2fs", time.monotonic() - started)
+
+
+def _read(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as file:
+        return file.read()
 
 
 async def _until_stopped(core: subprocess.Popen[bytes]) -> None:

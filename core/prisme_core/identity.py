@@ -3,8 +3,10 @@
 - ``visitor_id`` = ``prisme_`` + uppercase hex of a keyed hash of (user agent, client IP, page
   host) under the **day's salt**: one random key per UTC day, kept in the store so every
   instance and every restart agree, and forgotten after two days.
-- ``device_id`` hashes the same inputs under a **persistent key**; sessions are looked up by
-  it, so a session continues across midnight, when the visitor id of new sessions changes.
+- ``device_id`` hashes the same inputs under the **day's device key**, rotated and forgotten
+  like the salt; sessions are looked up by it, under the day's key and then the previous
+  day's, so a session continues across midnight. Once a day's key is forgotten, a stored
+  ``device_id`` can no longer be linked to a device (nor its IP brute-forced).
 
 Must not import grpc, aiohttp or pymongo.
 """
@@ -13,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from prisme_core.ports import EventStore
 
+SALT = "salt"
 DEVICE_KEY = "device"
 SALT_LIFETIME = timedelta(days=2)
+"""A day's keys are forgotten two days after the day began: the day, and the next."""
 
 
 def keyed_hash(key: bytes, user_agent: str, client_ip: str, host: str) -> str:
@@ -29,10 +33,11 @@ def keyed_hash(key: bytes, user_agent: str, client_ip: str, host: str) -> str:
     return digest.hexdigest().upper()
 
 
-def _salt(at: datetime) -> tuple[str, datetime]:
-    """The name of the salt of ``at``'s UTC day, and when it expires."""
-    day = at.astimezone(UTC).date()
-    return f"salt:{day.isoformat()}", datetime.combine(day, time(), tzinfo=UTC) + SALT_LIFETIME
+def _day_key(kind: str, at: datetime, days_back: int = 0) -> tuple[str, datetime]:
+    """The name of the ``kind`` key of ``at``'s UTC day (or of a day before), and when it
+    expires."""
+    day = at.astimezone(UTC).date() - timedelta(days=days_back)
+    return f"{kind}:{day.isoformat()}", datetime.combine(day, time(), tzinfo=UTC) + SALT_LIFETIME
 
 
 class Identities:
@@ -41,17 +46,22 @@ class Identities:
         self._keys: dict[str, bytes] = {}
         self._fetching: dict[str, asyncio.Future[bytes]] = {}
 
-    async def device_id(self, user_agent: str, client_ip: str, host: str) -> str:
-        key = await self._key(DEVICE_KEY, expires_at=None)
-        return keyed_hash(key, user_agent, client_ip, host)
+    async def device_id(
+        self, user_agent: str, client_ip: str, host: str, at: datetime, days_back: int = 0
+    ) -> str:
+        """The device id under the key of ``at``'s day (or of ``days_back`` days before)."""
+        name, expires = _day_key(DEVICE_KEY, at, days_back)
+        return keyed_hash(await self._key(name, expires), user_agent, client_ip, host)
 
-    def known_device_id(self, user_agent: str, client_ip: str, host: str) -> str | None:
-        """`device_id` if its key is in memory, else None."""
-        key = self._keys.get(DEVICE_KEY)
+    def known_device_id(
+        self, user_agent: str, client_ip: str, host: str, at: datetime
+    ) -> str | None:
+        """`device_id` if the day's key is in memory, else None."""
+        key = self._keys.get(_day_key(DEVICE_KEY, at)[0])
         return None if key is None else keyed_hash(key, user_agent, client_ip, host)
 
     async def visitor_id(self, user_agent: str, client_ip: str, host: str, at: datetime) -> str:
-        name, expires = _salt(at)
+        name, expires = _day_key(SALT, at)
         salt = await self._key(name, expires)
         return "prisme_" + keyed_hash(salt, user_agent, client_ip, host)
 
@@ -59,7 +69,7 @@ class Identities:
         self, user_agent: str, client_ip: str, host: str, at: datetime
     ) -> str | None:
         """`visitor_id` if the day's salt is in memory, else None."""
-        salt = self._keys.get(_salt(at)[0])
+        salt = self._keys.get(_day_key(SALT, at)[0])
         return None if salt is None else "prisme_" + keyed_hash(salt, user_agent, client_ip, host)
 
     async def _key(self, name: str, expires_at: datetime | None) -> bytes:
@@ -76,6 +86,8 @@ class Identities:
     def _fetched(self, name: str, done: asyncio.Future[bytes]) -> None:
         del self._fetching[name]
         if not done.cancelled() and done.exception() is None:
-            if name.startswith("salt:"):  # one day's salt at a time
-                self._keys = {k: v for k, v in self._keys.items() if not k.startswith("salt:")}
             self._keys[name] = done.result()
+            # Two days of keys at most in memory: the newest day's and the day before.
+            newest = max(k.partition(":")[2] for k in self._keys)
+            horizon = (date.fromisoformat(newest) - timedelta(days=1)).isoformat()
+            self._keys = {k: v for k, v in self._keys.items() if k.partition(":")[2] >= horizon}

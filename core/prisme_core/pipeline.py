@@ -274,7 +274,9 @@ class Pipeline:
         if admitted.key is not None and self._recent.knows(admitted.key):
             return None
         client_ip = context.client_ip or ""
-        device_id = self._ids.known_device_id(context.user_agent, client_ip, page.host)
+        device_id = self._ids.known_device_id(
+            context.user_agent, client_ip, page.host, admitted.now
+        )
         if device_id is None or self._sessions.busy(device_id):
             return None
         if admitted.internal:
@@ -318,9 +320,11 @@ class Pipeline:
     async def _store_pageview(self, admitted: _Admitted) -> None:
         context, page, now = admitted.context, admitted.page, admitted.now
         client_ip = context.client_ip or ""
-        device_id = await self._ids.device_id(context.user_agent, client_ip, page.host)
+        device_id = await self._ids.device_id(context.user_agent, client_ip, page.host, now)
         async with self._sessions.lock(device_id):
-            session = await self._sessions.live(device_id, now) if admitted.internal else None
+            session = (
+                await self._live(context, page.host, device_id, now) if admitted.internal else None
+            )
             continued = session is not None
             if session is None:
                 visitor_id = await self._ids.visitor_id(
@@ -332,6 +336,21 @@ class Pipeline:
         await _stored(session)  # stored with its session, or not acknowledged
         if continued:  # the session moves once the page view is stored, not before
             self._sessions.advance(session, page.path, now)
+
+    async def _live(
+        self, context: ClientContext, host: str, device_id: str, now: datetime
+    ) -> LiveSession | None:
+        """The device's live session, found under the day's device key or, begun before
+        midnight, under the previous day's (then kept under the day's in this process)."""
+        session = await self._sessions.live(device_id, now)
+        if session is not None:
+            return session
+        ip = context.client_ip or ""
+        before = await self._ids.device_id(context.user_agent, ip, host, now, days_back=1)
+        session = await self._sessions.live(before, now)
+        if session is not None:
+            self._sessions.alias(session, device_id)
+        return session
 
     def _begin_session(
         self, device_id: str, admitted: _Admitted, visitor_id: str, group: object = None
@@ -379,9 +398,11 @@ class Pipeline:
             raise Dropped(reason, "bots are not recorded")
         received = _to_milliseconds(self._clock.now())
         client_ip = context.client_ip or ""
-        device_id = await self._ids.device_id(context.user_agent, client_ip, page.host)
+        device_id = await self._ids.device_id(context.user_agent, client_ip, page.host, received)
         waited = self._config.api_events_timeout
-        session = await self._sessions.wait_live(device_id, within=waited)
+        session = await self._live(context, page.host, device_id, received)
+        if session is None:
+            session = await self._sessions.wait_live(device_id, within=waited)
         if session is None:
             raise SessionNotFound(waited)
         attributes = session.start.attributes
@@ -398,6 +419,10 @@ class Pipeline:
         async with self._store_deadline():
             await _stored(session)
             await self._recent.once(CUSTOM, key, lambda: self._custom_events.write(custom))
+
+    async def forget_ended_devices(self) -> None:
+        """Removes the lookup key of sessions that ended (the hourly sweep, at once)."""
+        await self._sessions.forget_ended()
 
     async def check_health(self) -> None:
         await self._store.ping()

@@ -41,6 +41,9 @@ class EventStore(Protocol):
     async def find_session(self, device_id: str) -> StoredSession | None:
         """The device's most recent session, with its exit state rebuilt from its page views."""
 
+    async def forget_devices(self, ended_before: datetime) -> None:
+        """Removes the device id of every session whose exit is before ``ended_before``."""
+
     async def insert_custom_events(self, events: Sequence[CustomEvent]) -> None: ...
 
     async def key(self, name: str, expires_at: datetime | None) -> bytes:

@@ -2,10 +2,10 @@
 
 Values keep their JSON types: integers that fit in 64 bits stay integers, other numbers are
 doubles; strings, booleans, nulls, arrays and objects are kept as sent. Refused, each with its
-own reason: a non-JSON content type, a body that is not UTF-8 JSON (``NaN`` and lone
-surrogates included), anything but an object, nesting deeper than `MAX_DEPTH`, more than
-`MAX_KEYS` keys in all, and keys MongoDB cannot store or that exceed `MAX_KEY_LENGTH`
-(empty, leading ``$``, containing ``.`` or NUL).
+own reason: a non-JSON content type, a body that is not UTF-8 JSON (``NaN``, lone surrogates
+and numbers beyond a double's range included), anything but an object, nesting deeper than
+`MAX_DEPTH`, more than `MAX_KEYS` keys in all, and keys MongoDB cannot store or that exceed
+`MAX_KEY_LENGTH` (empty, leading ``$``, containing ``.`` or NUL).
 
 Pure functions; must not import grpc, aiohttp or pymongo.
 """
@@ -13,6 +13,7 @@ Pure functions; must not import grpc, aiohttp or pymongo.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
 from typing import Any, Final
@@ -41,7 +42,12 @@ def parse_properties(content_type: str, body: bytes, max_bytes: int) -> dict[str
             "body.content_type",
         )
     try:
-        value = json.loads(body.decode("utf-8"), parse_int=_integer, parse_constant=_no_constant)
+        value = json.loads(
+            body.decode("utf-8"),
+            parse_int=_integer,
+            parse_float=_finite,
+            parse_constant=_no_constant,
+        )
     except RecursionError as exc:
         raise _invalid(Reason.PROPERTIES_TOO_DEEP, "body nests too deeply", "body.data") from exc
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
@@ -56,8 +62,17 @@ def _integer(text: str) -> int | float:
     try:
         value = int(text)
     except ValueError:  # over Python's digit limit: far beyond 64 bits anyway
-        return float(text)
-    return value if value in INT64 else float(value)
+        return _finite(text)
+    return value if value in INT64 else _finite(text)
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a double; one too large for a double (``1e999999``) is refused, not
+    stored as infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
 
 
 def _no_constant(name: str) -> None:

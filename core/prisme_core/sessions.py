@@ -37,6 +37,8 @@ alternating pairs, throughput +8 %; chunks of 3 pay the per-command cost too oft
 FLUSH_STEPS = 10
 """Flushes per interval: each writes the sessions whose progress would be late by the next,
 so updates spread evenly instead of arriving as one burst per interval."""
+SWEEP_INTERVAL = 3600.0
+"""How often ended sessions lose their lookup key (one store update over them all)."""
 STORE_POLL = 0.25
 """How often a waiting custom event asks the store for a session another instance began."""
 
@@ -76,6 +78,8 @@ class SessionTracker:
         self._locks: dict[str, asyncio.Lock] = {}
         self._arrivals: dict[str, tuple[asyncio.Event, int]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+        self._sweeping: asyncio.Task[None] | None = None
 
     def lock(self, device_id: str) -> asyncio.Lock:
         """The device's lock; locks nobody holds or awaits are dropped with expired sessions."""
@@ -152,6 +156,11 @@ class SessionTracker:
             arrival[0].set()
         return self._remember(session)
 
+    def alias(self, session: LiveSession, device_id: str) -> None:
+        """Finds ``session`` under ``device_id`` too (the day's device key), in this process."""
+        self._cache[device_id] = session
+        self._cache.move_to_end(device_id)
+
     def advance(self, session: LiveSession, path: str, at: datetime) -> None:
         session.pageviews += 1
         if at >= session.exit_timestamp:
@@ -227,6 +236,19 @@ class SessionTracker:
         for device_id in expired:
             if self._cache[device_id].start.attributes.session_uuid not in self._dirty:
                 del self._cache[device_id]
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+            self._sweeping = asyncio.create_task(self.forget_ended(), name="session-sweep")
+
+    async def forget_ended(self) -> None:
+        """Removes the lookup key from sessions that ended (past the inactivity limit, and the
+        write-behind delay): nothing is left to find them by."""
+        horizon = self._clock.now() - self._ttl - timedelta(seconds=self._flush_interval)
+        try:
+            async with self._write_lock:
+                await self._store.forget_devices(ended_before=horizon)
+        except CoreError as error:
+            logger.warning("forgetting ended sessions' device ids failed: %s", error)
 
     async def close(self) -> None:
         """Stops the periodic flush and writes what is left."""

@@ -42,7 +42,7 @@ def validate_context(
         page_url=bounded(page_url, "context.page_url"),
         document_referrer=bounded(document_referrer, "context.document_referrer"),
         user_agent=bounded(user_agent, "context.user_agent"),
-        client_ip=validate_client_ip(client_ip),
+        client_ip=validate_client_ip(bounded(client_ip, "context.client_ip")),
     )
 
 

@@ -11,6 +11,7 @@ Must not import prisme_core.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -31,7 +32,7 @@ from prisme_http.request_id import REQUEST_ID
 from prisme_http.routes import Route, routes_of
 from prisme_http.status import http_status
 from prisme_http.tracker import TRACKER_PATH, tracker
-from prisme_http.transcode import to_message
+from prisme_http.transcode import NotUtf8, to_message
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,11 @@ async def _flush(app: web.Application) -> None:
 
 async def _channel(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    channel = grpc.aio.insecure_channel(config.core_target)
+    if config.core_tls_root is None:
+        channel = grpc.aio.insecure_channel(config.core_target)
+    else:
+        credentials = grpc.ssl_channel_credentials(root_certificates=config.core_tls_root)
+        channel = grpc.aio.secure_channel(config.core_target, credentials)
     app[CHANNEL] = channel
     app[LINK] = CoreLink(channel, _token_metadata(config))
     yield
@@ -93,39 +98,63 @@ def _handler(route: Route) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         config = request.app[CONFIG]
         try:
-            body = await request.read() if route.body_field else b""
+            async with asyncio.timeout(config.read_timeout):
+                body = await request.read() if route.body_field else b""
         except web.HTTPRequestEntityTooLarge:
             return json_error(413, "BODY_TOO_LARGE", f"body is over {config.max_body_bytes} bytes")
+        except TimeoutError:
+            response = json_error(
+                408, "REQUEST_TIMEOUT", f"body not read in {config.read_timeout:g}s"
+            )
+            response.force_close()
+            return response
         ip = client_ip(
             request.remote,
             request.headers.getall(config.proxy_header, ()),
             trust_proxy=config.trust_proxy,
             trusted_proxies=config.proxies,
         )
-        timeout = config.health_timeout if is_health else config.event_timeout
-        if event_field is not None:  # events travel batched, each with its own result
-            event = pb.Event(request_id=REQUEST_ID.get() or "")
-            to_message(route, request.headers, request.match_info, body, client_ip=ip,
-                       into=getattr(event, event_field))  # fmt: skip
-            within = config.pageview_timeout if event_field == "page_view" else timeout
-            error = await request.app[LINK].send(event, within)
-            if error is None:
-                return web.Response(body=b"{}", content_type="application/json")
-            return _error_response(error)
-        message = to_message(route, request.headers, request.match_info, body, client_ip=ip)
-        call = request.app[CHANNEL].unary_unary(
-            route.rpc_path,
-            request_serializer=route.request_type.SerializeToString,
-            response_deserializer=route.response_type.FromString,
-        )
-        metadata = [("x-request-id", REQUEST_ID.get() or ""), *_token_metadata(config)]
         try:
-            response = await call(message, metadata=metadata, timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            return _error_response(error_from_rpc(exc))
-        return web.json_response(MessageToDict(response))
+            if event_field is not None:  # events travel batched, each with its own result
+                return await _send_event(request, route, event_field, body, ip)
+            return await _call(request, route, body, ip, is_health)
+        except NotUtf8 as exc:
+            return json_error(400, "INVALID_ENCODING", str(exc))
 
     return handle
+
+
+async def _send_event(
+    request: web.Request, route: Route, event_field: str, body: bytes, ip: str
+) -> web.Response:
+    config = request.app[CONFIG]
+    event = pb.Event(request_id=REQUEST_ID.get() or "")
+    to_message(route, request.headers, request.match_info, body, client_ip=ip,
+               into=getattr(event, event_field))  # fmt: skip
+    within = config.pageview_timeout if event_field == "page_view" else config.event_timeout
+    error = await request.app[LINK].send(event, within)
+    if error is None:
+        return web.Response(body=b"{}", content_type="application/json")
+    return _error_response(error)
+
+
+async def _call(
+    request: web.Request, route: Route, body: bytes, ip: str, is_health: bool
+) -> web.Response:
+    config = request.app[CONFIG]
+    message = to_message(route, request.headers, request.match_info, body, client_ip=ip)
+    call = request.app[CHANNEL].unary_unary(
+        route.rpc_path,
+        request_serializer=route.request_type.SerializeToString,
+        response_deserializer=route.response_type.FromString,
+    )
+    metadata = [("x-request-id", REQUEST_ID.get() or ""), *_token_metadata(config)]
+    timeout = config.health_timeout if is_health else config.event_timeout
+    try:
+        response = await call(message, metadata=metadata, timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        return _error_response(error_from_rpc(exc))
+    return web.json_response(MessageToDict(response))
 
 
 def _token_metadata(config: FacadeConfig) -> tuple[tuple[str, str], ...]:

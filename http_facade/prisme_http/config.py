@@ -17,6 +17,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class FacadeConfig:
     core_target: str
     """gRPC address of the core, e.g. ``127.0.0.1:50051``."""
+    core_tls_root: bytes | None = field(default=None, repr=False)
+    """With TLS to the core: the certificate (PEM) the core's must chain to, e.g. its own."""
     token: str | None = field(default=None, repr=False)
     """The core's service token; the façade is a trusted caller that sets the client IP."""
     event_timeout: float = 10.0
@@ -25,6 +27,10 @@ class FacadeConfig:
     """Longest wait for the core's answer on a page view: the store's deadline and a margin."""
     health_timeout: float = 3.0
     """Deadline of the healthcheck's call to the core."""
+    read_timeout: float = 30.0
+    """Longest time to read a request's head, and then its body."""
+    idle_timeout: float = 75.0
+    """Longest time an idle keep-alive connection stays open."""
     max_body_bytes: int = 64 * 1024
     max_header_bytes: int = 32 * 1024
     cors_max_age: int = 86400

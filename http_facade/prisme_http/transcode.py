@@ -1,7 +1,8 @@
 """Turns an HTTP request into the gRPC request message its `Route` declares.
 
 Only syntax happens here: header values, path segments and the raw body are copied as they
-are; every rule about them lives in the core.
+are; every rule about them lives in the core. The one thing refused here is what a proto
+string cannot hold: text that is not UTF-8 (`NotUtf8`).
 
 Must not import prisme_core.
 """
@@ -13,6 +14,14 @@ from collections.abc import Mapping
 from google.protobuf.message import Message
 
 from prisme_http.routes import Route
+
+
+class NotUtf8(ValueError):
+    """A header or path segment whose bytes are not UTF-8 text."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"{where} is not valid UTF-8")
+        self.where = where
 
 
 def to_message(
@@ -31,17 +40,25 @@ def to_message(
         for header in binding.headers:
             if value := headers.get(header):
                 *where, field = binding.path
-                setattr(_parent(parents, tuple(where)), field, value)
+                _set(_parent(parents, tuple(where)), field, value, header)
                 break
     for name in route.context_fields:
         getattr(message, name).client_ip = client_ip
     for name in route.path_fields:
-        setattr(message, name, path_params[name])
+        _set(message, name, path_params[name], f"path segment {{{name}}}")
     if route.body_field is not None:
         http_body = getattr(message, route.body_field)
-        http_body.content_type = headers.get("Content-Type", "")
+        _set(http_body, "content_type", headers.get("Content-Type", ""), "Content-Type")
         http_body.data = body
     return message
+
+
+def _set(message: Message, field: str, value: str, where: str) -> None:
+    """aiohttp keeps bytes that are not UTF-8 as lone surrogates, which a proto string refuses."""
+    try:
+        setattr(message, field, value)
+    except UnicodeEncodeError as exc:
+        raise NotUtf8(where) from exc
 
 
 def _parent(parents: dict[tuple[str, ...], Message], path: tuple[str, ...]) -> Message:

@@ -84,6 +84,13 @@ class InMemoryEventStore:
         self._check()
         self.custom_events.extend(events)
 
+    async def forget_devices(self, ended_before: datetime) -> None:
+        self._check()
+        for key, stored in self.sessions.items():
+            if stored.exit_timestamp < ended_before:
+                start = replace(stored.start, device_id="")
+                self.sessions[key] = replace(stored, start=start)
+
     async def key(self, name: str, expires_at: datetime | None) -> bytes:
         self._check()
         return self.keys.setdefault(name, os.urandom(16))

@@ -5,7 +5,7 @@ Every operation is bounded by the configured timeout (PyMongo's client-side oper
 the driver's 30 s server selection. PyMongo exceptions never leave this module.
 
 Collections: ``pageviews``, ``sessions`` and ``events_custom`` (the contract's documents), and
-``keys`` (the daily salts, forgotten by a TTL index, and the persistent device key).
+``keys`` (the daily salts and device keys, forgotten by a TTL index).
 
 Must not import grpc or aiohttp.
 """
@@ -226,6 +226,13 @@ class MongoEventStore:
         with map_pymongo_errors("update sessions"):
             await self._db[SESSIONS].bulk_write(
                 [progress_update(p) for p in progress], ordered=False
+            )
+
+    async def forget_devices(self, ended_before: datetime) -> None:
+        with map_pymongo_errors("forget device ids"):
+            await self._db[SESSIONS].update_many(
+                {"exit_timestamp": {"$lt": ended_before}, "device_id": {"$exists": True}},
+                {"$unset": {"device_id": ""}},
             )
 
     async def find_session(self, device_id: str) -> StoredSession | None:
