@@ -198,7 +198,8 @@ class EventServicer(pb_grpc.EventServiceServicer):
                 return asyncio.ensure_future(self._pipeline.record_custom_event(event))
             raise InvalidInput(Reason.EMPTY_EVENT, "event has no kind", field="events")
         except CoreError as error:
-            return error
+            # Not the traceback: its frames hold the request, whose fields may be megabytes.
+            return error.with_traceback(None)
 
     async def _one(self, context: Context, kind: str, request: EventRequest) -> None:
         """A single-event RPC: the event as a batch of one, refused as a call."""
