@@ -100,11 +100,6 @@ async def test_large_untrusted_fields_are_refused_and_leave_health_alone(
     assert health_ms < 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the core keeps ~200 MB after 20 concurrent 4 MB messages (caches are not it: "
-    "they hold nothing over 8 KiB); where it stays is still to be found",
-)
 @pytest.mark.timeout(120)
 async def test_large_untrusted_fields_leave_the_cores_memory_alone(
     service: tuple[Service, int],

@@ -38,13 +38,6 @@ from prisme_cli.embedded import EmbeddedStore, exit_with_parent, free_port, term
 logger = logging.getLogger(__name__)
 
 
-# glibc raises its mmap threshold after freeing a large block, so the buffers of large gRPC
-# messages (up to PRISME_GRPC_MAX_MESSAGE_BYTES each, several copies per message) would stay in
-# the heap for good; a fixed threshold gives every block over 128 KiB back to the system when
-# it is freed. 20 concurrent 4 MB messages grew the core by ~300 MB without it.
-ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "131072"}
-
-
 class CoreProcessError(RuntimeError):
     pass
 
@@ -79,15 +72,11 @@ def _start_core(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes
     assert settings.mongodb_uri is not None
     assert settings.grpc_token is not None
     host, port = settings.grpc_hostport
-    env = (
-        ALLOCATOR
-        | os.environ
-        | {
-            "PRISME_MONGODB_URI": settings.mongodb_uri,
-            "PRISME_GRPC_TOKEN": settings.grpc_token,
-            "PRISME_GRPC_HOSTPORT": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        }
-    )
+    env = os.environ | {
+        "PRISME_MONGODB_URI": settings.mongodb_uri,
+        "PRISME_GRPC_TOKEN": settings.grpc_token,
+        "PRISME_GRPC_HOSTPORT": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+    }
     core = subprocess.Popen(
         [sys.executable, "-m", "prisme_cli.main", "core", "--metrics-port", str(metrics_port)],
         env=env,

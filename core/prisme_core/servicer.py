@@ -117,7 +117,8 @@ class EventServicer(pb_grpc.EventServiceServicer):
             self.identify(context)  # a wrong token is refused here too
             ping_ms = await self._health.check()
         except CoreError as error:
-            await abort(context, error)
+            refuse(context, rich_status(error))
+            return pb.CheckHealthResponse()
         return pb.CheckHealthResponse(store_ping_ms=ping_ms)
 
     async def SendEvents(
@@ -127,8 +128,9 @@ class EventServicer(pb_grpc.EventServiceServicer):
             caller = self.identify(context)
             if (error := too_many_events(request.events, "call")) is not None:
                 raise error
-        except CoreError as error:
-            await abort(context, error)
+        except CoreError as refused:
+            refuse(context, rich_status(refused))
+            return pb.SendEventsResponse()
         return pb.SendEventsResponse(results=await self.send_all(request.events, caller))
 
     def identify(self, context: Context) -> Caller:
@@ -202,17 +204,18 @@ class EventServicer(pb_grpc.EventServiceServicer):
             return error.with_traceback(None)
 
     async def _one(self, context: Context, kind: str, request: EventRequest) -> None:
-        """A single-event RPC: the event as a batch of one, refused as a call."""
+        """A single-event RPC: the event as a batch of one, refused as a call (the method
+        returns its empty response, which the refusal's status replaces)."""
         try:
             caller = self.identify(context)
         except CoreError as error:
-            await abort(context, error)
+            refuse(context, rich_status(error))
+            return
         event = pb.Event()
         getattr(event, kind).CopyFrom(request)
         (status,) = await self.send_all([event], caller)
         if status.code != OK.code:
-            status = rpc_status.to_status(status)
-            await context.abort(status.code, status.details, status.trailing_metadata)
+            refuse(context, status)
 
     def _is_trusted(self, context: Context) -> bool:
         """True for a caller with the service token; a wrong token is refused outright."""
@@ -233,8 +236,18 @@ def _metadata(context: Context) -> dict[str, str]:
     return {key: str(value) for key, value in context.invocation_metadata() or ()}
 
 
+def refuse(context: Context, status: status_pb2.Status) -> None:
+    """Ends the call with ``status`` once the method returns. Not `context.abort`: its exception
+    and traceback form a cycle with the call's frames, which would keep the request (up to
+    megabytes) alive until a full garbage collection."""
+    refusal = rpc_status.to_status(status)
+    context.set_code(refusal.code)
+    context.set_details(refusal.details)
+    context.set_trailing_metadata(refusal.trailing_metadata)
+
+
 async def abort(context: Context, error: CoreError) -> Any:
-    """Ends the call with ``error``'s rich status (`context.abort` raises)."""
+    """Ends a streaming call with ``error``'s rich status (`context.abort` raises)."""
     status = rpc_status.to_status(rich_status(error))
     await context.abort(status.code, status.details, status.trailing_metadata)
 
