@@ -10,6 +10,10 @@
    daemon, under the same wrk load, with the CPU time of every service process per event;
    afterwards every acknowledged event is looked up in the store.
 
+With ``--hol``, the full stack runs again beside a slow client (a custom event with no session
+about once a second, each waiting for one): ``bench-hol:`` gives the others' throughput, its
+share of the first run's, and their p99.
+
 It ends with the line ``bench: e2e_rps=... store_rps=... ratio=... bare_rps=...
 cpu_us_per_event=... p50_ms=... p99_ms=... errors=... lost=...``.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -26,7 +31,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +58,7 @@ LUA = HERE / "pageviews.lua"
 NEW_SHARE = float(os.environ.get("BENCH_NEW_SHARE", "0.3"))  # as bench/pageviews.lua reads them
 VISITORS = int(os.environ.get("BENCH_VISITORS", "2000"))
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SLOW_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0"
 
 BARE_APP = """
 import sys
@@ -198,8 +207,34 @@ async def stored_pageviews(uri: str) -> int:
     return count
 
 
+def slow_client(port: int, stop: threading.Event, sent: list[int]) -> None:
+    """One client sending a custom event with no session about once a second: each waits for
+    a session up to PRISME_API_EVENTS_TIMEOUT (3 s), then gets 400, well within its rate
+    limit. Three threads, a second apart."""
+
+    def loop(offset: float) -> None:
+        stop.wait(offset)
+        while not stop.is_set():
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/v1/events/custom/waits",
+                method="POST",
+                headers={
+                    "Origin": "http://localhost",
+                    "X-Prisme-Referrer": "http://localhost/nowhere",
+                    "User-Agent": SLOW_AGENT,
+                    "X-Forwarded-For": "198.51.100.9",
+                },
+            )
+            with contextlib.suppress(urllib.error.URLError, OSError):
+                urllib.request.urlopen(request, timeout=30).close()
+            sent.append(1)
+
+    for offset in (0.0, 1.0, 2.0):
+        threading.Thread(target=loop, args=(offset,), daemon=True).start()
+
+
 def full_stack(
-    uri: str, seconds: float, connections: int, work: Path, store_pid: int
+    uri: str, seconds: float, connections: int, work: Path, store_pid: int, hol: bool = False
 ) -> tuple[WrkResult, float, int]:
     port = free_port()
     env = (
@@ -227,9 +262,15 @@ def full_stack(
             print((work / "serve.log").read_text()[-2000:], file=sys.stderr)
             raise
         warm = wrk(port, 3, connections)
+        stop, slow_sent = threading.Event(), list[int]()
+        if hol:
+            slow_client(port, stop, slow_sent)
         facade_before, cpu_before = process_cpu(process.pid)
         store_before = process_cpu(store_pid)[1]
         result = wrk(port, seconds, connections)
+        stop.set()
+        if hol:
+            print(f"slow client: {len(slow_sent)} custom events waited for a session", flush=True)
         facade_after, cpu_after = process_cpu(process.pid)
         store_cpu = process_cpu(store_pid)[1] - store_before
         cpu, facade_cpu = cpu_after - cpu_before, facade_after - facade_before
@@ -250,6 +291,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--ceiling-events", type=int, default=20_000)
+    parser.add_argument(
+        "--hol",
+        action="store_true",
+        help="also run the full stack with a slow client beside the load (head-of-line check)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="prisme-bench-"))
     store = EmbeddedStore(work / "store", cache_size="512M")
@@ -263,6 +309,11 @@ def main() -> None:
         result, cpu_us, acknowledged = full_stack(
             uri, args.duration, args.connections, work, store.pid
         )
+        if args.hol:
+            held, _, held_acknowledged = full_stack(
+                uri, args.duration, args.connections, work, store.pid, hol=True
+            )
+            acknowledged += held_acknowledged
         stored = asyncio.run(stored_pageviews(uri))
     finally:
         store.stop()
@@ -272,6 +323,11 @@ def main() -> None:
         f"p99 {result.p99_ms:.1f} ms, {cpu_us:.0f} µs CPU per event, "
         f"{acknowledged} acknowledged, {stored} stored"
     )
+    if args.hol:
+        print(
+            f"bench-hol: e2e_rps={held.rps:.0f} p99_ms={held.p99_ms:.1f} "
+            f"share={held.rps / result.rps:.2f} errors={held.errors}"
+        )
     print(
         f"bench: e2e_rps={result.rps:.0f} store_rps={store_rps:.0f} "
         f"ratio={result.rps / store_rps:.2f} bare_rps={bare_rps:.0f} "

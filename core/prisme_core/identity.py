@@ -14,6 +14,7 @@ Must not import grpc, aiohttp or pymongo.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -36,7 +37,12 @@ def keyed_hash(key: bytes, user_agent: str, client_ip: str, host: str) -> str:
 def _day_key(kind: str, at: datetime, days_back: int = 0) -> tuple[str, datetime]:
     """The name of the ``kind`` key of ``at``'s UTC day (or of a day before), and when it
     expires."""
-    day = at.astimezone(UTC).date() - timedelta(days=days_back)
+    return _key_of_day(kind, at.astimezone(UTC).date(), days_back)
+
+
+@functools.lru_cache(maxsize=64)
+def _key_of_day(kind: str, day: date, days_back: int) -> tuple[str, datetime]:
+    day -= timedelta(days=days_back)
     return f"{kind}:{day.isoformat()}", datetime.combine(day, time(), tzinfo=UTC) + SALT_LIFETIME
 
 

@@ -2,9 +2,9 @@
 
 One unary gRPC call per HTTP request costs more CPU than everything else a request does, so
 events travel over one stream instead. `send` queues an event and the link sends what is
-queued as soon as it can: at once when the stream is idle, else as one batch once the write
-before it is done. It keeps no timing of its own: when events are written is for the core's
-group commit to decide. The core answers each event on its own, as soon as its outcome is
+queued as soon as it can: a few loop turns after the first event (`GATHER_TURNS`), or once
+the write before it is done. It keeps no timing of its own: when events are written is for
+the core's group commit to decide. The core answers each event on its own, as soon as its outcome is
 known, so an event that waits (a custom event for its session) holds up no other.
 
 The stream opens with the first batch, and again with the first batch after it ended (the core
@@ -31,6 +31,12 @@ from prisme_client import PrismeError, error_from_rpc, error_from_status
 EXCHANGE: Final = "/prisme.v1.FacadeLinkService/Exchange"
 MAX_BATCH: Final = 1000
 """Events per message: the most the core takes in one batch."""
+GATHER_TURNS: Final = 3
+"""Event-loop turns a write lets pass before it takes the queue. One message of answers wakes
+many handlers at once, and their clients' next requests arrive over the next few turns: taking
+them together halves the messages (≈ 20 events each instead of ≈ 12 under the bench load) and
+cut service CPU per page view by ≈ 10 % (382/359 against 411/432 µs, p99 77/70 against 84/87
+ms, alternating runs). Turns, not time: an idle service sends at once."""
 CLOSE_TIMEOUT: Final = 5.0
 """Longest `close` waits for the core to end the stream."""
 
@@ -71,6 +77,8 @@ class CoreLink:
     async def _write_queued(self) -> None:
         try:
             while self._queued:
+                for _ in range(GATHER_TURNS):
+                    await asyncio.sleep(0)
                 batch = [entry for entry in self._queued[:MAX_BATCH] if not entry[1].done()]
                 del self._queued[:MAX_BATCH]
                 if batch:
