@@ -288,13 +288,27 @@ async def test_header_bytes_that_are_not_utf8_get_400(facade_port: int, header: 
 # --- 7. slow clients ----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def strict_port(core_target: str) -> AsyncIterator[int]:
-    config = dataclasses.replace(facade_config(core_target), read_timeout=0.5, idle_timeout=0.5)
+async def _facade(core_target: str, read: float, idle: float) -> tuple[FacadeRunner, int]:
+    config = dataclasses.replace(facade_config(core_target), read_timeout=read, idle_timeout=idle)
     runner = FacadeRunner(create_app(config), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield runner.addresses[0][1]
+    return runner, runner.addresses[0][1]
+
+
+@pytest.fixture
+async def strict_port(core_target: str) -> AsyncIterator[int]:
+    """A façade that reads heads and bodies for 0.5 s, and keeps idle connections for 60 s."""
+    runner, port = await _facade(core_target, read=0.5, idle=60.0)
+    yield port
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def impatient_port(core_target: str) -> AsyncIterator[int]:
+    """A façade that keeps idle connections for 0.5 s, and reads for 60 s."""
+    runner, port = await _facade(core_target, read=60.0, idle=0.5)
+    yield port
     await runner.cleanup()
 
 
@@ -322,8 +336,8 @@ async def test_a_body_sent_slowly_gets_408(strict_port: int) -> None:
     writer.close()
 
 
-async def test_an_idle_keep_alive_connection_is_closed(strict_port: int) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", strict_port)
+async def test_an_idle_keep_alive_connection_is_closed(impatient_port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", impatient_port)
     writer.write(b"GET /api/v1/healthcheck HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
     await reader.readuntil(b"\r\n\r\n")
@@ -401,13 +415,17 @@ async def test_the_device_key_rotates_and_sessions_continue_across_midnight(
     await visit("/before-midnight", "")
     clock.at += timedelta(minutes=20)  # past midnight: a new device key
     await visit("/after-midnight", "http://localhost/before-midnight")
+    clock.at += timedelta(hours=23, minutes=55)  # and past the next (found only if rekeyed)
+    await visit("/next-midnight", "http://localhost/after-midnight")
     clock.at += timedelta(days=2)
     await visit("/days-later", "")
     sessions = [s async for s in mongo.sessions.find().sort("entry_timestamp", 1)]
-    assert [s["pageviews"] for s in sessions] == [2, 1]  # continued across midnight
+    assert [s["pageviews"] for s in sessions] == [3, 1]  # continued across two midnights
     assert sessions[0]["device_id"] != sessions[1]["device_id"]  # same device, another key
     keys = {k["_id"]: k async for k in mongo["keys"].find({"_id": {"$regex": "^device:"}})}
-    assert set(keys) == {"device:2026-03-01", "device:2026-03-02", "device:2026-03-04"}
+    assert set(keys) == {
+        "device:2026-03-01", "device:2026-03-02", "device:2026-03-03", "device:2026-03-05"
+    }  # fmt: skip
     for name, key in keys.items():  # forgotten by the TTL index two days after its day
         day = datetime.fromisoformat(name.partition(":")[2]).replace(tzinfo=UTC)
         assert key["expires_at"] == day + timedelta(days=2)

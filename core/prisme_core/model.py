@@ -85,12 +85,14 @@ class SessionStart:
 
 @dataclass(frozen=True, slots=True)
 class SessionProgress:
-    """Later state of a session, written behind: ``added`` page views since the last write."""
+    """Later state of a session, written behind: ``added`` page views since the last write,
+    and the device id to find it by from now on, if that changed (the day's device key)."""
 
     session_uuid: UUID
     exit_path: str
     exit_timestamp: datetime
     added: int
+    device_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

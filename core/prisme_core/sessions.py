@@ -53,6 +53,8 @@ class LiveSession:
     """Page views the session document already counts."""
     persisted: asyncio.Future[None] = field(repr=False)
     """Resolves once the session document is stored."""
+    rekeyed: str | None = None
+    """A device id under the day's key, for the next progress write to store."""
 
 
 class SessionTracker:
@@ -157,9 +159,14 @@ class SessionTracker:
         return self._remember(session)
 
     def alias(self, session: LiveSession, device_id: str) -> None:
-        """Finds ``session`` under ``device_id`` too (the day's device key), in this process."""
+        """Finds ``session`` under ``device_id`` (the day's device key) from now on: at once
+        in this process, and in the store with its next progress write."""
         self._cache[device_id] = session
         self._cache.move_to_end(device_id)
+        session.rekeyed = device_id
+        key = session.start.attributes.session_uuid
+        if key not in self._dirty:
+            self._dirty[key] = (session, time.monotonic())
 
     def advance(self, session: LiveSession, path: str, at: datetime) -> None:
         session.pageviews += 1
@@ -214,6 +221,7 @@ class SessionTracker:
                     exit_path=s.exit_path,
                     exit_timestamp=s.exit_timestamp,
                     added=s.pageviews - s.recorded,
+                    device_id=s.rekeyed,
                 )
                 for s in chunk
             ]
@@ -225,6 +233,8 @@ class SessionTracker:
                 return
             for session, written in zip(chunk, progress, strict=True):
                 session.recorded += written.added
+                if session.rekeyed == written.device_id:
+                    session.rekeyed = None
                 self._dirty.pop(written.session_uuid, None)
                 if session.recorded != session.pageviews:  # advanced while being written
                     self._dirty[written.session_uuid] = (session, time.monotonic())

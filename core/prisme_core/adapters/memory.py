@@ -59,6 +59,8 @@ class InMemoryEventStore:
             if stored is None:
                 continue
             moved = update.exit_timestamp >= stored.exit_timestamp
+            if update.device_id is not None:
+                stored = replace(stored, start=replace(stored.start, device_id=update.device_id))
             self.sessions[update.session_uuid] = replace(
                 stored,
                 exit_path=update.exit_path if moved else stored.exit_path,

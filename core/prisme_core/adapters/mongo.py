@@ -127,18 +127,14 @@ def progress_update(progress: SessionProgress) -> UpdateOne:
     """Adds the page views and moves the exit forward only: safe in any order, from any
     instance."""
     later = {"$gte": [progress.exit_timestamp, "$exit_timestamp"]}
-    return UpdateOne(
-        {"_id": progress.session_uuid},
-        [
-            {
-                "$set": {
-                    "pageviews": {"$add": ["$pageviews", progress.added]},
-                    "exit_path": {"$cond": [later, progress.exit_path, "$exit_path"]},
-                    "exit_timestamp": {"$max": ["$exit_timestamp", progress.exit_timestamp]},
-                }
-            }
-        ],
-    )
+    changes: Document = {
+        "pageviews": {"$add": ["$pageviews", progress.added]},
+        "exit_path": {"$cond": [later, progress.exit_path, "$exit_path"]},
+        "exit_timestamp": {"$max": ["$exit_timestamp", progress.exit_timestamp]},
+    }
+    if progress.device_id is not None:  # found under the day's device key from now on
+        changes["device_id"] = {"$literal": progress.device_id}
+    return UpdateOne({"_id": progress.session_uuid}, [{"$set": changes}])
 
 
 EVENT_ID_KEYS: Final = frozenset({"_id", "event_id"})
