@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import logging
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,23 @@ def _view(visit: Visit, event_id: str = "") -> pb.SendPageViewRequest:
 # --- 1. no event waits for another ---------------------------------------------------------
 
 
+def _in_flight() -> float:
+    return REGISTRY.get_sample_value("prisme_link_batches_in_flight") or 0.0
+
+
+def _more_in_flight_than(count: float) -> bool:
+    return _in_flight() > count
+
+
+async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Polls ``condition`` (a metric: there is no event to wait on) for up to ``within`` s."""
+    for _ in range(int(within / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not met in time")
+
+
 @pytest.fixture
 async def waiting_core(settings: Settings, user_agents: UserAgentsParser) -> AsyncIterator[str]:
     server = await _core(settings, user_agents, api_events_timeout=20.0)
@@ -67,18 +85,24 @@ async def waiting_core(settings: Settings, user_agents: UserAgentsParser) -> Asy
 async def test_events_waiting_for_a_session_hold_up_no_other_event(
     aiohttp_client: AiohttpClient, waiting_core: str, mongo: AsyncDatabase[Document]
 ) -> None:
-    http = await aiohttp_client(create_app(facade_config(waiting_core)))
-    # Custom events with no session wait for one (up to 20 s here), a few at a time.
-    waiting = [
-        asyncio.create_task(send_custom_http(http, Custom(visit=Visit(client_ip=f"81.2.9.{n}"))))
-        for n in range(1, 5)
-    ]
-    answer = await send_http(http, Visit(client_ip="81.2.3.4", page_url="http://localhost/hol"))
-    assert answer.ok
-    assert not any(task.done() for task in waiting)  # still waiting, each on its own
+    config = dataclasses.replace(facade_config(waiting_core), event_timeout=30.0)
+    http = await aiohttp_client(create_app(config))
+    # Custom events with no session wait for one (up to 20 s here), each sent on its own.
+    waiting = []
+    for n in range(1, 5):
+        taken = _in_flight()
+        custom = Custom(visit=Visit(client_ip=f"81.2.9.{n}"))
+        waiting.append(asyncio.create_task(send_custom_http(http, custom)))
+        await _until(functools.partial(_more_in_flight_than, taken))  # the core has it
+    view = Visit(client_ip="81.2.3.4", page_url="http://localhost/hol")
+    try:  # the bound only keeps a failure short: answered, it takes milliseconds
+        answer = await asyncio.wait_for(send_http(http, view), 10)
+        assert answer.ok
+        assert not any(task.done() for task in waiting)  # still waiting, each on its own
+    finally:
+        for task in waiting:
+            task.cancel()
     assert await mongo.pageviews.count_documents({"path": "/hol"}) == 1
-    for task in waiting:
-        task.cancel()
 
 
 # --- 2. bounded input --------------------------------------------------------------------
@@ -221,10 +245,6 @@ async def test_the_link_needs_the_service_token(core_target: str) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stream.read()
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-
-
-def _in_flight() -> float:
-    return REGISTRY.get_sample_value("prisme_link_batches_in_flight") or 0.0
 
 
 async def test_the_link_reads_a_bounded_number_of_batches_ahead(
