@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 from prisme_core.settings import Settings, SettingsError, parse_duration
@@ -25,11 +26,28 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.proxy_header == "X-Forwarded-For"
     assert settings.trust_proxy is False
     assert ipaddress.ip_address("10.1.2.3") in settings.trusted_proxies[2]
+    assert settings.http_read_timeout == 30.0
+    assert settings.http_idle_timeout == 75.0
+    assert settings.grpc_trusted_proxies == ()
+    assert settings.grpc_tls_cert is None
+    assert settings.grpc_tls_key is None
+    assert settings.grpc_max_message_bytes == 4 * 1024 * 1024
+    assert settings.grpc_max_streams == 100
 
 
-def test_every_variable_is_read() -> None:
+def test_every_variable_is_read(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("certificate")
+    key.write_text("key")
     settings = Settings.from_env(
         {
+            "PRISME_HTTP_READ_TIMEOUT": "10s",
+            "PRISME_HTTP_IDLE_TIMEOUT": "1m",
+            "PRISME_GRPC_TRUSTED_PROXIES": "10.1.0.0/16",
+            "PRISME_GRPC_TLS_CERT": str(cert),
+            "PRISME_GRPC_TLS_KEY": str(key),
+            "PRISME_GRPC_MAX_MESSAGE_BYTES": "1048576",
+            "PRISME_GRPC_MAX_STREAMS": "10",
             "PRISME_PORT": "8081",
             "PRISME_HOST": "127.0.0.1",
             "PRISME_ORIGIN_REGISTRY_ORIGINS": " a.com, b.org ,,",
@@ -79,6 +97,33 @@ def test_every_variable_is_read() -> None:
     assert settings.rate_limit_per_minute == 120
     assert settings.max_body_bytes == 1024
     assert settings.max_header_bytes == 4096
+    assert settings.http_read_timeout == 10
+    assert settings.http_idle_timeout == 60
+    assert settings.grpc_trusted_proxies == (ipaddress.ip_network("10.1.0.0/16"),)
+    assert (settings.grpc_tls_cert, settings.grpc_tls_key) == (str(cert), str(key))
+    assert settings.grpc_max_message_bytes == 1048576
+    assert settings.grpc_max_streams == 10
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        pytest.param({"PRISME_GRPC_TLS_CERT": "/no/such/file"}, "PRISME_GRPC_TLS_CERT", id="cert"),
+        pytest.param({"PRISME_HTTP_READ_TIMEOUT": "-1s"}, "PRISME_HTTP_READ_TIMEOUT", id="read"),
+    ],
+)
+def test_bad_hardening_values_fail_naming_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(env)
+    assert refused.value.variable == variable
+
+
+def test_tls_needs_both_the_certificate_and_its_key(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("certificate")
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"PRISME_GRPC_TLS_CERT": str(cert)})
+    assert refused.value.variable == "PRISME_GRPC_TLS_KEY"
 
 
 @pytest.mark.parametrize(
