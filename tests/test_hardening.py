@@ -626,3 +626,16 @@ async def test_reflection_v1_lists_the_services(core_target: str) -> None:
     assert isinstance(answer, reflection_pb.ServerReflectionResponse)
     names = {service.name for service in answer.list_services_response.service}
     assert {"prisme.v1.EventService", "grpc.reflection.v1.ServerReflection"} <= names
+
+
+def test_caches_hold_only_bounded_keys(user_agents: UserAgentsParser) -> None:
+    from prisme_core import urls
+
+    before = urls._cached_parse_url.cache_info().currsize
+    for n in range(50):
+        urls.parse_url(f"http://localhost/{n}/" + "a" * 8000)
+    assert urls._cached_parse_url.cache_info().currsize == before  # long URLs are not kept
+    parser = UserAgentsParser(cache_size=16)
+    for n in range(50):  # 8 KiB agents that differ past what is parsed: one entry of 512
+        parser.parse(FIREFOX + " " * 600 + str(n))
+    assert parser._cached.cache_info().currsize == 1

@@ -64,10 +64,14 @@ class UserAgentsParser:
     def __init__(self, cache_size: int = 16384) -> None:
         self._parser = Parser(Resolver(load_builtins()))
         self._crawlers = CrawlerPatterns()
-        self.parse = functools.lru_cache(maxsize=cache_size)(self._parse)
+        self._cached = functools.lru_cache(maxsize=cache_size)(self._parse)
 
-    def _parse(self, user_agent: str) -> ClientInfo:
-        text = user_agent[:MAX_PARSED_LENGTH]
+    def parse(self, user_agent: str) -> ClientInfo:
+        """Parsed by its first `MAX_PARSED_LENGTH` characters, which are also the cache's key:
+        the cache holds at most ``cache_size`` times that, whatever clients send."""
+        return self._cached(user_agent[:MAX_PARSED_LENGTH])
+
+    def _parse(self, text: str) -> ClientInfo:
         agent = _ResolvedUserAgent(self._parser.parse(text).with_defaults())
         is_bot = bool(agent.is_bot) or text.strip() in {"", "-"} or self._crawlers.match(text)
         return ClientInfo(
