@@ -639,3 +639,45 @@ def test_caches_hold_only_bounded_keys(user_agents: UserAgentsParser) -> None:
     for n in range(50):  # 8 KiB agents that differ past what is parsed: one entry of 512
         parser.parse(FIREFOX + " " * 600 + str(n))
     assert parser._cached.cache_info().currsize == 1
+
+
+# --- 3b. refusals at the façade count too ----------------------------------------------------
+
+
+@pytest.fixture
+async def limited_facade(settings: Settings, user_agents: UserAgentsParser) -> AsyncIterator[int]:
+    server = await _core(settings, user_agents, rate_limit_per_minute=60)
+    config = dataclasses.replace(facade_config(f"127.0.0.1:{server.port}"), max_body_bytes=100)
+    runner = FacadeRunner(create_app(config), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield runner.addresses[0][1]
+    await runner.cleanup()
+    await server.stop(grace=0)
+
+
+def _post(path: bytes, headers: dict[bytes, bytes], body: bytes = b"") -> bytes:
+    lines = b"".join(name + b": " + value + b"\r\n" for name, value in headers.items())
+    head = b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 81.2.69.142\r\n" + lines
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+@pytest.mark.parametrize(
+    ("refused", "status"),
+    [
+        pytest.param(_post(b"/api/v1/events/pageviews", {b"User-Agent": b"\xff\xfe"}), 400,
+                     id="not-utf8"),
+        pytest.param(_post(b"/api/v1/events/custom/x", {b"Content-Type": b"application/json"},
+                           b"{}" + b" " * 200), 413, id="declared-too-large"),
+    ],
+)  # fmt: skip
+async def test_events_the_facade_refuses_count_against_the_limit(
+    limited_facade: int, refused: bytes, status: int
+) -> None:
+    for _ in range(60):
+        assert (await _raw(limited_facade, refused))[0] == status
+    headers = {b"Origin": b"http://localhost", b"X-Prisme-Referrer": b"http://localhost/",
+               b"User-Agent": FIREFOX.encode()}  # fmt: skip
+    valid = _post(b"/api/v1/events/pageviews", headers)
+    assert (await _raw(limited_facade, valid))[0] == 429
+    assert (await _raw(limited_facade, refused))[0] == 429

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def run_core(settings: Settings, metrics_port: int | None) -> None:
+    runtime.tune_allocator()
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1")
     runtime.run(_core(settings))

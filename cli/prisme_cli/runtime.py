@@ -1,5 +1,5 @@
-"""The process runtime shared by ``prisme serve`` and ``prisme core``: uvloop and a GC tuned for
-a long-running server.
+"""The process runtime shared by ``prisme serve`` and ``prisme core``: uvloop, a GC tuned for
+a long-running server, and an allocator that gives large buffers back.
 
 The collector's defaults suit short scripts. Here, every request allocates a few hundred
 short-lived objects, and the process holds large long-lived tables (user-agent and GeoIP
@@ -11,6 +11,7 @@ generation is collected less often: the same garbage is reclaimed, at a fraction
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -22,6 +23,22 @@ T = TypeVar("T")
 # Young-generation threshold, and how many young (then middle) collections trigger the next
 # generation's. CPython's defaults are (700, 10, 10).
 GC_THRESHOLDS = (20_000, 20, 100)
+
+
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 64 * 1024
+"""glibc raises its mmap threshold after freeing a large block, so the buffers of large gRPC
+messages (up to PRISME_GRPC_MAX_MESSAGE_BYTES each, a few copies per message) would stay in
+the heap for good. A fixed threshold gives every block over 64 KiB back to the system when it
+is freed. With it, 20 concurrent 4 MB messages leave the core within a few MB of where it
+was; without it, some runs kept 50 MB or more of freed buffers in the heap."""
+
+
+def tune_allocator() -> None:
+    """Fixes glibc's mmap threshold (no-op on other C libraries)."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

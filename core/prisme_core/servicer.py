@@ -42,10 +42,11 @@ logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_BATCH = 1000
-KINDS = {"page_view": "pageview", "custom_event": "custom"}
+KINDS = {"page_view": "pageview", "custom_event": "custom", "refused": "refused"}
 OK = status_pb2.Status(code=grpc.StatusCode.OK.value[0])
 
 EventRequest = pb.SendPageViewRequest | pb.SendCustomEventRequest
+BatchedRequest = EventRequest | pb.RefusedEvent
 Outcome = CoreError | PendingEvent | asyncio.Future[None]
 """A refusal, a page view on its way to the store, or an event deciding in a task of its own."""
 
@@ -181,11 +182,10 @@ class EventServicer(pb_grpc.EventServiceServicer):
         return rich_status(error)
 
     def _start(
-        self, kind: str | None, request: EventRequest | None, caller: Caller, group: object
+        self, kind: str | None, request: BatchedRequest | None, caller: Caller, group: object
     ) -> Outcome:
         try:
-            given = request.context.client_ip if request is not None else ""
-            self._pipeline.count(caller.client_ip(given))  # before any other rule
+            self._pipeline.count(caller.client_ip(_given_ip(request)))  # before any other rule
             if isinstance(request, pb.SendPageViewRequest):
                 context = client_context(request, caller)
                 return self._pipeline.start_pageview(context, request.event_id, group)
@@ -198,6 +198,10 @@ class EventServicer(pb_grpc.EventServiceServicer):
                     event_id=request.event_id,
                 )
                 return asyncio.ensure_future(self._pipeline.record_custom_event(event))
+            if isinstance(request, pb.RefusedEvent):
+                raise InvalidInput(
+                    Reason.REFUSED_BY_SENDER, "refused by its sender; counted", field="events"
+                )
             raise InvalidInput(Reason.EMPTY_EVENT, "event has no kind", field="events")
         except CoreError as error:
             # Not the traceback: its frames hold the request, whose fields may be megabytes.
@@ -230,6 +234,15 @@ class EventServicer(pb_grpc.EventServiceServicer):
         ):
             raise Unauthenticated()
         return True
+
+
+def _given_ip(request: BatchedRequest | None) -> str:
+    """The client IP the request names (honoured for trusted callers only)."""
+    if request is None:
+        return ""
+    if isinstance(request, pb.RefusedEvent):
+        return request.client_ip
+    return request.context.client_ip
 
 
 def _metadata(context: Context) -> dict[str, str]:

@@ -25,7 +25,7 @@ from prisme_client.forwarded import client_ip
 from prisme_http.access_log import AccessLog
 from prisme_http.config import FacadeConfig
 from prisme_http.errors import json_error
-from prisme_http.link import CoreLink
+from prisme_http.link import LINK, CoreLink, count_refused
 from prisme_http.middleware import make_edge
 from prisme_http.openapi import openapi_document
 from prisme_http.request_id import REQUEST_ID
@@ -38,7 +38,6 @@ logger = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", FacadeConfig)
 CHANNEL = web.AppKey("channel", grpc.aio.Channel)
-LINK = web.AppKey("link", CoreLink)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
 # Which field of a batched `Event` carries each single-event request type.
 EVENT_FIELDS = {
@@ -53,7 +52,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_app(config: FacadeConfig) -> web.Application:
     lines = AccessLog()
     app = web.Application(
-        client_max_size=config.max_body_bytes, middlewares=[make_edge(config, lines)]
+        client_max_size=config.max_body_bytes, middlewares=[make_edge(config, lines, counted)]
     )
     app[CONFIG] = config
     app[ACCESS_LOG] = lines
@@ -97,17 +96,6 @@ def _handler(route: Route) -> Handler:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         config = request.app[CONFIG]
-        try:
-            async with asyncio.timeout(config.read_timeout):
-                body = await request.read() if route.body_field else b""
-        except web.HTTPRequestEntityTooLarge:
-            return json_error(413, "BODY_TOO_LARGE", f"body is over {config.max_body_bytes} bytes")
-        except TimeoutError:
-            response = json_error(
-                408, "REQUEST_TIMEOUT", f"body not read in {config.read_timeout:g}s"
-            )
-            response.force_close()
-            return response
         ip = client_ip(
             request.remote,
             request.headers.getall(config.proxy_header, ()),
@@ -115,13 +103,49 @@ def _handler(route: Route) -> Handler:
             trusted_proxies=config.proxies,
         )
         try:
+            body = await _read_body(request, route, config)
             if event_field is not None:  # events travel batched, each with its own result
                 return await _send_event(request, route, event_field, body, ip)
             return await _call(request, route, body, ip, is_health)
+        except _Refused as refused:
+            refusal = refused.response
         except NotUtf8 as exc:
-            return json_error(400, "INVALID_ENCODING", str(exc))
+            refusal = json_error(400, "INVALID_ENCODING", str(exc))
+        return await counted(request, refusal, ip) if event_field is not None else refusal
 
     return handle
+
+
+class _Refused(Exception):
+    """The request cannot become a message: ``response`` says why."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+async def _read_body(request: web.Request, route: Route, config: FacadeConfig) -> bytes:
+    """The body, read within the read timeout (408) and the size limit (413)."""
+    if not route.body_field:
+        return b""
+    try:
+        async with asyncio.timeout(config.read_timeout):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        limit = config.max_body_bytes
+        raise _Refused(json_error(413, "BODY_TOO_LARGE", f"body is over {limit} bytes")) from exc
+    except TimeoutError as exc:
+        late = json_error(408, "REQUEST_TIMEOUT", f"body not read in {config.read_timeout:g}s")
+        late.force_close()
+        raise _Refused(late) from exc
+
+
+async def counted(request: web.Request, refusal: web.Response, ip: str) -> web.Response:
+    """``refusal`` of an event, counted against its client's rate limit: a 429 instead when
+    the client is over it."""
+    config = request.app[CONFIG]
+    limited = await count_refused(request.app[LINK], ip, config.pageview_timeout)
+    return _error_response(limited) if limited is not None else refusal
 
 
 async def _send_event(

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Final
 
 import grpc
+from aiohttp import web
 from google.protobuf.message import Message
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import facade_link_pb2 as link_pb
@@ -151,6 +152,17 @@ class CoreLink:
         except TimeoutError:
             stream.cancel()
             await reader
+
+
+LINK: Final = web.AppKey("link", CoreLink)
+
+
+async def count_refused(link: CoreLink, client_ip: str, within: float) -> PrismeError | None:
+    """Counts an event the façade refused against its client's rate limit (every event counts
+    first): the core's refusal when the client is over it, else None."""
+    event = pb.Event(refused=pb.RefusedEvent(client_ip=client_ip))
+    error = await link.send(event, within)
+    return error if error is not None and error.reason == "RATE_LIMITED" else None
 
 
 def _expire(answer: Answer, within: float) -> None:

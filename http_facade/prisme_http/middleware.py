@@ -1,7 +1,8 @@
 """`edge`: what every façade response goes through, whatever route or error produced it.
 
 In order: a request id; oversized headers (431) and declared bodies (413) refused before any
-work; CORS preflights on the events routes answered at once (no quota spent); aiohttp's own
+work (on an events route, counted against the client's rate limit all the same); CORS
+preflights on the events routes answered at once (no quota spent); aiohttp's own
 404/405 and any unexpected failure turned into the short JSON error body; the request id and,
 on events routes, ``Access-Control-Allow-Origin: *`` added; then the metrics and one JSON-lines
 access-log record (request id, route, method, status, duration; client IP and user agent only
@@ -37,7 +38,11 @@ EXPOSED = "X-Prisme-Request-Id, Retry-After"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_edge(config: FacadeConfig, lines: AccessLog) -> Middleware:
+Counter_ = Callable[[web.Request, web.Response, str], Awaitable[web.Response]]
+"""Counts a refused event against its client's rate limit, answering 429 past it."""
+
+
+def make_edge(config: FacadeConfig, lines: AccessLog, count: Counter_) -> Middleware:
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -47,7 +52,7 @@ def make_edge(config: FacadeConfig, lines: AccessLog) -> Middleware:
         token = REQUEST_ID.set(request_id)
         IN_FLIGHT.inc()
         try:
-            response = await _respond(request, handler, config)
+            response = await _respond(request, handler, config, count)
             response.headers["X-Prisme-Request-Id"] = request_id
             response.headers["Server"] = "prisme"
             if request.path.startswith(EVENTS_PREFIX):
@@ -63,10 +68,18 @@ def make_edge(config: FacadeConfig, lines: AccessLog) -> Middleware:
 
 
 async def _respond(
-    request: web.Request, handler: Handler, config: FacadeConfig
+    request: web.Request, handler: Handler, config: FacadeConfig, count: Counter_
 ) -> web.StreamResponse:
     refusal = _refuse_oversized(request, config)
     if refusal is not None:
+        if request.method == "POST" and request.path.startswith(EVENTS_PREFIX):
+            ip = client_ip(
+                request.remote,
+                request.headers.getall(config.proxy_header, ()),
+                trust_proxy=config.trust_proxy,
+                trusted_proxies=config.proxies,
+            )
+            return await count(request, refusal, ip)  # an event all the same
         return refusal
     if _is_preflight(request):
         return _preflight(request, config)

@@ -219,6 +219,7 @@ class Event(_message.Message):
 
     PAGE_VIEW_FIELD_NUMBER: _builtins.int
     CUSTOM_EVENT_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Optional id that ties the event to the caller's logs, e.g. the HTTP
@@ -233,22 +234,55 @@ class Event(_message.Message):
     def custom_event(self) -> Global___SendCustomEventRequest:
         """A custom event."""
 
+    @_builtins.property
+    def refused(self) -> Global___RefusedEvent:
+        """An event its sender already refused: the façade, for what HTTP alone
+        can get wrong (a body too large, bytes that are not UTF-8). It counts
+        against its client's rate limit like every event, is never stored, and
+        is answered RATE_LIMITED past the limit, else REFUSED_BY_SENDER.
+        """
+
     def __init__(
         self,
         *,
         page_view: Global___SendPageViewRequest | None = ...,
         custom_event: Global___SendCustomEventRequest | None = ...,
+        refused: Global___RefusedEvent | None = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "kind", b"kind", "page_view", b"page_view"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "kind", b"kind", "page_view", b"page_view", "refused", b"refused"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "kind", b"kind", "page_view", b"page_view", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "kind", b"kind", "page_view", b"page_view", "refused", b"refused", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["page_view", "custom_event"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["page_view", "custom_event", "refused"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class RefusedEvent(_message.Message):
+    """RefusedEvent stands for an event refused before it could be expressed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    client_ip: _builtins.str
+    """The end user's IP address. Honoured only for trusted callers, as in
+    ClientContext.
+    """
+    def __init__(
+        self,
+        *,
+        client_ip: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefusedEvent: _TypeAlias = RefusedEvent  # noqa: Y015
 
 @_typing.final
 class SendEventsRequest(_message.Message):
