@@ -18,8 +18,11 @@ class Recorder:
         self.batches: list[list[int]] = []
         self.delay = delay
         self.fail = fail
+        self.writing = asyncio.Event()
+        """Set once a write began."""
 
     async def write(self, items: Sequence[int]) -> None:
+        self.writing.set()
         await asyncio.sleep(self.delay)
         if self.fail:
             raise StoreUnavailable("down")
@@ -48,31 +51,15 @@ async def test_concurrent_writes_share_batches() -> None:
     assert len(recorder.batches) <= 4
 
 
-async def test_a_batch_ends_at_a_call_boundary_past_half_the_queue() -> None:
+async def test_a_batch_takes_everything_queued_while_the_store_was_busy() -> None:
     recorder = Recorder(delay=0.01)
     commit = await _commit(recorder, max_size=100, max_delay=0.0)
-    first, second, third = object(), object(), object()
-    ahead = commit.submit(0)  # its batch is in flight while the calls below queue up
-    await asyncio.sleep(0.005)
-    queued = [commit.submit(i, first) for i in range(1, 5)]  # a small call ...
-    queued += [commit.submit(i, second) for i in range(5, 25)]  # ... joins the next,
-    queued += [commit.submit(i, third) for i in range(25, 45)]  # and this one waits
+    ahead = commit.submit(0)  # its batch is in flight while the others queue up
+    await recorder.writing.wait()
+    queued = [commit.submit(i) for i in range(1, 45)]
     await asyncio.gather(ahead, *queued)
     await commit.close()
-    assert recorder.batches == [[0], list(range(1, 25)), list(range(25, 45))]
-
-
-async def test_events_sent_alone_never_end_a_batch() -> None:
-    recorder = Recorder(delay=0.01)
-    commit = await _commit(recorder, max_size=100, max_delay=0.0)
-    ahead = commit.submit(0)
-    await asyncio.sleep(0.005)
-    call = object()
-    queued = [commit.submit(i, call) for i in range(1, 21)]
-    queued += [commit.submit(i) for i in range(21, 41)]  # past half, but no call of their own
-    await asyncio.gather(ahead, *queued)
-    await commit.close()
-    assert recorder.batches == [[0], list(range(1, 41))]
+    assert recorder.batches == [[0], list(range(1, 45))]
 
 
 async def test_a_lone_write_waits_at_most_the_delay() -> None:

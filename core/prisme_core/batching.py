@@ -4,14 +4,9 @@ A batch goes out when it holds ``max_size`` items or its first item has waited `
 one batch is written at a time, so under load batches grow instead of calls multiplying.
 Writers that share a ``turn`` lock take turns at the store: it is fastest with one write at a
 time (concurrent writes cost it more CPU per document), and each batch is taken only when its
-turn comes, so it holds everything that arrived meanwhile.
-
-Items submitted together (the events of one `SendEvents` call or of one batch from the façade's
-link: its caller is answered once all of them are stored) carry a common ``group``, and a batch
-ends at a group's boundary once it holds half of what is queued. With two calls waiting, the
-store writes one while the other call's answers travel back and its callers' next events
-arrive; one batch of both would leave the store idle meanwhile, and keep all of them in step
-from then on. Items without a group never end a batch. The queue is bounded: past
+turn comes, so it holds everything that arrived meanwhile. This is the service's one batcher:
+whatever sits in front of it (the façade's link, `SendEvents`) sends as soon as it can, and
+each item is answered as soon as its batch is written. The queue is bounded: past
 ``max_pending`` waiting items a write is refused at once with `StoreUnavailable`
 (back-pressure) instead of growing memory. Withdrawing a queued item costs the same whatever
 the queue holds (the queue is a dict in arrival order). `close` writes what is queued.
@@ -53,7 +48,7 @@ class GroupCommit(Generic[T]):
         self._max_size = max_size
         self._max_delay = max_delay
         self._max_pending = max_pending
-        self._pending: dict[asyncio.Future[None], tuple[T, object]] = {}
+        self._pending: dict[asyncio.Future[None], T] = {}
         """Queued items by their future, in arrival order."""
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
@@ -76,16 +71,16 @@ class GroupCommit(Generic[T]):
             self.withdraw(done)
             raise
 
-    def submit(self, item: T, group: object = None) -> asyncio.Future[None]:
-        """Queues ``item`` (with the others of its ``group``, if any); the future resolves once
-        it is stored, or fails with `StoreUnavailable`. Cancelling the future withdraws an item
+    def submit(self, item: T) -> asyncio.Future[None]:
+        """Queues ``item``; the future resolves once it is stored, or fails with
+        `StoreUnavailable`. Cancelling the future withdraws an item
         still queued."""
         if self._closing or self._task is None or self._loop is None:
             raise StoreUnavailable("the service is shutting down")
         if len(self._pending) >= self._max_pending:
             raise StoreUnavailable(f"{self.name} write queue is full")
         done = self._loop.create_future()  # asyncio.get_running_loop() calls getpid() each time
-        self._pending[done] = (item, group)
+        self._pending[done] = item
         self._arrived.set()
         if len(self._pending) >= self._max_size:
             self._full.set()
@@ -103,7 +98,7 @@ class GroupCommit(Generic[T]):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self._max_delay)
             async with self._turn:  # the batch is taken once the store is ours: it is bigger
-                batch = list(itertools.islice(self._pending.items(), self._batch_size()))
+                batch = list(itertools.islice(self._pending.items(), self._max_size))
                 for done, _ in batch:
                     del self._pending[done]
                 if len(self._pending) < self._max_size:
@@ -112,25 +107,13 @@ class GroupCommit(Generic[T]):
                     self._arrived.clear()
                 await self._flush(batch)
 
-    def _batch_size(self) -> int:
-        """Up to ``max_size`` items, ending at the first group boundary past half the queue."""
-        half = len(self._pending) / 2
-        current = None
-        queued = itertools.islice(self._pending.values(), self._max_size)
-        for index, (_, group) in enumerate(queued):
-            if group is not None and group is not current:
-                if index >= half:
-                    return index
-                current = group
-        return min(len(self._pending), self._max_size)
-
-    async def _flush(self, batch: list[tuple[asyncio.Future[None], tuple[T, object]]]) -> None:
+    async def _flush(self, batch: list[tuple[asyncio.Future[None], T]]) -> None:
         if not batch:
             return
         BATCH_SIZE.labels(self.name).observe(len(batch))
         started = time.perf_counter()
         try:
-            await self._write([item for _, (item, _) in batch])
+            await self._write([item for _, item in batch])
         except CoreError as error:
             outcome: BaseException | None = error
         except Exception as error:  # an adapter bug must fail the callers, not hang them

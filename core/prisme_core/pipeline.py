@@ -223,19 +223,16 @@ class Pipeline:
     async def record_pageview(self, context: ClientContext, event_id: str = "") -> None:
         await self._record(self._admit(context, event_id))
 
-    def start_pageview(
-        self, context: ClientContext, event_id: str = "", group: object = None
-    ) -> PendingEvent:
+    def start_pageview(self, context: ClientContext, event_id: str = "") -> PendingEvent:
         """`record_pageview` for a caller with many events at once (`SendEvents`): every rule
         that needs no waiting runs now, and a refusal raises now. The page view is then stored
-        when ``future`` resolves; past the store deadline, the caller calls ``withdraw``. The
-        caller's events share a ``group`` (see `GroupCommit`).
+        when ``future`` resolves; past the store deadline, the caller calls ``withdraw``.
 
         Most page views need no waiting at all (keys in memory, session cached or new), and
         take no task and no lock: deciding without a suspension point is already atomic. The
         others take the path of `record_pageview`, in a task that keeps its own deadline."""
         admitted = self._admit(context, event_id)
-        pending = self._store_now(admitted, group)
+        pending = self._store_now(admitted)
         if pending is None:
             return PendingEvent(asyncio.ensure_future(self._record(admitted)), None)
         return pending
@@ -268,7 +265,7 @@ class Pipeline:
         except TimeoutError as exc:
             raise store_late() from exc
 
-    def _store_now(self, admitted: _Admitted, group: object) -> PendingEvent | None:
+    def _store_now(self, admitted: _Admitted) -> PendingEvent | None:
         """`_store_pageview` when nothing has to be waited for; None when something has."""
         context, page = admitted.context, admitted.page
         if admitted.key is not None and self._recent.knows(admitted.key):
@@ -290,9 +287,9 @@ class Pipeline:
             )
             if visitor_id is None:
                 return None
-            session, starting = self._begin_session(device_id, admitted, visitor_id, group)
+            session, starting = self._begin_session(device_id, admitted, visitor_id)
         pageview = PageView(admitted.now, page.path, session.start.attributes, admitted.key)
-        written = self._pageviews.submit(pageview, group)
+        written = self._pageviews.submit(pageview)
         stored = _after_both(written, session.persisted)
         if starting is None:  # the session moves once the page view is stored, not before
             stored.add_done_callback(self._advance_when_stored(session, page.path, admitted.now))
@@ -353,7 +350,7 @@ class Pipeline:
         return session
 
     def _begin_session(
-        self, device_id: str, admitted: _Admitted, visitor_id: str, group: object = None
+        self, device_id: str, admitted: _Admitted, visitor_id: str
     ) -> tuple[LiveSession, asyncio.Future[None]]:
         """The new session, and the write of its document."""
         context, client, page, referrer = (
@@ -384,7 +381,7 @@ class Pipeline:
             entry_timestamp=admitted.now,
             attributes=attributes,
         )
-        write = self._session_starts.submit(start, group)
+        write = self._session_starts.submit(start)
         return self._sessions.begin(start, write), write
 
     async def record_custom_event(self, event: CustomEventInput) -> None:

@@ -146,8 +146,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
         """Starts every event at once, then answers all of them together: page views that need
         no waiting join their group commits right away (one deadline for all of them), the
         others run as tasks that keep their own deadlines."""
-        call = object()  # this call's documents are written together (see GroupCommit)
-        outcomes = [self.start(event, caller, call) for event in events]
+        outcomes = [self.start(event, caller) for event in events]
         pending = [o for o in outcomes if isinstance(o, PendingEvent)]
         tasks = [o for o in outcomes if isinstance(o, asyncio.Future)]
         try:
@@ -163,12 +162,12 @@ class EventServicer(pb_grpc.EventServiceServicer):
                 task.cancel()
         return [self.answer(e, o) for e, o in zip(events, outcomes, strict=True)]
 
-    def start(self, event: pb.Event, caller: Caller, group: object = None) -> Outcome:
-        """Begins one event of a batch (its documents written with the others of ``group``)."""
+    def start(self, event: pb.Event, caller: Caller) -> Outcome:
+        """Begins one event of a batch."""
         with _request_id(event):  # logs and tasks of this event carry its id
             kind = event.WhichOneof("kind")
             request = getattr(event, kind) if kind is not None else None
-            return self._start(kind, request, caller, group)
+            return self._start(request, caller)
 
     def answer(self, event: pb.Event, outcome: Outcome) -> status_pb2.Status:
         """The status of a started event whose outcome is known, counted."""
@@ -181,14 +180,12 @@ class EventServicer(pb_grpc.EventServiceServicer):
             count_event(kind, error)
         return rich_status(error)
 
-    def _start(
-        self, kind: str | None, request: BatchedRequest | None, caller: Caller, group: object
-    ) -> Outcome:
+    def _start(self, request: BatchedRequest | None, caller: Caller) -> Outcome:
         try:
             self._pipeline.count(caller.client_ip(_given_ip(request)))  # before any other rule
             if isinstance(request, pb.SendPageViewRequest):
                 context = client_context(request, caller)
-                return self._pipeline.start_pageview(context, request.event_id, group)
+                return self._pipeline.start_pageview(context, request.event_id)
             if isinstance(request, pb.SendCustomEventRequest):
                 event = CustomEventInput(
                     context=client_context(request, caller),
