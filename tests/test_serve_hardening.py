@@ -117,8 +117,10 @@ def test_serve_dials_an_ipv6_core_address(tmp_path: Path) -> None:
     )
     try:
         assert pageview(served, "http://localhost/over-ipv6") == 200
-    finally:
         assert served.stop() == 0
+    finally:
+        if served.process.poll() is None:
+            served.kill()
 
 
 @pytest.mark.timeout(90)
