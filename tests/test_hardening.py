@@ -39,6 +39,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.conftest import core_deps, facade_config
 from tests.support import FIREFOX, AiohttpClient, Document, HttpClient
+from tests.test_edge import raw_request
 from tests.test_send_events import GatedStore
 from tests.transports import TRUSTED, Custom, Visit, send_custom_http, send_http
 
@@ -279,17 +280,6 @@ async def test_the_link_reads_a_bounded_number_of_batches_ahead(
 # --- 6. header bytes that are not UTF-8 ---------------------------------------------------
 
 
-async def _raw(port: int, request: bytes) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        return int(head.split(b" ", 2)[1]), await asyncio.wait_for(reader.read(4096), 10)
-    finally:
-        writer.close()
-
-
 @pytest.mark.parametrize("header", [b"Origin", b"User-Agent", b"X-Prisme-Referrer"])
 async def test_header_bytes_that_are_not_utf8_get_400(facade_port: int, header: bytes) -> None:
     headers = {
@@ -300,7 +290,7 @@ async def test_header_bytes_that_are_not_utf8_get_400(facade_port: int, header: 
     }
     lines = b"".join(name + b": " + value + b"\r\n" for name, value in headers.items())
     request = b"POST /api/v1/events/pageviews HTTP/1.1\r\nHost: x\r\n" + lines
-    status, body = await _raw(facade_port, request + b"Content-Length: 0\r\n\r\n")
+    status, body = await raw_request(facade_port, request + b"Content-Length: 0\r\n\r\n")
     assert status == 400
     assert b"not valid UTF-8" in body
 
@@ -547,7 +537,7 @@ async def test_malformed_requests_are_not_logged_at_error_with_their_user_agent(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     request = b"POST /x HTTP/1.1\r\nHost: x\r\nUser-Agent: secret-agent\r\nBad Header\r\n\r\n"
-    status, _ = await _raw(facade_port, request)
+    status, _ = await raw_request(facade_port, request)
     assert status == 400
     loud = [r for r in caplog.records if r.levelno > logging.DEBUG]
     assert not any(r.levelno >= logging.ERROR for r in loud)
@@ -675,9 +665,9 @@ async def test_events_the_facade_refuses_count_against_the_limit(
     limited_facade: int, refused: bytes, status: int
 ) -> None:
     for _ in range(60):
-        assert (await _raw(limited_facade, refused))[0] == status
+        assert (await raw_request(limited_facade, refused))[0] == status
     headers = {b"Origin": b"http://localhost", b"X-Prisme-Referrer": b"http://localhost/",
                b"User-Agent": FIREFOX.encode()}  # fmt: skip
     valid = _post(b"/api/v1/events/pageviews", headers)
-    assert (await _raw(limited_facade, valid))[0] == 429
-    assert (await _raw(limited_facade, refused))[0] == 429
+    assert (await raw_request(limited_facade, valid))[0] == 429
+    assert (await raw_request(limited_facade, refused))[0] == 429
