@@ -32,7 +32,7 @@ from prometheus_client import Gauge
 
 from prisme_core.errors import CoreError, Unauthenticated
 from prisme_core.pipeline import PendingEvent
-from prisme_core.servicer import Caller, EventServicer, Outcome, abort, too_many_events
+from prisme_core.servicer import Caller, EventServicer, Outcome, refuse, too_many_events
 from prisme_core.status import rich_status
 
 Context = grpc.aio.ServicerContext[link_pb.ExchangeRequest, link_pb.ExchangeResponse]
@@ -55,7 +55,6 @@ class _Stream:
         self._loop = asyncio.get_running_loop()
         self.answers: Answers = asyncio.Queue()
         self.room = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
-        self.high_water = 0
         self._in_flight = 0
         self._ids: list[int] = []
         self._results: list[status_pb2.Status] = []
@@ -68,7 +67,6 @@ class _Stream:
     def take(self, request: link_pb.ExchangeRequest) -> None:
         """Starts every event of ``request``; the batch holds its room until all are answered."""
         self._in_flight += 1
-        self.high_water = max(self.high_water, self._in_flight)
         IN_FLIGHT.inc()
         self._drained.clear()
         events, first = request.events, request.first_id
@@ -176,7 +174,8 @@ class FacadeLinkServicer(link_grpc.FacadeLinkServiceServicer):
             if not caller.trusted:
                 raise Unauthenticated()
         except CoreError as error:
-            await abort(context, error)
+            refuse(context, rich_status(error))
+            return
         if self._closing:
             return
         stream = _Stream(self._events, caller, self._deadline)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +36,6 @@ from prisme_core.refusals import count_event
 from prisme_core.request_id import REQUEST_ID, valid_request_id
 from prisme_core.status import rich_status
 from prisme_core.validate import validate_context
-
-logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_BATCH = 1000
@@ -136,10 +133,11 @@ class EventServicer(pb_grpc.EventServiceServicer):
 
     def identify(self, context: Context) -> Caller:
         """Who calls; a wrong token raises `Unauthenticated`."""
-        trusted = self._is_trusted(context)
+        metadata = _metadata(context)
+        trusted = self._is_trusted(metadata.get("authorization"))
         peer = peer_ip(context.peer())
         if peer is not None and self._proxies.networks:
-            peer = self._proxies.client(peer, _metadata(context).get("x-forwarded-for", ""))
+            peer = self._proxies.client(peer, metadata.get("x-forwarded-for", ""))
         return Caller(trusted=trusted, address=peer)
 
     async def send_all(self, events: Sequence[pb.Event], caller: Caller) -> list[status_pb2.Status]:
@@ -218,9 +216,8 @@ class EventServicer(pb_grpc.EventServiceServicer):
         if status.code != OK.code:
             refuse(context, status)
 
-    def _is_trusted(self, context: Context) -> bool:
+    def _is_trusted(self, authorization: str | None) -> bool:
         """True for a caller with the service token; a wrong token is refused outright."""
-        authorization = _metadata(context).get("authorization")
         if authorization is None:
             return False
         scheme, _, presented = str(authorization).partition(" ")
@@ -254,12 +251,6 @@ def refuse(context: Context, status: status_pb2.Status) -> None:
     context.set_code(refusal.code)
     context.set_details(refusal.details)
     context.set_trailing_metadata(refusal.trailing_metadata)
-
-
-async def abort(context: Context, error: CoreError) -> Any:
-    """Ends a streaming call with ``error``'s rich status (`context.abort` raises)."""
-    status = rpc_status.to_status(rich_status(error))
-    await context.abort(status.code, status.details, status.trailing_metadata)
 
 
 @contextlib.contextmanager

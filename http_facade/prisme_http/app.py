@@ -20,13 +20,12 @@ from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 from prisme.v1 import event_service_pb2 as pb
 from prisme_client import PrismeError, error_from_rpc
-from prisme_client.forwarded import client_ip
 
 from prisme_http.access_log import AccessLog
 from prisme_http.config import FacadeConfig
 from prisme_http.errors import json_error
 from prisme_http.link import LINK, CoreLink, count_refused
-from prisme_http.middleware import make_edge
+from prisme_http.middleware import make_edge, request_client_ip
 from prisme_http.openapi import openapi_document
 from prisme_http.request_id import REQUEST_ID
 from prisme_http.routes import Route, routes_of
@@ -96,48 +95,37 @@ def _handler(route: Route) -> Handler:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         config = request.app[CONFIG]
-        ip = client_ip(
-            request.remote,
-            request.headers.getall(config.proxy_header, ()),
-            trust_proxy=config.trust_proxy,
-            trusted_proxies=config.proxies,
-        )
-        try:
-            body = await _read_body(request, route, config)
-            if event_field is not None:  # events travel batched, each with its own result
-                return await _send_event(request, route, event_field, body, ip)
-            return await _call(request, route, body, ip, is_health)
-        except _Refused as refused:
-            refusal = refused.response
-        except NotUtf8 as exc:
-            refusal = json_error(400, "INVALID_ENCODING", str(exc))
+        ip = request_client_ip(request, config)
+        body = await _read_body(request, route, config)
+        if isinstance(body, web.Response):
+            refusal = body
+        else:
+            try:
+                if event_field is not None:  # events travel batched, each with its own result
+                    return await _send_event(request, route, event_field, body, ip)
+                return await _call(request, route, body, ip, is_health)
+            except NotUtf8 as exc:
+                refusal = json_error(400, "INVALID_ENCODING", str(exc))
         return await counted(request, refusal, ip) if event_field is not None else refusal
 
     return handle
 
 
-class _Refused(Exception):
-    """The request cannot become a message: ``response`` says why."""
-
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
-async def _read_body(request: web.Request, route: Route, config: FacadeConfig) -> bytes:
-    """The body, read within the read timeout (408) and the size limit (413)."""
+async def _read_body(
+    request: web.Request, route: Route, config: FacadeConfig
+) -> bytes | web.Response:
+    """The body, read within the read timeout and the size limit; else the refusal (408, 413)."""
     if not route.body_field:
         return b""
     try:
         async with asyncio.timeout(config.read_timeout):
             return await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        limit = config.max_body_bytes
-        raise _Refused(json_error(413, "BODY_TOO_LARGE", f"body is over {limit} bytes")) from exc
-    except TimeoutError as exc:
+    except web.HTTPRequestEntityTooLarge:
+        return json_error(413, "BODY_TOO_LARGE", f"body is over {config.max_body_bytes} bytes")
+    except TimeoutError:
         late = json_error(408, "REQUEST_TIMEOUT", f"body not read in {config.read_timeout:g}s")
         late.force_close()
-        raise _Refused(late) from exc
+        return late
 
 
 async def counted(request: web.Request, refusal: web.Response, ip: str) -> web.Response:

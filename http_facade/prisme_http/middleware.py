@@ -73,13 +73,7 @@ async def _respond(
     refusal = _refuse_oversized(request, config)
     if refusal is not None:
         if request.method == "POST" and request.path.startswith(EVENTS_PREFIX):
-            ip = client_ip(
-                request.remote,
-                request.headers.getall(config.proxy_header, ()),
-                trust_proxy=config.trust_proxy,
-                trusted_proxies=config.proxies,
-            )
-            return await count(request, refusal, ip)  # an event all the same
+            return await count(request, refusal, request_client_ip(request, config))
         return refusal
     if _is_preflight(request):
         return _preflight(request, config)
@@ -105,6 +99,16 @@ def _refuse_oversized(request: web.Request, config: FacadeConfig) -> web.Respons
     if request.content_length is not None and request.content_length > config.max_body_bytes:
         return json_error(413, "BODY_TOO_LARGE", f"body is over {config.max_body_bytes} bytes")
     return None
+
+
+def request_client_ip(request: web.Request, config: FacadeConfig) -> str:
+    """The request's client IP: the peer, or whom a trusted proxy names ("" if unknown)."""
+    return client_ip(
+        request.remote,
+        request.headers.getall(config.proxy_header, ()),
+        trust_proxy=config.trust_proxy,
+        trusted_proxies=config.proxies,
+    )
 
 
 def _is_preflight(request: web.Request) -> bool:
@@ -161,11 +165,6 @@ def _record(
             }
         )
     if ACCESS_LOGGER.isEnabledFor(logging.DEBUG):
-        ip = client_ip(
-            request.remote,
-            request.headers.getall(config.proxy_header, ()),
-            trust_proxy=config.trust_proxy,
-            trusted_proxies=config.proxies,
-        )
+        ip = request_client_ip(request, config)
         client = {"client_ip": ip, "user_agent": request.headers.get("User-Agent", "")}
         ACCESS_LOGGER.debug("client", extra={"fields": client})
