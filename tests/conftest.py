@@ -7,22 +7,31 @@ afterwards.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import hypothesis
 import pytest
 from aiohttp import web
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
+from prisme_cli import serve
 from prisme_cli.embedded import EmbeddedStore
 from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.server import CoreDeps, CoreServer, create_server
-from prisme_core.settings import Settings
+from prisme_core.settings import (
+    EdgeSettings,
+    GrpcSettings,
+    LimitSettings,
+    SessionSettings,
+    Settings,
+    StoreSettings,
+)
 from prisme_http.app import create_app
 from prisme_http.config import FacadeConfig
 from prisme_http.runner import FacadeRunner
@@ -79,25 +88,33 @@ async def mongo(mongo_uri: str, database_name: str) -> AsyncIterator[AsyncDataba
     await client.close()
 
 
+BASE_SETTINGS = Settings(
+    edge=EdgeSettings(trust_proxy=True, trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),)),
+    grpc=GrpcSettings(token=TOKEN),
+    store=StoreSettings(timeout=2.0, batch_max_timeout=0.002),
+    sessions=SessionSettings(events_timeout=0.5),
+    limits=LimitSettings(
+        origins=ORIGINS,
+        rate_limit_per_minute=1_000_000,  # the rate-limit tests set their own
+    ),
+)
+"""The tests' service: short deadlines, the loopback test client trusted as a proxy."""
+
+
 @pytest.fixture
 def settings(mongo_uri: str, database_name: str, geoip_db: Path) -> Settings:
-    return Settings(
-        origins=ORIGINS,
-        grpc_token=TOKEN,
-        mongodb_uri=mongo_uri,
-        mongodb_database=database_name,
-        mongodb_timeout=2.0,
-        geoip_db=str(geoip_db),
-        batch_max_timeout=0.002,
-        trust_proxy=True,
-        api_events_timeout=0.5,
-        rate_limit_per_minute=1_000_000,  # the rate-limit tests set their own
-    )
+    store = replace(BASE_SETTINGS.store, mongodb_uri=mongo_uri, database=database_name)
+    return replace(BASE_SETTINGS, store=store, geoip_db=str(geoip_db))
+
+
+def changed(settings: Settings, section: str, **changes: Any) -> Settings:
+    """``settings`` with some fields of one section changed: ``changed(s, "store", timeout=1)``."""
+    return replace(settings, **{section: replace(getattr(settings, section), **changes)})
 
 
 def core_deps(settings: Settings, user_agents: UserAgentsParser) -> CoreDeps:
     """The production adapters, sharing the session's user-agent parser."""
-    return dataclasses.replace(CoreDeps.from_settings(settings), agents=user_agents)
+    return replace(CoreDeps.from_settings(settings), agents=user_agents)
 
 
 @pytest.fixture
@@ -142,15 +159,9 @@ async def stub(core_target: str) -> AsyncIterator[pb_grpc.EventServiceAsyncStub]
         yield pb_grpc.EventServiceStub(channel)
 
 
-def facade_config(core_target: str) -> FacadeConfig:
-    """The façade as `prisme serve` wires it, trusting the loopback test client as a proxy."""
-    return FacadeConfig(
-        core_target=core_target,
-        token=TOKEN,
-        event_timeout=5.0,
-        trust_proxy=True,
-        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),),
-    )
+def facade_config(core_target: str, settings: Settings = BASE_SETTINGS) -> FacadeConfig:
+    """The façade as `prisme serve` wires it to a core with ``settings``."""
+    return serve.facade_config(settings, core_target)
 
 
 @pytest.fixture

@@ -6,103 +6,114 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from prisme_core.settings import Settings, SettingsError, parse_duration
+from prisme_cli.serve import facade_config
+from prisme_core.settings import Settings, SettingsError, deadlines, parse_duration, variables
+
+LOOPBACK = ("127.0.0.1", 9090)
+CERT = "tests/golden/pageviews.jsonl"
+"""Any readable file stands for a PEM file here: the settings only check it can be read."""
+
+FIELDS = [
+    # path, variable, default, a value, what it reads as, a bad value
+    ("edge.port", "PRISME_PORT", 8000, "8081", 8081, "eighty"),
+    ("edge.host", "PRISME_HOST", "0.0.0.0", " 127.0.0.1 ", "127.0.0.1", None),
+    ("edge.admin_hostport", "PRISME_ADMIN_HOSTPORT", LOOPBACK, "0.0.0.0:9191",
+     ("0.0.0.0", 9191), "host:port"),
+    ("edge.trust_proxy", "PRISME_TRUST_PROXY", False, "yes", True, "maybe"),
+    ("edge.proxy_header", "PRISME_PROXY_HEADER", "X-Forwarded-For", "X-Real-Ip", "X-Real-Ip",
+     "X Forwarded"),
+    ("edge.trusted_proxies", "PRISME_TRUSTED_PROXIES", ..., "10.0.0.0/8, 2001:db8::/32",
+     (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32")),
+     "10.0.0.0/8,not-a-net"),
+    ("edge.cors_max_age", "PRISME_CORS_MAX_AGE", 86400, "600", 600, "0"),
+    ("edge.read_timeout", "PRISME_HTTP_READ_TIMEOUT", 30.0, "10s", 10.0, "-1s"),
+    ("edge.idle_timeout", "PRISME_HTTP_IDLE_TIMEOUT", 75.0, "1m", 60.0, "soon"),
+    ("grpc.hostport", "PRISME_GRPC_HOSTPORT", ("127.0.0.1", 50051), "[::1]:50052",
+     ("::1", 50052), "localhost"),
+    ("grpc.token", "PRISME_GRPC_TOKEN", None, "s3cret", "s3cret", None),
+    ("grpc.trusted_proxies", "PRISME_GRPC_TRUSTED_PROXIES", (), "10.1.0.0/16",
+     (ipaddress.ip_network("10.1.0.0/16"),), "10.1.0.0/33"),
+    ("grpc.tls_cert", "PRISME_GRPC_TLS_CERT", None, CERT, CERT, "/no/such/file"),
+    ("grpc.tls_key", "PRISME_GRPC_TLS_KEY", None, CERT, CERT, "/no/such/file"),
+    ("grpc.max_message_bytes", "PRISME_GRPC_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, "1048576",
+     1048576, "4MiB"),
+    ("grpc.max_streams", "PRISME_GRPC_MAX_STREAMS", 100, "10", 10, "-1"),
+    ("store.mongodb_uri", "PRISME_MONGODB_URI", None, "mongodb://user:pw@db:27017/",
+     "mongodb://user:pw@db:27017/", None),
+    ("store.database", "PRISME_MONGODB_DATABASE", "prisme", "analytics", "analytics", "a/b"),
+    ("store.timeout", "PRISME_MONGODB_TIMEOUT", 5.0, "1500ms", 1.5, "5"),
+    ("store.data_dir", "PRISME_DATA_DIR", ".prisme-data", "/var/lib/prisme", "/var/lib/prisme",
+     None),
+    ("store.batch_max_size", "PRISME_EVENTSTORE_MAX_BATCH_SIZE", 512, "100", 100, "0"),
+    ("store.batch_max_timeout", "PRISME_EVENTSTORE_MAX_BATCH_TIMEOUT", 0.001, "5ms", 0.005,
+     "fast"),
+    ("store.batch_max_queue", "PRISME_EVENTSTORE_MAX_QUEUE", 10_000, "500", 500, "many"),
+    ("sessions.inactive_ttl", "PRISME_SESSIONSTORAGE_SESSION_INACTIVE_TTL", 24 * 3600.0, "30m",
+     1800.0, "1d"),
+    ("sessions.flush_interval", "PRISME_SESSIONSTORAGE_FLUSH_INTERVAL", 10.0, "2s", 2.0, "0"),
+    ("sessions.events_timeout", "PRISME_API_EVENTS_TIMEOUT", 3.0, "1s", 1.0, "3"),
+    ("limits.origins", "PRISME_ORIGIN_REGISTRY_ORIGINS", frozenset(), " a.com, b.org ,,",
+     frozenset({"a.com", "b.org"}), None),
+    ("limits.rate_limit_per_minute", "PRISME_RATE_LIMIT_PER_MINUTE", 60, "120", 120, "-5"),
+    ("limits.max_body_bytes", "PRISME_MAX_BODY_BYTES", 64 * 1024, "1024", 1024, "64k"),
+    ("limits.max_header_bytes", "PRISME_MAX_HEADER_BYTES", 32 * 1024, "4096", 4096, "1.5"),
+    ("geoip_db", "PRISME_GEOIP_DB", None, "/data/country.mmdb", "/data/country.mmdb", None),
+    ("shutdown_timeout", "PRISME_SHUTDOWN_TIMEOUT", 10.0, "30s", 30.0, "-3s"),
+    ("debug", "PRISME_DEBUG", False, "1", True, "verbose"),
+]  # fmt: skip
+"""Every settings field: its variable, default, a value it reads, and one it refuses."""
 
 
-def test_defaults_follow_the_contract() -> None:
-    settings = Settings.from_env({})
-    assert settings.port == 8000
-    assert settings.grpc_hostport == ("127.0.0.1", 50051)
-    assert settings.admin_hostport == ("127.0.0.1", 9090)
-    assert settings.mongodb_uri is None
-    assert settings.mongodb_database == "prisme"
-    assert settings.mongodb_timeout == 5.0
-    assert settings.rate_limit_per_minute == 60
-    assert settings.max_body_bytes == 64 * 1024
-    assert settings.max_header_bytes == 32 * 1024
-    assert settings.session_inactive_ttl == 24 * 3600
-    assert settings.session_flush_interval == 10.0
-    assert settings.api_events_timeout == 3.0
-    assert settings.proxy_header == "X-Forwarded-For"
-    assert settings.trust_proxy is False
-    assert ipaddress.ip_address("10.1.2.3") in settings.trusted_proxies[2]
-    assert settings.http_read_timeout == 30.0
-    assert settings.http_idle_timeout == 75.0
-    assert settings.grpc_trusted_proxies == ()
-    assert settings.grpc_tls_cert is None
-    assert settings.grpc_tls_key is None
-    assert settings.grpc_max_message_bytes == 4 * 1024 * 1024
-    assert settings.grpc_max_streams == 100
+def _at(settings: object, path: str) -> object:
+    for name in path.split("."):
+        settings = getattr(settings, name)
+    return settings
 
 
-def test_every_variable_is_read(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.write_text("certificate")
-    key.write_text("key")
+def test_the_table_walks_every_field() -> None:
+    assert [(path, variable) for path, variable, *_ in FIELDS] == list(variables())
+
+
+@pytest.mark.parametrize(("path", "default"), [(f[0], f[2]) for f in FIELDS if f[2] is not ...])
+def test_defaults_follow_the_contract(path: str, default: object) -> None:
+    assert _at(Settings.from_env({}), path) == default
+    assert _at(Settings(), path) == default
+
+
+def test_default_trusted_proxies_are_the_private_networks() -> None:
+    proxies = Settings().edge.trusted_proxies
+    for address in ("127.0.0.1", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "fd00::1"):
+        assert any(ipaddress.ip_address(address) in network for network in proxies)
+
+
+def test_every_variable_is_read() -> None:
+    settings = Settings.from_env({variable: value for _, variable, _, value, *_ in FIELDS})
+    for path, _, _, _, expected, _ in FIELDS:
+        read = _at(settings, path)
+        assert read == (pytest.approx(expected) if isinstance(expected, float) else expected), path
+
+
+@pytest.mark.parametrize(("variable", "value"), [(f[1], f[5]) for f in FIELDS if f[5] is not None])
+def test_each_bad_value_fails_naming_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable) as excinfo:
+        Settings.from_env({variable: value})
+    assert excinfo.value.variable == variable
+    assert repr(value) in str(excinfo.value)
+
+
+def test_the_facade_waits_longer_than_the_core() -> None:
+    """Each hop gives up after the one behind it: the core answers (503, or 400 with its
+    reason) before the façade's own timeout."""
     settings = Settings.from_env(
-        {
-            "PRISME_HTTP_READ_TIMEOUT": "10s",
-            "PRISME_HTTP_IDLE_TIMEOUT": "1m",
-            "PRISME_GRPC_TRUSTED_PROXIES": "10.1.0.0/16",
-            "PRISME_GRPC_TLS_CERT": str(cert),
-            "PRISME_GRPC_TLS_KEY": str(key),
-            "PRISME_GRPC_MAX_MESSAGE_BYTES": "1048576",
-            "PRISME_GRPC_MAX_STREAMS": "10",
-            "PRISME_PORT": "8081",
-            "PRISME_HOST": "127.0.0.1",
-            "PRISME_ORIGIN_REGISTRY_ORIGINS": " a.com, b.org ,,",
-            "PRISME_TRUST_PROXY": "yes",
-            "PRISME_PROXY_HEADER": "X-Real-Ip",
-            "PRISME_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32",
-            "PRISME_ADMIN_HOSTPORT": "0.0.0.0:9191",
-            "PRISME_GRPC_HOSTPORT": "[::1]:50052",
-            "PRISME_GRPC_TOKEN": "s3cret",
-            "PRISME_MONGODB_URI": "mongodb://user:pw@db:27017/",
-            "PRISME_MONGODB_DATABASE": "analytics",
-            "PRISME_MONGODB_TIMEOUT": "1500ms",
-            "PRISME_GEOIP_DB": "/data/country.mmdb",
-            "PRISME_DATA_DIR": "/var/lib/prisme",
-            "PRISME_SESSIONSTORAGE_SESSION_INACTIVE_TTL": "30m",
-            "PRISME_SESSIONSTORAGE_FLUSH_INTERVAL": "2s",
-            "PRISME_EVENTSTORE_MAX_BATCH_SIZE": "100",
-            "PRISME_EVENTSTORE_MAX_BATCH_TIMEOUT": "5ms",
-            "PRISME_API_EVENTS_TIMEOUT": "1s",
-            "PRISME_RATE_LIMIT_PER_MINUTE": "120",
-            "PRISME_MAX_BODY_BYTES": "1024",
-            "PRISME_MAX_HEADER_BYTES": "4096",
-        }
+        {"PRISME_MONGODB_TIMEOUT": "2s", "PRISME_API_EVENTS_TIMEOUT": "1s"}
     )
-    assert settings.port == 8081
-    assert settings.host == "127.0.0.1"
-    assert settings.origins == frozenset({"a.com", "b.org"})
-    assert settings.trust_proxy is True
-    assert settings.proxy_header == "X-Real-Ip"
-    assert settings.trusted_proxies == (
-        ipaddress.ip_network("10.0.0.0/8"),
-        ipaddress.ip_network("2001:db8::/32"),
-    )
-    assert settings.admin_hostport == ("0.0.0.0", 9191)
-    assert settings.grpc_hostport == ("::1", 50052)
-    assert settings.grpc_token == "s3cret"
-    assert settings.mongodb_uri == "mongodb://user:pw@db:27017/"
-    assert settings.mongodb_database == "analytics"
-    assert settings.mongodb_timeout == pytest.approx(1.5)
-    assert settings.geoip_db == "/data/country.mmdb"
-    assert settings.data_dir == "/var/lib/prisme"
-    assert settings.session_inactive_ttl == 1800
-    assert settings.session_flush_interval == 2
-    assert settings.batch_max_size == 100
-    assert settings.batch_max_timeout == pytest.approx(0.005)
-    assert settings.api_events_timeout == 1
-    assert settings.rate_limit_per_minute == 120
-    assert settings.max_body_bytes == 1024
-    assert settings.max_header_bytes == 4096
-    assert settings.http_read_timeout == 10
-    assert settings.http_idle_timeout == 60
-    assert settings.grpc_trusted_proxies == (ipaddress.ip_network("10.1.0.0/16"),)
-    assert (settings.grpc_tls_cert, settings.grpc_tls_key) == (str(cert), str(key))
-    assert settings.grpc_max_message_bytes == 1048576
-    assert settings.grpc_max_streams == 10
+    waits = deadlines(settings)
+    assert waits.store == 2.0
+    assert waits.session_wait == 1.0
+    assert waits.pageview > waits.store
+    assert waits.custom_event > waits.session_wait + waits.store
+    config = facade_config(settings, "127.0.0.1:1")
+    assert (config.pageview_timeout, config.event_timeout) == (waits.pageview, waits.custom_event)
 
 
 @pytest.mark.parametrize(
@@ -149,36 +160,6 @@ def test_malformed_durations_are_refused(text: str) -> None:
         parse_duration(text)
 
 
-@pytest.mark.parametrize(
-    ("variable", "value"),
-    [
-        pytest.param("PRISME_PORT", "eighty", id="port-word"),
-        pytest.param("PRISME_PORT", "70000", id="port-range"),
-        pytest.param("PRISME_TRUST_PROXY", "maybe", id="bool"),
-        pytest.param("PRISME_TRUSTED_PROXIES", "10.0.0.0/8,not-a-net", id="cidr"),
-        pytest.param("PRISME_PROXY_HEADER", "X Forwarded", id="header-name"),
-        pytest.param("PRISME_GRPC_HOSTPORT", "localhost", id="hostport-no-port"),
-        pytest.param("PRISME_ADMIN_HOSTPORT", "host:port", id="hostport-word"),
-        pytest.param("PRISME_MONGODB_DATABASE", "a/b", id="database"),
-        pytest.param("PRISME_MONGODB_TIMEOUT", "5", id="duration-no-unit"),
-        pytest.param("PRISME_MONGODB_TIMEOUT", "-1s", id="duration-negative"),
-        pytest.param("PRISME_SESSIONSTORAGE_SESSION_INACTIVE_TTL", "1d", id="ttl"),
-        pytest.param("PRISME_SESSIONSTORAGE_FLUSH_INTERVAL", "0", id="flush-zero"),
-        pytest.param("PRISME_EVENTSTORE_MAX_BATCH_SIZE", "0", id="batch-zero"),
-        pytest.param("PRISME_EVENTSTORE_MAX_BATCH_TIMEOUT", "fast", id="batch-timeout"),
-        pytest.param("PRISME_API_EVENTS_TIMEOUT", "3", id="events-timeout"),
-        pytest.param("PRISME_RATE_LIMIT_PER_MINUTE", "-5", id="rate-negative"),
-        pytest.param("PRISME_MAX_BODY_BYTES", "64k", id="body-size"),
-        pytest.param("PRISME_MAX_HEADER_BYTES", "1.5", id="header-size"),
-    ],
-)
-def test_bad_values_fail_naming_the_variable(variable: str, value: str) -> None:
-    with pytest.raises(SettingsError, match=variable) as excinfo:
-        Settings.from_env({variable: value})
-    assert excinfo.value.variable == variable
-    assert repr(value) in str(excinfo.value)
-
-
 def test_secrets_stay_out_of_repr() -> None:
     settings = Settings.from_env(
         {"PRISME_GRPC_TOKEN": "tok-123", "PRISME_MONGODB_URI": "mongodb://u:pw-456@h/"}
@@ -188,4 +169,5 @@ def test_secrets_stay_out_of_repr() -> None:
 
 
 def test_empty_origin_registry_registers_nothing() -> None:
-    assert Settings.from_env({"PRISME_ORIGIN_REGISTRY_ORIGINS": ""}).origins == frozenset()
+    registry = Settings.from_env({"PRISME_ORIGIN_REGISTRY_ORIGINS": ""}).limits.origins
+    assert registry == frozenset()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import secrets
@@ -23,10 +22,11 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
-from prisme_core.settings import Settings
+from prisme_core.settings import EdgeSettings, Settings, deadlines, join_hostport
 from prisme_http.admin import create_admin_app
 from prisme_http.app import create_app
 from prisme_http.config import FacadeConfig
@@ -44,19 +44,14 @@ class CoreProcessError(RuntimeError):
 
 def serve(settings: Settings) -> None:
     """Runs the service in the foreground; returns after a clean shutdown."""
-    if settings.grpc_token is None:
-        settings = dataclasses.replace(settings, grpc_token=secrets.token_urlsafe(32))
-    host, port = settings.grpc_hostport
-    if port == 0:
-        settings = dataclasses.replace(settings, grpc_hostport=(host, free_port(host)))
+    settings = _with_core_address(settings)
     embedded: EmbeddedStore | None = None
     core: subprocess.Popen[bytes] | None = None
     try:
-        if settings.mongodb_uri is None:
-            embedded = EmbeddedStore(Path(settings.data_dir))
-            settings = dataclasses.replace(
-                settings, mongodb_uri=embedded.start(die_with_parent=True)
-            )
+        if settings.store.mongodb_uri is None:
+            embedded = EmbeddedStore(Path(settings.store.data_dir))
+            uri = embedded.start(die_with_parent=True)
+            settings = replace(settings, store=replace(settings.store, mongodb_uri=uri))
         metrics_port = free_port("127.0.0.1")
         # Started before this process has any gRPC thread: children are forked safely.
         core = _start_core(settings, metrics_port)
@@ -68,14 +63,25 @@ def serve(settings: Settings) -> None:
             embedded.stop()
 
 
+def _with_core_address(settings: Settings) -> Settings:
+    """The settings with what the façade and the core must agree on chosen: a service token
+    (random when unset) and the core's port (a free one for port 0)."""
+    grpc = settings.grpc
+    if grpc.token is None:
+        grpc = replace(grpc, token=secrets.token_urlsafe(32))
+    host, port = grpc.hostport
+    if port == 0:
+        grpc = replace(grpc, hostport=(host, free_port(host)))
+    return replace(settings, grpc=grpc)
+
+
 def _start_core(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes]:
-    assert settings.mongodb_uri is not None
-    assert settings.grpc_token is not None
-    host, port = settings.grpc_hostport
+    assert settings.store.mongodb_uri is not None
+    assert settings.grpc.token is not None
     env = os.environ | {
-        "PRISME_MONGODB_URI": settings.mongodb_uri,
-        "PRISME_GRPC_TOKEN": settings.grpc_token,
-        "PRISME_GRPC_HOSTPORT": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "PRISME_MONGODB_URI": settings.store.mongodb_uri,
+        "PRISME_GRPC_TOKEN": settings.grpc.token,
+        "PRISME_GRPC_HOSTPORT": settings.grpc.address,
     }
     core = subprocess.Popen(
         [sys.executable, "-m", "prisme_cli.main", "core", "--metrics-port", str(metrics_port)],
@@ -84,7 +90,7 @@ def _start_core(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes
         preexec_fn=exit_with_parent,
         process_group=0,  # a terminal's Ctrl-C reaches only `serve`, which stops the core
     )
-    target = _core_host(settings)
+    target, port = _core_host(settings), settings.grpc.hostport[1]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if core.poll() is not None:
@@ -100,35 +106,39 @@ def _start_core(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes
 
 def _core_host(settings: Settings) -> str:
     """The address the façade dials: the core's, or loopback when the core listens on all."""
-    host = settings.grpc_hostport[0]
+    host = settings.grpc.hostport[0]
     if host in {"0.0.0.0", ""}:
         return "127.0.0.1"
     return "::1" if host == "::" else host
 
 
-def _core_target(settings: Settings) -> str:
-    host, port = _core_host(settings), settings.grpc_hostport[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def facade_config(settings: Settings, core_target: str) -> FacadeConfig:
+    """The façade's part of the settings, its deadlines derived from the core's."""
+    edge, limits, waits = settings.edge, settings.limits, deadlines(settings)
+    return FacadeConfig(
+        core_target=core_target,
+        core_tls_root=_read(settings.grpc.tls_cert),
+        token=settings.grpc.token,
+        event_timeout=waits.custom_event,
+        pageview_timeout=waits.pageview,
+        health_timeout=waits.health,
+        read_timeout=edge.read_timeout,
+        idle_timeout=edge.idle_timeout,
+        max_body_bytes=limits.max_body_bytes,
+        max_header_bytes=limits.max_header_bytes,
+        cors_max_age=edge.cors_max_age,
+        trust_proxy=edge.trust_proxy,
+        proxy_header=edge.proxy_header,
+        trusted_proxies=edge.trusted_proxies,
+    )
 
 
 async def _serve(settings: Settings, core: subprocess.Popen[bytes], metrics_port: int) -> None:
-    config = FacadeConfig(
-        core_target=_core_target(settings),
-        core_tls_root=_read(settings.grpc_tls_cert),
-        token=settings.grpc_token,
-        event_timeout=settings.mongodb_timeout + settings.api_events_timeout + 1.0,
-        pageview_timeout=settings.mongodb_timeout + 0.5,
-        read_timeout=settings.http_read_timeout,
-        idle_timeout=settings.http_idle_timeout,
-        max_body_bytes=settings.max_body_bytes,
-        max_header_bytes=settings.max_header_bytes,
-        cors_max_age=settings.cors_max_age,
-        trust_proxy=settings.trust_proxy,
-        proxy_header=settings.proxy_header,
-        trusted_proxies=settings.trusted_proxies,
-    )
+    target = join_hostport(_core_host(settings), settings.grpc.hostport[1])
     runner = FacadeRunner(
-        create_app(config), access_log=None, shutdown_timeout=settings.shutdown_timeout / 2
+        create_app(facade_config(settings, target)),
+        access_log=None,
+        shutdown_timeout=settings.shutdown_timeout / 2,
     )
     admin = web.AppRunner(
         create_admin_app(also=f"http://127.0.0.1:{metrics_port}/metrics"), access_log=None
@@ -136,11 +146,7 @@ async def _serve(settings: Settings, core: subprocess.Popen[bytes], metrics_port
     await runner.setup()
     await admin.setup()
     try:
-        await web.TCPSite(runner, settings.host, settings.port).start()
-        logger.info("HTTP façade listening on http://%s:%d", settings.host, settings.port)
-        admin_host, admin_port = settings.admin_hostport
-        await web.TCPSite(admin, admin_host, admin_port).start()
-        logger.info("metrics on http://%s:%d/metrics", admin_host, admin_port)
+        await _listen(settings.edge, runner, admin)
         runtime.settle_gc()
         await _until_stopped(core)
         logger.info("shutting down: finishing requests in flight")
@@ -153,6 +159,14 @@ async def _serve(settings: Settings, core: subprocess.Popen[bytes], metrics_port
         except TimeoutError:
             logger.error("requests still in flight after %.0fs", settings.shutdown_timeout / 2)
         logger.info("façade stopped in %.2fs", time.monotonic() - started)
+
+
+async def _listen(edge: EdgeSettings, runner: web.AppRunner, admin: web.AppRunner) -> None:
+    await web.TCPSite(runner, edge.host, edge.port).start()
+    logger.info("HTTP façade listening on http://%s:%d", edge.host, edge.port)
+    admin_host, admin_port = edge.admin_hostport
+    await web.TCPSite(admin, admin_host, admin_port).start()
+    logger.info("metrics on http://%s:%d/metrics", admin_host, admin_port)
 
 
 def _read(path: str | None) -> bytes | None:

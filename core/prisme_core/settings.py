@@ -1,8 +1,12 @@
 """The service's configuration: one typed, frozen object parsed once from the environment.
 
 `Settings.from_env` takes any `Mapping[str, str]` (``os.environ`` in production, a dict in
-tests). Every bad value raises `SettingsError` naming the variable, so a misconfigured service
-fails at start instead of at the first request. Secrets stay out of ``repr``.
+tests). Settings are nested by concern (`EdgeSettings`, `GrpcSettings`, `StoreSettings`,
+`SessionSettings`, `LimitSettings`), and each part is handed to what uses it. Every field is
+declared once, with its variable, its parser and its default (`setting`); `from_env` walks
+them. Every bad value raises `SettingsError` naming the variable, so a misconfigured service
+fails at start instead of at the first request. Secrets stay out of ``repr``. Values derived
+from several settings (the deadlines of each hop) come from `deadlines`.
 
 This module must not import grpc, aiohttp or pymongo.
 """
@@ -11,11 +15,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import TypeVar
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -99,146 +104,6 @@ def _positive_duration(text: str) -> float:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Every setting of one service process. See the README's configuration table."""
-
-    port: int = 8000
-    host: str = "0.0.0.0"
-    origins: frozenset[str] = frozenset()
-    trust_proxy: bool = False
-    proxy_header: str = "X-Forwarded-For"
-    trusted_proxies: tuple[IPNetwork, ...] = parse_networks(DEFAULT_TRUSTED_PROXIES)
-    admin_hostport: tuple[str, int] = ("127.0.0.1", 9090)
-    grpc_hostport: tuple[str, int] = ("127.0.0.1", 50051)
-    grpc_token: str | None = field(default=None, repr=False)
-    mongodb_uri: str | None = field(default=None, repr=False)
-    mongodb_database: str = "prisme"
-    mongodb_timeout: float = 5.0
-    geoip_db: str | None = None
-    data_dir: str = ".prisme-data"
-    session_inactive_ttl: float = 24 * 3600.0
-    session_flush_interval: float = 10.0
-    batch_max_size: int = 512
-    batch_max_timeout: float = 0.001
-    batch_max_queue: int = 10_000
-    shutdown_timeout: float = 10.0
-    api_events_timeout: float = 3.0
-    rate_limit_per_minute: int = 60
-    max_body_bytes: int = 64 * 1024
-    max_header_bytes: int = 32 * 1024
-    cors_max_age: int = 86400
-    debug: bool = False
-    grpc_trusted_proxies: tuple[IPNetwork, ...] = ()
-    grpc_tls_cert: str | None = None
-    grpc_tls_key: str | None = None
-    grpc_max_message_bytes: int = 4 * 1024 * 1024
-    grpc_max_streams: int = 100
-    http_read_timeout: float = 30.0
-    http_idle_timeout: float = 75.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Builds the settings from ``env``, raising `SettingsError` for the first bad value."""
-        read = _Reader(env)
-        defaults = cls()
-        settings = cls(
-            port=read("PRISME_PORT", _port, defaults.port),
-            host=read("PRISME_HOST", str.strip, defaults.host),
-            origins=read("PRISME_ORIGIN_REGISTRY_ORIGINS", _origins, defaults.origins),
-            trust_proxy=read("PRISME_TRUST_PROXY", parse_bool, defaults.trust_proxy),
-            proxy_header=read("PRISME_PROXY_HEADER", _header_name, defaults.proxy_header),
-            trusted_proxies=read(
-                "PRISME_TRUSTED_PROXIES", parse_networks, defaults.trusted_proxies
-            ),
-            admin_hostport=read("PRISME_ADMIN_HOSTPORT", parse_hostport, defaults.admin_hostport),
-            grpc_hostport=read("PRISME_GRPC_HOSTPORT", parse_hostport, defaults.grpc_hostport),
-            grpc_token=read("PRISME_GRPC_TOKEN", _non_empty, None),
-            mongodb_uri=read("PRISME_MONGODB_URI", _non_empty, None),
-            mongodb_database=read("PRISME_MONGODB_DATABASE", _database, defaults.mongodb_database),
-            mongodb_timeout=read(
-                "PRISME_MONGODB_TIMEOUT", _positive_duration, defaults.mongodb_timeout
-            ),
-            geoip_db=read("PRISME_GEOIP_DB", _non_empty, None),
-            data_dir=read("PRISME_DATA_DIR", _non_empty, defaults.data_dir),
-            session_inactive_ttl=read(
-                "PRISME_SESSIONSTORAGE_SESSION_INACTIVE_TTL",
-                _positive_duration,
-                defaults.session_inactive_ttl,
-            ),
-            session_flush_interval=read(
-                "PRISME_SESSIONSTORAGE_FLUSH_INTERVAL",
-                _positive_duration,
-                defaults.session_flush_interval,
-            ),
-            batch_max_size=read(
-                "PRISME_EVENTSTORE_MAX_BATCH_SIZE", _positive_int, defaults.batch_max_size
-            ),
-            batch_max_timeout=read(
-                "PRISME_EVENTSTORE_MAX_BATCH_TIMEOUT",
-                _positive_duration,
-                defaults.batch_max_timeout,
-            ),
-            batch_max_queue=read(
-                "PRISME_EVENTSTORE_MAX_QUEUE", _positive_int, defaults.batch_max_queue
-            ),
-            shutdown_timeout=read(
-                "PRISME_SHUTDOWN_TIMEOUT", _positive_duration, defaults.shutdown_timeout
-            ),
-            api_events_timeout=read(
-                "PRISME_API_EVENTS_TIMEOUT", _positive_duration, defaults.api_events_timeout
-            ),
-            rate_limit_per_minute=read(
-                "PRISME_RATE_LIMIT_PER_MINUTE", _positive_int, defaults.rate_limit_per_minute
-            ),
-            max_body_bytes=read("PRISME_MAX_BODY_BYTES", _positive_int, defaults.max_body_bytes),
-            max_header_bytes=read(
-                "PRISME_MAX_HEADER_BYTES", _positive_int, defaults.max_header_bytes
-            ),
-            cors_max_age=read("PRISME_CORS_MAX_AGE", _positive_int, defaults.cors_max_age),
-            debug=read("PRISME_DEBUG", parse_bool, defaults.debug),
-            grpc_trusted_proxies=read(
-                "PRISME_GRPC_TRUSTED_PROXIES", parse_networks, defaults.grpc_trusted_proxies
-            ),
-            grpc_tls_cert=read("PRISME_GRPC_TLS_CERT", _readable_file, None),
-            grpc_tls_key=read("PRISME_GRPC_TLS_KEY", _readable_file, None),
-            grpc_max_message_bytes=read(
-                "PRISME_GRPC_MAX_MESSAGE_BYTES", _positive_int, defaults.grpc_max_message_bytes
-            ),
-            grpc_max_streams=read(
-                "PRISME_GRPC_MAX_STREAMS", _positive_int, defaults.grpc_max_streams
-            ),
-            http_read_timeout=read(
-                "PRISME_HTTP_READ_TIMEOUT", _positive_duration, defaults.http_read_timeout
-            ),
-            http_idle_timeout=read(
-                "PRISME_HTTP_IDLE_TIMEOUT", _positive_duration, defaults.http_idle_timeout
-            ),
-        )
-        if (settings.grpc_tls_cert is None) != (settings.grpc_tls_key is None):
-            missing = (
-                "PRISME_GRPC_TLS_KEY" if settings.grpc_tls_key is None else "PRISME_GRPC_TLS_CERT"
-            )
-            raise SettingsError(missing, "", "a PEM file: TLS needs both a certificate and its key")
-        return settings
-
-
-class _Reader:
-    """Reads one variable at a time and turns any parse failure into a `SettingsError`."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def __call__(self, name: str, parse: Callable[[str], T], default: T) -> T:
-        raw = self._env.get(name)
-        if raw is None or (raw.strip() == "" and name != "PRISME_ORIGIN_REGISTRY_ORIGINS"):
-            return default
-        try:
-            return parse(raw)
-        except ValueError as exc:
-            raise SettingsError(name, raw, _EXPECTED.get(parse, "a valid value")) from exc
-
-
 def _port(text: str) -> int:
     value = int(text.strip())
     if not 0 <= value <= 65535:
@@ -296,3 +161,198 @@ _EXPECTED: dict[Callable[[str], object], str] = {
     _positive_duration: "a positive Go duration such as 5ms, 90s, 1m or 24h",
     _positive_int: "a positive integer",
 }
+
+
+def setting(variable: str, parse: Callable[[str], T], default: T, *, secret: bool = False) -> T:
+    """A settings field: read from ``variable`` by ``parse``, else ``default``."""
+    metadata = {VARIABLE: variable, PARSE: parse}
+    return field(default=default, repr=not secret, metadata=metadata)
+
+
+VARIABLE = "variable"
+PARSE = "parse"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    """The HTTP door: where it listens, whom it trusts, how long it waits."""
+
+    port: int = setting("PRISME_PORT", _port, 8000)
+    host: str = setting("PRISME_HOST", str.strip, "0.0.0.0")
+    admin_hostport: tuple[str, int] = setting(
+        "PRISME_ADMIN_HOSTPORT", parse_hostport, ("127.0.0.1", 9090)
+    )
+    trust_proxy: bool = setting("PRISME_TRUST_PROXY", parse_bool, False)
+    proxy_header: str = setting("PRISME_PROXY_HEADER", _header_name, "X-Forwarded-For")
+    trusted_proxies: tuple[IPNetwork, ...] = setting(
+        "PRISME_TRUSTED_PROXIES", parse_networks, parse_networks(DEFAULT_TRUSTED_PROXIES)
+    )
+    cors_max_age: int = setting("PRISME_CORS_MAX_AGE", _positive_int, 86400)
+    read_timeout: float = setting("PRISME_HTTP_READ_TIMEOUT", _positive_duration, 30.0)
+    """Longest time to read a request's head, and then its body."""
+    idle_timeout: float = setting("PRISME_HTTP_IDLE_TIMEOUT", _positive_duration, 75.0)
+    """Longest time an idle keep-alive connection stays open."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcSettings:
+    """The gRPC door: its address, its token, and what one caller can make it hold."""
+
+    hostport: tuple[str, int] = setting(
+        "PRISME_GRPC_HOSTPORT", parse_hostport, ("127.0.0.1", 50051)
+    )
+    token: str | None = setting("PRISME_GRPC_TOKEN", _non_empty, None, secret=True)
+    trusted_proxies: tuple[IPNetwork, ...] = setting(
+        "PRISME_GRPC_TRUSTED_PROXIES", parse_networks, ()
+    )
+    tls_cert: str | None = setting("PRISME_GRPC_TLS_CERT", _readable_file, None)
+    tls_key: str | None = setting("PRISME_GRPC_TLS_KEY", _readable_file, None)
+    max_message_bytes: int = setting(
+        "PRISME_GRPC_MAX_MESSAGE_BYTES", _positive_int, 4 * 1024 * 1024
+    )
+    max_streams: int = setting("PRISME_GRPC_MAX_STREAMS", _positive_int, 100)
+
+    @property
+    def address(self) -> str:
+        """``hostport`` as a gRPC address (an IPv6 host in brackets)."""
+        return join_hostport(*self.hostport)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """Where events are stored, how long one event may wait for the store, how writes batch."""
+
+    mongodb_uri: str | None = setting("PRISME_MONGODB_URI", _non_empty, None, secret=True)
+    database: str = setting("PRISME_MONGODB_DATABASE", _database, "prisme")
+    timeout: float = setting("PRISME_MONGODB_TIMEOUT", _positive_duration, 5.0)
+    """Longest wait for the store on one event before answering 503."""
+    data_dir: str = setting("PRISME_DATA_DIR", _non_empty, ".prisme-data")
+    """The embedded store's files, when no ``mongodb_uri`` is given."""
+    batch_max_size: int = setting("PRISME_EVENTSTORE_MAX_BATCH_SIZE", _positive_int, 512)
+    batch_max_timeout: float = setting(
+        "PRISME_EVENTSTORE_MAX_BATCH_TIMEOUT", _positive_duration, 0.001
+    )
+    batch_max_queue: int = setting("PRISME_EVENTSTORE_MAX_QUEUE", _positive_int, 10_000)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """How long a session lives, how often its progress is written, how long a custom event
+    waits for it."""
+
+    inactive_ttl: float = setting(
+        "PRISME_SESSIONSTORAGE_SESSION_INACTIVE_TTL", _positive_duration, 24 * 3600.0
+    )
+    flush_interval: float = setting(
+        "PRISME_SESSIONSTORAGE_FLUSH_INTERVAL", _positive_duration, 10.0
+    )
+    events_timeout: float = setting("PRISME_API_EVENTS_TIMEOUT", _positive_duration, 3.0)
+    """Longest wait of a custom event for its session's page view."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """What is admitted: from which origins, how often per client, how large."""
+
+    origins: frozenset[str] = setting("PRISME_ORIGIN_REGISTRY_ORIGINS", _origins, frozenset())
+    rate_limit_per_minute: int = setting("PRISME_RATE_LIMIT_PER_MINUTE", _positive_int, 60)
+    max_body_bytes: int = setting("PRISME_MAX_BODY_BYTES", _positive_int, 64 * 1024)
+    max_header_bytes: int = setting("PRISME_MAX_HEADER_BYTES", _positive_int, 32 * 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of one service process. See the README's configuration table."""
+
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
+    grpc: GrpcSettings = field(default_factory=GrpcSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    geoip_db: str | None = setting("PRISME_GEOIP_DB", _non_empty, None)
+    shutdown_timeout: float = setting("PRISME_SHUTDOWN_TIMEOUT", _positive_duration, 10.0)
+    debug: bool = setting("PRISME_DEBUG", parse_bool, False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Builds the settings from ``env``, raising `SettingsError` for the first bad value."""
+        settings = _read(cls, env)
+        grpc = settings.grpc
+        if (grpc.tls_cert is None) != (grpc.tls_key is None):
+            missing = "PRISME_GRPC_TLS_KEY" if grpc.tls_key is None else "PRISME_GRPC_TLS_CERT"
+            raise SettingsError(missing, "", "a PEM file: TLS needs both a certificate and its key")
+        return settings
+
+
+def variables(kind: type[object] = Settings) -> Iterator[tuple[str, str]]:
+    """Every (dotted field path, variable) of ``kind``, sections included."""
+    for spec in fields(kind):  # type: ignore[arg-type]
+        if VARIABLE in spec.metadata:
+            yield spec.name, spec.metadata[VARIABLE]
+        else:
+            for path, variable in variables(spec.default_factory):  # type: ignore[arg-type]
+                yield f"{spec.name}.{path}", variable
+
+
+def _read(kind: type[S], env: Mapping[str, str]) -> S:
+    """An instance of ``kind`` with each field read from its variable (sections recursively)."""
+    values: dict[str, object] = {}
+    for spec in fields(kind):  # type: ignore[arg-type]
+        if VARIABLE not in spec.metadata:
+            values[spec.name] = _read(spec.default_factory, env)  # type: ignore[arg-type]
+            continue
+        variable, parse = spec.metadata[VARIABLE], spec.metadata[PARSE]
+        raw = env.get(variable)
+        if raw is None or (raw.strip() == "" and parse is not _origins):
+            continue  # unset (or blank): the default; a blank origin list means "none"
+        try:
+            values[spec.name] = parse(raw)
+        except ValueError as exc:
+            raise SettingsError(variable, raw, _EXPECTED.get(parse, "a valid value")) from exc
+    return kind(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """How long each hop waits for the next, derived in one place (`deadlines`)."""
+
+    store: float
+    """The core's wait for the store on one event, then 503."""
+    session_wait: float
+    """A custom event's wait for its session's page view, then 400 ``session not found``."""
+    pageview: float
+    """The façade's wait for the core's answer on a page view."""
+    custom_event: float
+    """The façade's wait for the core's answer on a custom event."""
+    health: float
+    """The healthcheck's call from the façade to the core."""
+
+
+ANSWER_MARGIN = 0.5
+"""Time for an answer to travel from the core to the façade, over loopback or a LAN, with the
+core's loop busy: the façade gives up only after the core must have answered."""
+SESSION_POLL_MARGIN = 0.5
+"""A custom event waiting for a session started on another instance sees it at a poll of the
+store (`sessions.STORE_POLL`), up to one poll late, plus the lookup itself."""
+HEALTH_DEADLINE = 3.0
+"""A healthcheck answers within a load balancer's usual 5 s timeout, failing rather than late."""
+
+
+def deadlines(settings: Settings) -> Deadlines:
+    """Every deadline of an event's trip. The core's come from the settings; the façade's are
+    the core's plus margins, so the core always answers first (a 503 or a 400 with its reason)
+    and the façade's own timeout (504) means the core is stuck, not slow."""
+    store = settings.store.timeout
+    session_wait = settings.sessions.events_timeout
+    return Deadlines(
+        store=store,
+        session_wait=session_wait,
+        pageview=store + ANSWER_MARGIN,
+        custom_event=session_wait + SESSION_POLL_MARGIN + store + ANSWER_MARGIN,
+        health=HEALTH_DEADLINE,
+    )
+
+
+def join_hostport(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,6 +1,7 @@
 """`FacadeConfig`: what the HTTP façade needs to know, filled by whoever starts it.
 
-Must not import prisme_core.
+Every value comes from the service's settings (`prisme_cli.serve.facade_config` builds it):
+no default is restated here. Must not import prisme_core.
 """
 
 from __future__ import annotations
@@ -17,28 +18,28 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class FacadeConfig:
     core_target: str
     """gRPC address of the core, e.g. ``127.0.0.1:50051``."""
-    core_tls_root: bytes | None = field(default=None, repr=False)
-    """With TLS to the core: the certificate (PEM) the core's must chain to, e.g. its own."""
+    event_timeout: float
+    """Longest wait for the core's answer on a custom event (it may wait for its session)."""
+    pageview_timeout: float
+    """Longest wait for the core's answer on a page view: the store's deadline and a margin."""
+    health_timeout: float
+    """Deadline of the healthcheck's call to the core."""
+    read_timeout: float
+    """Longest time to read a request's head, and then its body."""
+    idle_timeout: float
+    """Longest time an idle keep-alive connection stays open."""
+    max_body_bytes: int
+    max_header_bytes: int
+    cors_max_age: int
+    """Seconds a browser may cache a CORS preflight answer."""
+    trust_proxy: bool
+    """Whether a trusted proxy's ``proxy_header`` names the client."""
+    proxy_header: str
+    trusted_proxies: tuple[IPNetwork, ...]
     token: str | None = field(default=None, repr=False)
     """The core's service token; the façade is a trusted caller that sets the client IP."""
-    event_timeout: float = 10.0
-    """Longest wait for the core's answer on a custom event (it may wait for its session)."""
-    pageview_timeout: float = 6.0
-    """Longest wait for the core's answer on a page view: the store's deadline and a margin."""
-    health_timeout: float = 3.0
-    """Deadline of the healthcheck's call to the core."""
-    read_timeout: float = 30.0
-    """Longest time to read a request's head, and then its body."""
-    idle_timeout: float = 75.0
-    """Longest time an idle keep-alive connection stays open."""
-    max_body_bytes: int = 64 * 1024
-    max_header_bytes: int = 32 * 1024
-    cors_max_age: int = 86400
-    """Seconds a browser may cache a CORS preflight answer."""
-    trust_proxy: bool = False
-    """Whether a trusted proxy's ``proxy_header`` names the client."""
-    proxy_header: str = "X-Forwarded-For"
-    trusted_proxies: tuple[IPNetwork, ...] = ()
+    core_tls_root: bytes | None = field(default=None, repr=False)
+    """With TLS to the core: the certificate (PEM) the core's must chain to, e.g. its own."""
     proxies: TrustedProxies = field(init=False, repr=False, compare=False)
     """``trusted_proxies``, with its answers cached."""
 
