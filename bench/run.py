@@ -49,8 +49,8 @@ from prisme_core.adapters.mongo import (
     pageview_document,
     session_document,
 )
+from prisme_core.enrich import uuid7
 from prisme_core.model import PageView, SessionAttributes, SessionStart
-from prisme_core.pipeline import uuid7
 from pymongo import AsyncMongoClient
 
 HERE = Path(__file__).resolve().parent

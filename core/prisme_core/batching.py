@@ -131,6 +131,16 @@ class GroupCommit(Generic[T]):
                 done.set_exception(outcome)
                 done.exception()  # retrieved here: a caller that gave up must not log it
 
+    async def flush(self) -> None:
+        """Returns once everything queued now is written (or failed), without waiting for a
+        batch to fill, and no batch is at the store."""
+        queued = list(self._pending)
+        if queued:
+            self._full.set()
+            await asyncio.wait(queued)
+        async with self._turn:
+            pass
+
     async def close(self) -> None:
         """Writes everything queued, then stops."""
         self._closing = True

@@ -31,8 +31,8 @@ from prisme.v1 import facade_link_pb2_grpc as link_grpc
 from prometheus_client import Gauge
 
 from prisme_core.errors import CoreError, Unauthenticated
-from prisme_core.pipeline import PendingEvent
-from prisme_core.servicer import Caller, EventServicer, Outcome, refuse, too_many_events
+from prisme_core.outcomes import Outcome, PendingEvent
+from prisme_core.servicer import Caller, EventServicer, refuse, too_many_events
 from prisme_core.status import rich_status
 
 Context = grpc.aio.ServicerContext[link_pb.ExchangeRequest, link_pb.ExchangeResponse]
@@ -61,7 +61,7 @@ class _Stream:
         self._send_scheduled = False
         self._drained = asyncio.Event()
         self._drained.set()
-        self._tasks: set[asyncio.Future[None]] = set()
+        self._deciding: set[PendingEvent] = set()
         self._abandoned = False
 
     def take(self, request: link_pb.ExchangeRequest) -> None:
@@ -82,24 +82,27 @@ class _Stream:
             if remaining[0] == 0:
                 self._batch_done()
 
-        pending: list[PendingEvent] = []
+        queued: list[PendingEvent] = []
         for index, event in enumerate(events):
             outcome = self._events.start(event, self._caller)
             if isinstance(outcome, CoreError):
                 self._answer(first + index, self._events.answer(event, outcome))
                 done()
                 continue
-            if isinstance(outcome, PendingEvent):
-                pending.append(outcome)
-            future = outcome.future if isinstance(outcome, PendingEvent) else outcome
-            if isinstance(outcome, asyncio.Future):
-                self._tasks.add(outcome)
-                outcome.add_done_callback(self._tasks.discard)
-            future.add_done_callback(self._when_known(first + index, event, outcome, done))
-        if pending:  # past the store deadline, what is still queued is withdrawn: a 503
-            self._loop.call_later(self._deadline, _withdraw_late, pending)
+            if outcome.keeps_own_deadline:
+                self._decide(outcome)
+            else:
+                queued.append(outcome)
+            outcome.future.add_done_callback(self._when_known(first + index, event, outcome, done))
+        if queued:  # past the store deadline, what is still queued is withdrawn: a 503
+            self._loop.call_later(self._deadline, _withdraw_late, queued)
         if not events:
             self._batch_done()
+
+    def _decide(self, outcome: PendingEvent) -> None:
+        """Keeps an event deciding in its own task, to withdraw if the stream ends first."""
+        self._deciding.add(outcome)
+        outcome.future.add_done_callback(lambda _: self._deciding.discard(outcome))
 
     def _when_known(
         self, event_id: int, event: pb.Event, outcome: Outcome, done: Callable[[], None]
@@ -147,8 +150,8 @@ class _Stream:
     def abandon(self) -> None:
         """Nobody is left to answer: the events still deciding stop."""
         self._abandoned = True
-        for task in list(self._tasks):
-            task.cancel()
+        for event in list(self._deciding):
+            event.withdraw()
         IN_FLIGHT.dec(self._in_flight)
         self._in_flight = 0
 
@@ -190,6 +193,11 @@ class FacadeLinkServicer(link_grpc.FacadeLinkServiceServicer):
         finally:  # the stream is over, or was cancelled: nobody is left to answer
             reader.cancel()
             stream.abandon()
+
+    @property
+    def closing(self) -> bool:
+        """Whether `close` was called: streams take no more batches."""
+        return self._closing
 
     def close(self) -> None:
         """Stops every stream from taking batches; each ends once it answered its own."""

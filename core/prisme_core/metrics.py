@@ -31,3 +31,7 @@ STORE_ERRORS: Final = Counter(
     "prisme_store_errors_total", "Store operations that failed or timed out.", ["operation"]
 )
 ACTIVE_SESSIONS: Final = Gauge("prisme_sessions_active", "Live sessions cached by this instance.")
+AWAITING_SESSION: Final = Gauge(
+    "prisme_events_awaiting_session",
+    "Custom events waiting for their session's page view (at most PRISME_API_EVENTS_TIMEOUT).",
+)

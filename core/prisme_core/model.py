@@ -26,6 +26,12 @@ class ClientContext:
 
 
 @dataclass(frozen=True, slots=True)
+class PageViewInput:
+    context: ClientContext
+    event_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CustomEventInput:
     context: ClientContext
     name: str
@@ -70,7 +76,9 @@ class PageView:
     timestamp: datetime
     path: str
     session: SessionAttributes
+    """Its session's attributes, which the page view's document repeats."""
     event_id: UUID | None = None
+    """The sender's idempotency key, if it gave one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +86,35 @@ class SessionStart:
     """A new session, as first stored in ``sessions`` together with its first page view."""
 
     device_id: str
+    """What the session is looked up by: a hash under the day's device key."""
     entry_path: str
     entry_timestamp: datetime
     attributes: SessionAttributes
+
+
+@dataclass(frozen=True, slots=True)
+class CustomEvent:
+    """One accepted custom event, as stored in ``events_custom``."""
+
+    timestamp: datetime
+    path: str
+    session: SessionAttributes
+    """The session it belongs to: its domain, visitor id and session id are stored."""
+    name: str
+    properties: dict[str, Any]
+    event_id: UUID | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.session.domain
+
+    @property
+    def visitor_id(self) -> str:
+        return self.session.visitor_id
+
+    @property
+    def session_uuid(self) -> UUID:
+        return self.session.session_uuid
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +139,3 @@ class StoredSession:
     pageviews: int
     recorded_pageviews: int
     """The count the session document holds; less than ``pageviews`` after a crash."""
-
-
-@dataclass(frozen=True, slots=True)
-class CustomEvent:
-    """One accepted custom event, as stored in ``events_custom``."""
-
-    timestamp: datetime
-    domain: str
-    path: str
-    visitor_id: str
-    session_uuid: UUID
-    name: str
-    properties: dict[str, Any]
-    event_id: UUID | None = None

@@ -1,19 +1,24 @@
-"""The ingestion pipeline: a short list of verb-named steps per event kind.
+"""The ingestion pipeline: one entry point per event kind, each a short list of named steps.
 
 `Pipeline` receives plain `prisme_core.model` values from the servicer, applies every rule,
-and stores the result through the `EventStore` port, group-committed. It raises `CoreError`s
-only, and returns only once the event is stored.
+and stores the result through the `EventStore` port, group-committed. Each entry point returns
+the event's `Outcome` at once: a refusal (a value, never raised), or a `PendingEvent` whose
+future resolves once the event is stored.
 
-Every event first counts against its client's rate limit (`count`, called by the servicer
-before any other rule).
+Every kind first takes the admission steps (`prisme_core.admission`: rate limit, origin,
+URLs, event id, bot). Then:
 
-Page view: validate origin, page URL and document referrer; drop bots; find the device's live
-session for an internal navigation, else begin a new one (user agent, country, UTMs, referrer
-domain, visitor id); store the page view with the session's attributes.
+- Page view: the session rule (`_decide`): a navigation within the site continues the
+  device's live session, any other page view (or one with no live session) begins a new one,
+  enriched by the ``put_*`` steps of `prisme_core.enrich`; the page view is stored with the
+  session's attributes, and the session advances once it is stored.
+- Custom event: name and properties; the device's live session, waited for a little when its
+  page view is still in flight; stored with the session's domain, visitor id and session id.
+  Custom events never change their session.
 
-Custom event: validate origin, page URL, name and properties; drop bots; find the device's live
-session, waiting a little for one whose page view is still in flight; store the event with the
-session's domain, visitor id and session id. Custom events never change their session.
+Most events need nothing from the store (keys and the session are in memory) and are decided
+at once, without a task or a lock. The others first load what is missing, in a task that
+keeps its own deadline, then are decided by the same steps.
 
 Must not import grpc, aiohttp or pymongo.
 """
@@ -21,41 +26,31 @@ Must not import grpc, aiohttp or pymongo.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from prisme_core.admission import Admission, Admitted
 from prisme_core.batching import GroupCommit
-from prisme_core.errors import Dropped, SessionNotFound, StoreUnavailable
+from prisme_core.enrich import session_attributes
+from prisme_core.errors import CoreError, SessionNotFound
 from prisme_core.idempotency import RecentEvents
 from prisme_core.identity import Identities
 from prisme_core.model import (
-    ClientContext,
-    ClientInfo,
     CustomEvent,
     CustomEventInput,
     PageView,
-    SessionAttributes,
+    PageViewInput,
     SessionStart,
 )
+from prisme_core.outcomes import Outcome, PendingEvent, after_both, settled, store_deadline
 from prisme_core.ports import Clock, EventStore, GeoLocator, UserAgentParser
 from prisme_core.properties import parse_properties
 from prisme_core.ratelimit import RateLimiter, rate_key
 from prisme_core.sessions import LiveSession, SessionTracker
-from prisme_core.urls import Url, utm_of
-from prisme_core.validate import (
-    drop_bot,
-    validate_document_referrer,
-    validate_event_id,
-    validate_event_name,
-    validate_origin,
-    validate_page_url,
-)
+from prisme_core.settings import LimitSettings, SessionSettings, StoreSettings
+from prisme_core.validate import validate_event_name
 
 T = TypeVar("T")
 
@@ -65,149 +60,48 @@ CUSTOM = "custom"
 
 
 @dataclass(frozen=True, slots=True)
-class PipelineConfig:
-    origins: frozenset[str]
-    session_inactive_ttl: float = 24 * 3600.0
-    session_flush_interval: float = 10.0
-    batch_max_size: int = 512
-    batch_max_timeout: float = 0.001
-    max_pending: int = 10_000
-    api_events_timeout: float = 3.0
-    max_body_bytes: int = 64 * 1024
-    rate_limit_per_minute: int = 60
-    store_deadline: float = 5.0
-    """Longest wait for the store on one event before answering 503."""
-
-
-@dataclass(frozen=True, slots=True)
 class Enrichers:
     geo: GeoLocator
     agents: UserAgentParser
 
 
-def uuid7(at: datetime) -> uuid.UUID:
-    """A UUIDv7 (RFC 9562) whose embedded time is ``at``, to the millisecond."""
-    milliseconds = int(at.timestamp() * 1000) & ((1 << 48) - 1)
-    value = milliseconds << 80 | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | 0x7 << 76
-    value = (value & ~(0x3 << 62)) | 0x2 << 62
-    return uuid.UUID(int=value)
-
-
-def _to_milliseconds(at: datetime) -> datetime:
-    """BSON keeps milliseconds: cut to them, so what is stored is what was computed."""
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class _Admitted:
-    """A page view that passed every rule, on its way to the store."""
-
-    context: ClientContext
-    client: ClientInfo
-    page: Url
-    referrer: Url | None
-    key: uuid.UUID | None
-    now: datetime
-
-    @property
-    def internal(self) -> bool:
-        """A navigation within the site: it continues the device's live session, if any."""
-        return self.referrer is not None and self.referrer.host == self.page.host
-
-
-@dataclass(frozen=True, slots=True)
-class PendingEvent:
-    future: asyncio.Future[None]
-    """Resolves once the event is stored; fails with a `CoreError` if it could not be."""
-    _withdraw: Callable[[], None] | None
-
-    def withdraw(self) -> None:
-        """The caller stops waiting: an event still queued is not written (503 means not
-        stored); one already being written stays."""
-        if self._withdraw is not None:
-            self._withdraw()
-        else:
-            self.future.cancel()
-
-
-def _after_both(
-    written: asyncio.Future[None], persisted: asyncio.Future[None]
-) -> asyncio.Future[None]:
-    """Resolves once the page view and its session are stored; fails as soon as either fails."""
-    if persisted.done() and not persisted.cancelled() and persisted.exception() is None:
-        return written
-    both = written.get_loop().create_future()
-
-    def settle(_: asyncio.Future[None]) -> None:
-        if both.done():
-            return
-        for part in (written, persisted):
-            if part.done() and (part.cancelled() or part.exception() is not None):
-                failure = part.exception() if not part.cancelled() else None
-                both.set_exception(failure or StoreUnavailable("the write was withdrawn"))
-                both.exception()  # nobody may be waiting any more: not to be logged as lost
-                return
-        if written.done() and persisted.done():
-            both.set_result(None)
-
-    written.add_done_callback(settle)
-    persisted.add_done_callback(settle)
-    return both
-
-
-async def _stored(session: LiveSession) -> None:
-    """Returns once the session's document is stored; raises if it could not be."""
-    if session.persisted.done():
-        session.persisted.result()
-    else:
-        await asyncio.shield(session.persisted)  # shared: one waiter's deadline is not all's
-
-
-def store_late() -> StoreUnavailable:
-    """Past the store deadline of an event: 503 rather than a longer wait."""
-    return StoreUnavailable("the event store did not answer in time")
-
-
 class Pipeline:
     def __init__(
-        self, config: PipelineConfig, store: EventStore, clock: Clock, enrichers: Enrichers
+        self,
+        limits: LimitSettings,
+        sessions: SessionSettings,
+        stored: StoreSettings,
+        store: EventStore,
+        clock: Clock,
+        enrichers: Enrichers,
     ) -> None:
-        self._config = config
+        self._limits = limits
+        self._session_wait = sessions.events_timeout
+        self._deadline = stored.timeout
         self._store = store
-        self._clock = clock
-        self._enrichers = enrichers
+        self._geo = enrichers.geo
+        self._admission = Admission(limits.origins, enrichers.agents, clock)
         self._ids = Identities(store)
-        self._limiter = RateLimiter(config.rate_limit_per_minute, time.monotonic)
+        self._limiter = RateLimiter(limits.rate_limit_per_minute, time.monotonic)
         self._recent = RecentEvents()
-        self._store_writes = asyncio.Lock()
+        turn = asyncio.Lock()
+        """One store call at a time: a batch waits for the store, not in its queue."""
         self._sessions = SessionTracker(
-            store,
-            clock,
-            config.session_inactive_ttl,
-            config.session_flush_interval,
-            write_lock=self._store_writes,
+            store, clock, sessions.inactive_ttl, sessions.flush_interval, write_lock=turn
         )
-        self._pageviews = self._writer("pageviews", store.insert_pageviews)
-        self._session_starts = self._writer("sessions", store.insert_sessions)
-        self._custom_events = self._writer("events_custom", store.insert_custom_events)
 
-    def _writer(self, name: str, write: Callable[[Sequence[T]], Awaitable[None]]) -> GroupCommit[T]:
-        config = self._config
+        def writer(name: str, write: Callable[[Sequence[T]], Awaitable[None]]) -> GroupCommit[T]:
+            size, delay = stored.batch_max_size, stored.batch_max_timeout
+            return GroupCommit(name, write, size, delay, stored.batch_max_queue, turn=turn)
 
-        return GroupCommit(
-            name,
-            write,
-            config.batch_max_size,
-            config.batch_max_timeout,
-            config.max_pending,
-            turn=self._store_writes,
-        )
+        self._pageviews = writer("pageviews", store.insert_pageviews)
+        self._session_starts = writer("sessions", store.insert_sessions)
+        self._custom_events = writer("events_custom", store.insert_custom_events)
 
     @property
     def store_deadline(self) -> float:
         """Longest wait for the store on one event before answering 503."""
-        return self._config.store_deadline
+        return self._deadline
 
     def start(self) -> None:
         for writer in (self._pageviews, self._session_starts, self._custom_events):
@@ -220,81 +114,108 @@ class Pipeline:
             await writer.close()
         await self._sessions.close()
 
-    async def record_pageview(self, context: ClientContext, event_id: str = "") -> None:
-        await self._record(self._admit(context, event_id))
-
-    def start_pageview(self, context: ClientContext, event_id: str = "") -> PendingEvent:
-        """`record_pageview` for a caller with many events at once (`SendEvents`): every rule
-        that needs no waiting runs now, and a refusal raises now. The page view is then stored
-        when ``future`` resolves; past the store deadline, the caller calls ``withdraw``.
-
-        Most page views need no waiting at all (keys in memory, session cached or new), and
-        take no task and no lock: deciding without a suspension point is already atomic. The
-        others take the path of `record_pageview`, in a task that keeps its own deadline."""
-        admitted = self._admit(context, event_id)
-        pending = self._store_now(admitted)
-        if pending is None:
-            return PendingEvent(asyncio.ensure_future(self._record(admitted)), None)
-        return pending
+    async def flush(self) -> None:
+        """Writes now what is queued, then every session's progress (written behind until
+        then), as the service would over the next flush interval."""
+        for writer in (self._session_starts, self._pageviews, self._custom_events):
+            await writer.flush()
+        await self._sessions.flush()
 
     def count(self, client_ip: str) -> None:
         """Counts one event against its client's rate limit; raises `RateLimited` past it."""
         self._limiter.check(rate_key(client_ip))
 
-    def _admit(self, context: ClientContext, event_id: str) -> _Admitted:
-        validate_origin(context.origin, self._config.origins)
-        page = validate_page_url(context.page_url)
-        referrer = validate_document_referrer(context.document_referrer)
-        key = validate_event_id(event_id)
-        client = self._enrichers.agents.parse(context.user_agent)
-        if (reason := drop_bot(client)) is not None:
-            raise Dropped(reason, "bots are not recorded")
-        now = _to_milliseconds(self._clock.now())
-        return _Admitted(context, client, page, referrer, key, now)
-
-    async def _record(self, admitted: _Admitted) -> None:
-        async with self._store_deadline():
-            await self._recent.once(PAGEVIEW, admitted.key, lambda: self._store_pageview(admitted))
-
-    @contextlib.asynccontextmanager
-    async def _store_deadline(self) -> AsyncIterator[None]:
-        """Bounds the store part of one event: past it, 503 instead of a longer wait."""
+    def pageview(self, event: PageViewInput) -> Outcome:
+        context = event.context
         try:
-            async with asyncio.timeout(self._config.store_deadline):
-                yield
-        except TimeoutError as exc:
-            raise store_late() from exc
+            admitted = self._admission.admit(context, event.event_id, context.document_referrer)
+            if not isinstance(admitted, Admitted):
+                return admitted
+            return self._pageview_now(admitted) or self._later(self._pageview_later(admitted))
+        except CoreError as refused:
+            return refused.with_traceback(None)  # its frames hold the request
 
-    def _store_now(self, admitted: _Admitted) -> PendingEvent | None:
-        """`_store_pageview` when nothing has to be waited for; None when something has."""
-        context, page = admitted.context, admitted.page
+    def custom_event(self, event: CustomEventInput) -> Outcome:
+        try:
+            admitted = self._admission.admit(event.context, event.event_id)
+            if not isinstance(admitted, Admitted):
+                return admitted
+            name = validate_event_name(event.name)
+            properties = parse_properties(
+                event.content_type, event.body, self._limits.max_body_bytes
+            )
+            custom = _Custom(admitted, name, properties)
+            return self._custom_now(custom) or self._later(self._custom_later(custom))
+        except CoreError as refused:
+            return refused.with_traceback(None)  # its frames hold the request
+
+    def _later(self, deciding: Awaitable[None]) -> PendingEvent:
+        """An event that waits for something first, deciding in a task of its own."""
+        return PendingEvent(asyncio.ensure_future(deciding))
+
+    def _pageview_now(self, admitted: Admitted) -> PendingEvent | None:
+        """The page view decided from memory; None if something must be loaded first (a key,
+        a session only the store knows), its device is being decided, or it is a retry."""
         if admitted.key is not None and self._recent.knows(admitted.key):
             return None
-        client_ip = context.client_ip or ""
-        device_id = self._ids.known_device_id(
-            context.user_agent, client_ip, page.host, admitted.now
-        )
+        device_id = self._ids.known_device_id(*admitted.device, admitted.now)
         if device_id is None or self._sessions.busy(device_id):
             return None
-        if admitted.internal:
-            session = self._sessions.cached_live(device_id, admitted.now)
-            if session is None:
-                return None
-            starting = None
-        else:
-            visitor_id = self._ids.known_visitor_id(
-                context.user_agent, client_ip, page.host, admitted.now
-            )
-            if visitor_id is None:
-                return None
-            session, starting = self._begin_session(device_id, admitted, visitor_id)
-        pageview = PageView(admitted.now, page.path, session.start.attributes, admitted.key)
-        written = self._pageviews.submit(pageview)
-        stored = _after_both(written, session.persisted)
-        if starting is None:  # the session moves once the page view is stored, not before
-            stored.add_done_callback(self._advance_when_stored(session, page.path, admitted.now))
-        if admitted.key is not None:
-            self._recent.track(PAGEVIEW, admitted.key, stored)
+        pending = self._decide(admitted, device_id, loaded=False)
+        if pending is not None and admitted.key is not None:
+            self._recent.track(PAGEVIEW, admitted.key, pending.future)
+        return pending
+
+    async def _pageview_later(self, admitted: Admitted) -> None:
+        """Loads what the session rule reads (the day's keys, the live session), then decides."""
+        async with store_deadline(self._deadline):
+            await self._recent.once(PAGEVIEW, admitted.key, lambda: self._load_and_decide(admitted))
+
+    async def _load_and_decide(self, admitted: Admitted) -> None:
+        device_id = await self._ids.device_id(*admitted.device, admitted.now)
+        async with self._sessions.lock(device_id):
+            if admitted.internal:
+                await self._live(admitted, device_id)
+            await self._ids.visitor_id(*admitted.device, admitted.now)
+            pending = self._decide(admitted, device_id, loaded=True)
+        if pending is None:
+            raise RuntimeError("a page view undecided after loading what it needs")
+        await settled(pending)
+
+    def _decide(self, admitted: Admitted, device_id: str, loaded: bool) -> PendingEvent | None:
+        """The session rule: a navigation within the site continues the device's live session;
+        any other page view, or one whose device has none, begins a new session. Decided from
+        memory: None when memory cannot tell, unless everything was ``loaded`` first."""
+        now = admitted.now
+        live = self._sessions.cached_live(device_id, now) if admitted.internal else None
+        if live is not None:
+            return self._store_pageview(admitted, live, None)
+        if admitted.internal and not loaded:
+            return None  # the store may know a session this process does not
+        visitor_id = self._ids.known_visitor_id(*admitted.device, now)
+        if visitor_id is None:
+            return None
+        start = SessionStart(
+            device_id=device_id,
+            entry_path=admitted.page.path,
+            entry_timestamp=now,
+            attributes=session_attributes(admitted, visitor_id, self._geo),
+        )
+        starting = self._session_starts.submit(start)
+        return self._store_pageview(admitted, self._sessions.begin(start, starting), starting)
+
+    def _store_pageview(
+        self, admitted: Admitted, session: LiveSession, starting: asyncio.Future[None] | None
+    ) -> PendingEvent:
+        """Queues the page view; it is stored once its session is too. A page view that
+        continues its session advances it once stored, not before."""
+        path, now = admitted.page.path, admitted.now
+        written = self._pageviews.submit(
+            PageView(now, path, session.start.attributes, admitted.key)
+        )
+        stored = after_both(written, session.persisted)
+        if starting is None:
+            stored.add_done_callback(self._sessions.advance_when_stored(session, path, now))
         return PendingEvent(stored, lambda: self._withdraw(written, starting))
 
     def _withdraw(
@@ -305,117 +226,58 @@ class Pipeline:
         if starting is not None:
             self._session_starts.withdraw(starting)
 
-    def _advance_when_stored(
-        self, session: LiveSession, path: str, at: datetime
-    ) -> Callable[[asyncio.Future[None]], None]:
-        def advance(stored: asyncio.Future[None]) -> None:
-            if not stored.cancelled() and stored.exception() is None:
-                self._sessions.advance(session, path, at)
-
-        return advance
-
-    async def _store_pageview(self, admitted: _Admitted) -> None:
-        context, page, now = admitted.context, admitted.page, admitted.now
-        client_ip = context.client_ip or ""
-        device_id = await self._ids.device_id(context.user_agent, client_ip, page.host, now)
-        async with self._sessions.lock(device_id):
-            session = (
-                await self._live(context, page.host, device_id, now) if admitted.internal else None
-            )
-            continued = session is not None
-            if session is None:
-                visitor_id = await self._ids.visitor_id(
-                    context.user_agent, client_ip, page.host, now
-                )
-                session, _ = self._begin_session(device_id, admitted, visitor_id)
-        pageview = PageView(now, page.path, session.start.attributes, admitted.key)
-        await self._pageviews.write(pageview)
-        await _stored(session)  # stored with its session, or not acknowledged
-        if continued:  # the session moves once the page view is stored, not before
-            self._sessions.advance(session, page.path, now)
-
-    async def _live(
-        self, context: ClientContext, host: str, device_id: str, now: datetime
-    ) -> LiveSession | None:
+    async def _live(self, admitted: Admitted, device_id: str) -> LiveSession | None:
         """The device's live session, found under the day's device key or, begun before
         midnight, under the previous day's (then kept under the day's in this process)."""
-        session = await self._sessions.live(device_id, now)
+        session = await self._sessions.live(device_id, admitted.now)
         if session is not None:
             return session
-        ip = context.client_ip or ""
-        before = await self._ids.device_id(context.user_agent, ip, host, now, days_back=1)
-        session = await self._sessions.live(before, now)
+        before = await self._ids.device_id(*admitted.device, admitted.now, days_back=1)
+        session = await self._sessions.live(before, admitted.now)
         if session is not None:
             self._sessions.alias(session, device_id)
         return session
 
-    def _begin_session(
-        self, device_id: str, admitted: _Admitted, visitor_id: str
-    ) -> tuple[LiveSession, asyncio.Future[None]]:
-        """The new session, and the write of its document."""
-        context, client, page, referrer = (
-            admitted.context,
-            admitted.client,
-            admitted.page,
-            admitted.referrer,
-        )
-        utm = utm_of(page.query)
-        attributes = SessionAttributes(
-            session_uuid=uuid7(admitted.now),
-            domain=page.host,
-            visitor_id=visitor_id,
-            operating_system=client.operating_system,
-            browser_family=client.browser_family,
-            device=client.device,
-            referrer_domain=referrer.host if referrer is not None else "direct",
-            country_code=self._enrichers.geo.country(context.client_ip),
-            utm_source=utm.source,
-            utm_medium=utm.medium,
-            utm_campaign=utm.campaign,
-            utm_term=utm.term,
-            utm_content=utm.content,
-        )
-        start = SessionStart(
-            device_id=device_id,
-            entry_path=page.path,
-            entry_timestamp=admitted.now,
-            attributes=attributes,
-        )
-        write = self._session_starts.submit(start)
-        return self._sessions.begin(start, write), write
+    def _custom_now(self, custom: _Custom) -> PendingEvent | None:
+        """The custom event stored at once if its session is in memory and stored; else None."""
+        admitted = custom.admitted
+        if admitted.key is not None and self._recent.knows(admitted.key):
+            return None
+        device_id = self._ids.known_device_id(*admitted.device, admitted.now)
+        session = None if device_id is None else self._sessions.cached_live(device_id, admitted.now)
+        if session is None or not session.is_stored:
+            return None
+        pending = self._store_custom(custom, session)
+        if admitted.key is not None:
+            self._recent.track(CUSTOM, admitted.key, pending.future)
+        return pending
 
-    async def record_custom_event(self, event: CustomEventInput) -> None:
-        context = event.context
-        validate_origin(context.origin, self._config.origins)
-        page = validate_page_url(context.page_url)
-        name = validate_event_name(event.name)
-        properties = parse_properties(event.content_type, event.body, self._config.max_body_bytes)
-        key = validate_event_id(event.event_id)
-        if (reason := drop_bot(self._enrichers.agents.parse(context.user_agent))) is not None:
-            raise Dropped(reason, "bots are not recorded")
-        received = _to_milliseconds(self._clock.now())
-        client_ip = context.client_ip or ""
-        device_id = await self._ids.device_id(context.user_agent, client_ip, page.host, received)
-        waited = self._config.api_events_timeout
-        session = await self._live(context, page.host, device_id, received)
+    async def _custom_later(self, custom: _Custom) -> None:
+        """Waits for the event's session (its page view may still be in flight), then stores."""
+        admitted = custom.admitted
+        device_id = await self._ids.device_id(*admitted.device, admitted.now)
+        session = await self._live(admitted, device_id)
         if session is None:
-            session = await self._sessions.wait_live(device_id, within=waited)
+            session = await self._sessions.wait_live(device_id, within=self._session_wait)
         if session is None:
-            raise SessionNotFound(waited)
-        attributes = session.start.attributes
-        custom = CustomEvent(
-            timestamp=received,
-            domain=attributes.domain,
-            path=page.path,
-            visitor_id=attributes.visitor_id,
-            session_uuid=attributes.session_uuid,
-            name=name,
-            properties=properties,
-            event_id=key,
+            raise SessionNotFound(self._session_wait)
+        async with store_deadline(self._deadline):
+            await session.stored()
+            pending = lambda: settled(self._store_custom(custom, session))  # noqa: E731
+            await self._recent.once(CUSTOM, admitted.key, pending)
+
+    def _store_custom(self, custom: _Custom, session: LiveSession) -> PendingEvent:
+        admitted, attributes = custom.admitted, session.start.attributes
+        event = CustomEvent(
+            admitted.now,
+            admitted.page.path,
+            attributes,
+            custom.name,
+            custom.properties,
+            admitted.key,
         )
-        async with self._store_deadline():
-            await _stored(session)
-            await self._recent.once(CUSTOM, key, lambda: self._custom_events.write(custom))
+        written = self._custom_events.submit(event)
+        return PendingEvent(written, lambda: self._custom_events.withdraw(written))
 
     async def forget_ended_devices(self) -> None:
         """Removes the lookup key of sessions that ended (the hourly sweep, at once)."""
@@ -423,3 +285,12 @@ class Pipeline:
 
     async def check_health(self) -> None:
         await self._store.ping()
+
+
+@dataclass(frozen=True, slots=True)
+class _Custom:
+    """A custom event past its admission, name and properties."""
+
+    admitted: Admitted
+    name: str
+    properties: dict[str, Any]

@@ -32,11 +32,11 @@ from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.health import StoreMonitor
 from prisme_core.link import FacadeLinkServicer
 from prisme_core.peers import GrpcProxies
-from prisme_core.pipeline import Enrichers, Pipeline, PipelineConfig
+from prisme_core.pipeline import Enrichers, Pipeline
 from prisme_core.ports import Clock, EventStore, GeoLocator, SystemClock, UserAgentParser
 from prisme_core.request_id import RequestIdInterceptor
 from prisme_core.servicer import EventServicer
-from prisme_core.settings import Settings
+from prisme_core.settings import GrpcSettings, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +54,10 @@ class CoreDeps:
     @classmethod
     def from_settings(cls, settings: Settings) -> CoreDeps:
         """The production adapters: MongoDB, and the GeoIP database when one is configured."""
-        if settings.mongodb_uri is None:
+        stored = settings.store
+        if stored.mongodb_uri is None:
             raise ValueError("PRISME_MONGODB_URI is not set")
-        store = MongoEventStore.from_uri(
-            settings.mongodb_uri, settings.mongodb_database, settings.mongodb_timeout
-        )
+        store = MongoEventStore.from_uri(stored.mongodb_uri, stored.database, stored.timeout)
         if settings.geoip_db is None:
             logger.warning("PRISME_GEOIP_DB is not set: every country will be XX")
             return cls(store=store)
@@ -81,6 +80,15 @@ class CoreServer:
         self.monitor.start()
         logger.info("gRPC core listening on port %d", self.port)
 
+    async def flush(self) -> None:
+        """Stores now everything accepted so far, session progress included (for tests and
+        tools that read the store)."""
+        await self.pipeline.flush()
+
+    async def forget_ended_devices(self) -> None:
+        """Runs the hourly sweep of ended sessions' device ids now."""
+        await self.pipeline.forget_ended_devices()
+
     async def stop(self, grace: float = 5.0) -> None:
         self.link.close()  # the façade's stream ends once its batches are answered
         await self.server.stop(grace)
@@ -90,53 +98,35 @@ class CoreServer:
         self.deps.geo.close()
 
 
-def pipeline_config(settings: Settings) -> PipelineConfig:
-    return PipelineConfig(
-        origins=settings.origins,
-        session_inactive_ttl=settings.session_inactive_ttl,
-        session_flush_interval=settings.session_flush_interval,
-        batch_max_size=settings.batch_max_size,
-        batch_max_timeout=settings.batch_max_timeout,
-        api_events_timeout=settings.api_events_timeout,
-        max_body_bytes=settings.max_body_bytes,
-        rate_limit_per_minute=settings.rate_limit_per_minute,
-        store_deadline=settings.mongodb_timeout,
-        max_pending=settings.batch_max_queue,
-    )
-
-
 def create_server(settings: Settings, deps: CoreDeps, address: str | None = None) -> CoreServer:
     """Builds the core on ``address`` (default: ``PRISME_GRPC_HOSTPORT``); nothing runs yet."""
-    if address is None:
-        host, port = settings.grpc_hostport
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    grpc_settings = settings.grpc
     pipeline = Pipeline(
-        pipeline_config(settings), deps.store, deps.clock, Enrichers(deps.geo, deps.agents)
+        settings.limits,
+        settings.sessions,
+        settings.store,
+        deps.store,
+        deps.clock,
+        Enrichers(deps.geo, deps.agents),
     )
     monitor = StoreMonitor(deps.store, HEALTH_INTERVAL)
     server = grpc.aio.server(
         interceptors=[RequestIdInterceptor()],
         options=[
-            ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
-            ("grpc.max_concurrent_streams", settings.grpc_max_streams),
+            ("grpc.max_receive_message_length", grpc_settings.max_message_bytes),
+            ("grpc.max_concurrent_streams", grpc_settings.max_streams),
         ],
     )
     events = EventServicer(
-        pipeline, settings.grpc_token, GrpcProxies(settings.grpc_trusted_proxies)
+        pipeline, grpc_settings.token, GrpcProxies(grpc_settings.trusted_proxies)
     )
-    link = FacadeLinkServicer(events, settings.mongodb_timeout)
+    link = FacadeLinkServicer(events, pipeline.store_deadline)
     pb_grpc.add_EventServiceServicer_to_server(events, server)
     link_pb_grpc.add_FacadeLinkServiceServicer_to_server(link, server)
     health_pb2_grpc.add_HealthServicer_to_server(monitor.health, server)
-    service_names = (
-        pb.DESCRIPTOR.services_by_name["EventService"].full_name,
-        link_pb.DESCRIPTOR.services_by_name["FacadeLinkService"].full_name,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        REFLECTION_V1,
-        reflection.SERVICE_NAME,
-    )
-    _enable_reflection(service_names, server)
-    bound = _bind(server, address, settings)
+    _enable_reflection(server)
+    address = address or grpc_settings.address
+    bound = _bind(server, address, grpc_settings)
     if bound == 0:
         raise OSError(f"cannot bind the gRPC core to {address}")
     return CoreServer(
@@ -144,10 +134,20 @@ def create_server(settings: Settings, deps: CoreDeps, address: str | None = None
     )
 
 
-def _enable_reflection(service_names: tuple[str, ...], server: grpc.aio.Server) -> None:
+SERVICE_NAMES = (
+    pb.DESCRIPTOR.services_by_name["EventService"].full_name,
+    link_pb.DESCRIPTOR.services_by_name["FacadeLinkService"].full_name,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    REFLECTION_V1,
+    reflection.SERVICE_NAME,
+)
+"""What reflection lists."""
+
+
+def _enable_reflection(server: grpc.aio.Server) -> None:
     """Both reflection versions: ``v1`` has the messages of ``v1alpha`` under another name,
     so the one servicer answers both."""
-    servicer = reflection.aio.ReflectionServicer(service_names)
+    servicer = reflection.aio.ReflectionServicer(SERVICE_NAMES)
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=reflection_pb.ServerReflectionRequest.FromString,
@@ -159,9 +159,9 @@ def _enable_reflection(service_names: tuple[str, ...], server: grpc.aio.Server) 
         )
 
 
-def _bind(server: grpc.aio.Server, address: str, settings: Settings) -> int:
-    if settings.grpc_tls_cert is None or settings.grpc_tls_key is None:
+def _bind(server: grpc.aio.Server, address: str, settings: GrpcSettings) -> int:
+    if settings.tls_cert is None or settings.tls_key is None:
         return server.add_insecure_port(address)
-    with open(settings.grpc_tls_key, "rb") as key, open(settings.grpc_tls_cert, "rb") as cert:
+    with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
         credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
     return server.add_secure_port(address, credentials)

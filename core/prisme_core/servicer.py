@@ -26,14 +26,16 @@ import grpc
 from grpc_status import rpc_status
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
+from prisme_client.request_id import valid_request_id
 
 from prisme_core.errors import CoreError, InvalidInput, Reason, Unauthenticated
 from prisme_core.health import RecentHealth
-from prisme_core.model import ClientContext, CustomEventInput
+from prisme_core.model import ClientContext, CustomEventInput, PageViewInput
+from prisme_core.outcomes import Outcome, failure
 from prisme_core.peers import GrpcProxies, peer_ip
-from prisme_core.pipeline import PendingEvent, Pipeline, store_late
+from prisme_core.pipeline import Pipeline
 from prisme_core.refusals import count_event
-from prisme_core.request_id import REQUEST_ID, valid_request_id
+from prisme_core.request_id import REQUEST_ID
 from prisme_core.status import rich_status
 from prisme_core.validate import validate_context
 
@@ -44,8 +46,6 @@ OK = status_pb2.Status(code=grpc.StatusCode.OK.value[0])
 
 EventRequest = pb.SendPageViewRequest | pb.SendCustomEventRequest
 BatchedRequest = EventRequest | pb.RefusedEvent
-Outcome = CoreError | PendingEvent | asyncio.Future[None]
-"""A refusal, a page view on its way to the store, or an event deciding in a task of its own."""
 
 
 def too_many_events(events: Sequence[pb.Event], per: str) -> InvalidInput | None:
@@ -141,23 +141,21 @@ class EventServicer(pb_grpc.EventServiceServicer):
         return Caller(trusted=trusted, address=peer)
 
     async def send_all(self, events: Sequence[pb.Event], caller: Caller) -> list[status_pb2.Status]:
-        """Starts every event at once, then answers all of them together: page views that need
-        no waiting join their group commits right away (one deadline for all of them), the
-        others run as tasks that keep their own deadlines."""
+        """Starts every event at once, then answers all of them together: events that need no
+        waiting join their group commits right away (one deadline for all of them), the others
+        decide in tasks that keep their own deadlines."""
         outcomes = [self.start(event, caller) for event in events]
-        pending = [o for o in outcomes if isinstance(o, PendingEvent)]
-        tasks = [o for o in outcomes if isinstance(o, asyncio.Future)]
+        pending = [o for o in outcomes if not isinstance(o, CoreError)]
+        queued = [p.future for p in pending if not p.keeps_own_deadline]
+        deciding = [p.future for p in pending if p.keeps_own_deadline]
         try:
-            if pending:
-                deadline = self._pipeline.store_deadline
-                await asyncio.wait([p.future for p in pending], timeout=deadline)
-            if tasks:
-                await asyncio.wait(tasks)
+            if queued:
+                await asyncio.wait(queued, timeout=self._pipeline.store_deadline)
+            if deciding:
+                await asyncio.wait(deciding)
         finally:  # past the deadline, or the call was cancelled: what is still queued stays so
             for late in (p for p in pending if not p.future.done()):
                 late.withdraw()
-            for task in tasks:
-                task.cancel()
         return [self.answer(e, o) for e, o in zip(events, outcomes, strict=True)]
 
     def start(self, event: pb.Event, caller: Caller) -> Outcome:
@@ -169,7 +167,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
 
     def answer(self, event: pb.Event, outcome: Outcome) -> status_pb2.Status:
         """The status of a started event whose outcome is known, counted."""
-        error = _failure(outcome)
+        error = failure(outcome)
         kind = KINDS.get(event.WhichOneof("kind") or "", "unknown")
         if error is None:
             count_event(kind, None)
@@ -183,7 +181,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
             self._pipeline.count(caller.client_ip(_given_ip(request)))  # before any other rule
             if isinstance(request, pb.SendPageViewRequest):
                 context = client_context(request, caller)
-                return self._pipeline.start_pageview(context, request.event_id)
+                return self._pipeline.pageview(PageViewInput(context, request.event_id))
             if isinstance(request, pb.SendCustomEventRequest):
                 event = CustomEventInput(
                     context=client_context(request, caller),
@@ -192,7 +190,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
                     body=request.body.data,
                     event_id=request.event_id,
                 )
-                return asyncio.ensure_future(self._pipeline.record_custom_event(event))
+                return self._pipeline.custom_event(event)
             if isinstance(request, pb.RefusedEvent):
                 raise InvalidInput(
                     Reason.REFUSED_BY_SENDER, "refused by its sender; counted", field="events"
@@ -260,18 +258,3 @@ def _request_id(event: pb.Event) -> Iterator[None]:
         yield
     finally:
         REQUEST_ID.reset(token)
-
-
-def _failure(outcome: Outcome) -> CoreError | None:
-    """Why an event was not stored, or None if it was."""
-    if isinstance(outcome, CoreError):
-        return outcome
-    future = outcome.future if isinstance(outcome, PendingEvent) else outcome
-    if not future.done() or future.cancelled():  # withdrawn at the deadline
-        return store_late()
-    error = future.exception()
-    if error is None:
-        return None
-    if isinstance(error, CoreError):
-        return error
-    raise error  # a defect: the call fails as a whole, as an unexpected error would

@@ -19,12 +19,13 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from prisme_core.errors import CoreError
-from prisme_core.metrics import ACTIVE_SESSIONS
+from prisme_core.metrics import ACTIVE_SESSIONS, AWAITING_SESSION
 from prisme_core.model import SessionProgress, SessionStart, StoredSession
 from prisme_core.ports import Clock, EventStore
 
@@ -32,8 +33,8 @@ logger = logging.getLogger(__name__)
 
 UPDATE_CHUNK = 5
 """Session updates per store call: small, because an event batch that comes after a chunk
-waits for all of it. Against chunks of 10, under the bench load: p99 4 to 24 ms lower in six
-alternating pairs, throughput +8 %; chunks of 3 pay the per-command cost too often."""
+waits for all of it; smaller chunks pay the per-command cost too often (measured in
+docs/performance.md, "Measured choices")."""
 FLUSH_STEPS = 10
 """Flushes per interval: each writes the sessions whose progress would be late by the next,
 so updates spread evenly instead of arriving as one burst per interval."""
@@ -55,6 +56,18 @@ class LiveSession:
     """Resolves once the session document is stored."""
     rekeyed: str | None = None
     """A device id under the day's key, for the next progress write to store."""
+
+    @property
+    def is_stored(self) -> bool:
+        persisted = self.persisted
+        return persisted.done() and not persisted.cancelled() and persisted.exception() is None
+
+    async def stored(self) -> None:
+        """Returns once the session's document is stored; raises if it could not be."""
+        if self.persisted.done():
+            self.persisted.result()
+        else:
+            await asyncio.shield(self.persisted)  # shared: one waiter's deadline is not all's
 
 
 class SessionTracker:
@@ -127,6 +140,7 @@ class SessionTracker:
         deadline = loop.time() + within
         arrived, waiters = self._arrivals.get(device_id, (asyncio.Event(), 0))
         self._arrivals[device_id] = (arrived, waiters + 1)
+        AWAITING_SESSION.inc()
         try:
             while (session := await self.live(device_id, self._clock.now())) is None:
                 remaining = deadline - loop.time()
@@ -137,6 +151,7 @@ class SessionTracker:
                     arrived.clear()  # woken: every waiter looks again; the next wait is fresh
             return session
         finally:
+            AWAITING_SESSION.dec()
             arrived, waiters = self._arrivals[device_id]
             if waiters == 1:
                 del self._arrivals[device_id]
@@ -175,6 +190,17 @@ class SessionTracker:
         key = session.start.attributes.session_uuid
         if key not in self._dirty:
             self._dirty[key] = (session, time.monotonic())
+
+    def advance_when_stored(
+        self, session: LiveSession, path: str, at: datetime
+    ) -> Callable[[asyncio.Future[None]], None]:
+        """`advance`, once the page view whose stored future this is given to is stored."""
+
+        def advance(stored: asyncio.Future[None]) -> None:
+            if not stored.cancelled() and stored.exception() is None:
+                self.advance(session, path, at)
+
+        return advance
 
     def _remember(self, session: LiveSession) -> LiveSession:
         device_id = session.start.device_id

@@ -1,0 +1,78 @@
+"""Admission: the steps every event takes, whatever its kind, before anything is looked up.
+
+In order: the event counts against its client's rate limit (`Pipeline.count`, called by the
+servicer before the event's fields are even read, so that malformed events count too); then
+`admit` validates the origin, the page URL, the document referrer (page views only) and the
+event id, parses the user agent and drops bots. A validation failure raises; a drop is a
+value (`drop_bot` returns its reason), answered as `Dropped`.
+
+Must not import grpc, aiohttp or pymongo.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from prisme_core.errors import Dropped
+from prisme_core.model import ClientContext, ClientInfo
+from prisme_core.ports import Clock, UserAgentParser
+from prisme_core.urls import Url
+from prisme_core.validate import (
+    drop_bot,
+    validate_document_referrer,
+    validate_event_id,
+    validate_origin,
+    validate_page_url,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """An event that passed every shared rule, with what they found out."""
+
+    context: ClientContext
+    client: ClientInfo
+    page: Url
+    referrer: Url | None
+    key: uuid.UUID | None
+    """The event id, if the sender gave one."""
+    now: datetime
+    """The receive time, to the millisecond."""
+
+    @property
+    def internal(self) -> bool:
+        """A navigation within the site: it continues the device's live session, if any."""
+        return self.referrer is not None and self.referrer.host == self.page.host
+
+    @property
+    def device(self) -> tuple[str, str, str]:
+        """What identifies the device and the visitor: user agent, client IP, page host."""
+        return self.context.user_agent, self.context.client_ip or "", self.page.host
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    origins: frozenset[str]
+    agents: UserAgentParser
+    clock: Clock
+
+    def admit(
+        self, context: ClientContext, event_id: str, document_referrer: str = ""
+    ) -> Admitted | Dropped:
+        """The shared steps; raises an `InvalidInput` (or `OriginNotRegistered`)."""
+        validate_origin(context.origin, self.origins)
+        page = validate_page_url(context.page_url)
+        referrer = validate_document_referrer(document_referrer)
+        key = validate_event_id(event_id)
+        client = self.agents.parse(context.user_agent)
+        if (reason := drop_bot(client)) is not None:
+            return Dropped(reason, "bots are not recorded")
+        now = to_milliseconds(self.clock.now())
+        return Admitted(context, client, page, referrer, key, now)
+
+
+def to_milliseconds(at: datetime) -> datetime:
+    """BSON keeps milliseconds: cut to them, so what is stored is what was computed."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
