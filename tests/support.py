@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prisme_http.app import ACCESS_LOG
+from prometheus_client import REGISTRY
 
 Document = dict[str, Any]
 HttpClient = TestClient[web.Request, web.Application]
@@ -36,3 +38,27 @@ def access_lines(app: web.Application, caplog: pytest.LogCaptureFixture) -> list
     app[ACCESS_LOG].flush()
     batches = [r for r in caplog.records if r.name == "prisme.access" and r.levelno == logging.INFO]
     return [line for record in batches for line in record.access_lines]  # type: ignore[attr-defined]
+
+
+POLL = 0.005
+
+
+async def until(condition: Callable[[], object], within: float = 10.0, what: str = "") -> None:
+    """Polls ``condition`` until it is true, for up to ``within`` seconds: for facts that
+    raise no event of their own (a metric, a log line, a row in the store)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"not in {within:g}s: {what or condition}")
+        await asyncio.sleep(POLL)
+
+
+def metric(name: str, **labels: str) -> float:
+    """The current value of one of this process's Prometheus samples (0 if never set)."""
+    return REGISTRY.get_sample_value(name, labels or None) or 0.0
+
+
+def awaiting_session() -> float:
+    """Custom events of this process waiting for their session right now."""
+    return metric("prisme_events_awaiting_session")

@@ -12,18 +12,27 @@ from prisme_core.batching import GroupCommit
 from prisme_core.errors import StoreUnavailable
 from prisme_core.idempotency import RecentEvents
 
+from tests.support import until
+
 
 class Recorder:
+    """A store double: each write takes ``delay`` (the store's latency), and waits while
+    ``gate`` is closed."""
+
     def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
         self.batches: list[list[int]] = []
         self.delay = delay
         self.fail = fail
         self.writing = asyncio.Event()
         """Set once a write began."""
+        self.gate = asyncio.Event()
+        self.gate.set()
 
     async def write(self, items: Sequence[int]) -> None:
         self.writing.set()
-        await asyncio.sleep(self.delay)
+        await self.gate.wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.fail:
             raise StoreUnavailable("down")
         self.batches.append(list(items))
@@ -52,11 +61,13 @@ async def test_concurrent_writes_share_batches() -> None:
 
 
 async def test_a_batch_takes_everything_queued_while_the_store_was_busy() -> None:
-    recorder = Recorder(delay=0.01)
+    recorder = Recorder()
+    recorder.gate.clear()
     commit = await _commit(recorder, max_size=100, max_delay=0.0)
     ahead = commit.submit(0)  # its batch is in flight while the others queue up
     await recorder.writing.wait()
     queued = [commit.submit(i) for i in range(1, 45)]
+    recorder.gate.set()
     await asyncio.gather(ahead, *queued)
     await commit.close()
     assert recorder.batches == [[0], list(range(1, 45))]
@@ -78,26 +89,29 @@ async def test_failure_reaches_every_writer_of_the_batch() -> None:
 
 
 async def test_full_queue_refuses_at_once() -> None:
-    recorder = Recorder(delay=0.2)
+    recorder = Recorder()
+    recorder.gate.clear()
     commit = await _commit(recorder, max_size=2, max_pending=4)
-    in_flight = [asyncio.create_task(commit.write(i)) for i in range(2)]
-    await asyncio.sleep(0.05)
-    queued = [asyncio.create_task(commit.write(i)) for i in range(2, 6)]
-    await asyncio.sleep(0.01)
+    in_flight = [commit.submit(i) for i in range(2)]
+    await recorder.writing.wait()  # that batch is at the store, the queue is empty
+    queued = [commit.submit(i) for i in range(2, 6)]
     with pytest.raises(StoreUnavailable, match="full"):
-        await commit.write(99)
+        commit.submit(99)
+    recorder.gate.set()
     await asyncio.gather(*in_flight, *queued)
     await commit.close()
 
 
 async def test_a_caller_that_gives_up_is_not_written_later() -> None:
-    recorder = Recorder(delay=0.2)
+    recorder = Recorder()
+    recorder.gate.clear()
     commit = await _commit(recorder, max_size=1)
-    in_flight = asyncio.create_task(commit.write(1))
-    await asyncio.sleep(0.05)
+    in_flight = commit.submit(1)
+    await recorder.writing.wait()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
-            await commit.write(2)  # queued behind the slow batch, then abandoned
+            await commit.write(2)  # queued behind the held batch, then abandoned
+    recorder.gate.set()
     await in_flight
     await commit.close()
     assert recorder.batches == [[1]]
@@ -106,8 +120,7 @@ async def test_a_caller_that_gives_up_is_not_written_later() -> None:
 async def test_close_writes_everything_queued() -> None:
     recorder = Recorder(delay=0.01)
     commit = await _commit(recorder, max_size=3, max_delay=10)
-    pending = [asyncio.create_task(commit.write(i)) for i in range(7)]
-    await asyncio.sleep(0)
+    pending = [commit.submit(i) for i in range(7)]
     await commit.close()
     await asyncio.gather(*pending)
     assert sorted(i for batch in recorder.batches for i in batch) == list(range(7))
@@ -116,14 +129,17 @@ async def test_close_writes_everything_queued() -> None:
 
 
 async def test_retries_of_an_event_id_run_once() -> None:
-    recent, runs = RecentEvents(), []
+    recent, runs, stored = RecentEvents(), [], asyncio.Event()
 
     async def attempt() -> None:
         runs.append(1)
-        await asyncio.sleep(0.05)
+        await stored.wait()
 
     event_id = uuid.uuid4()
-    await asyncio.gather(*(recent.once("pageview", event_id, attempt) for _ in range(5)))
+    retries = [asyncio.create_task(recent.once("pageview", event_id, attempt)) for _ in range(5)]
+    await until(lambda: runs, what="the first attempt runs")
+    stored.set()  # the others were started meanwhile: they wait for it
+    await asyncio.gather(*retries)
     await recent.once("pageview", event_id, attempt)
     assert len(runs) == 1
     await recent.once("pageview", uuid.uuid4(), attempt)

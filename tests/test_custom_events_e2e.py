@@ -20,7 +20,7 @@ from prisme_core.settings import Settings
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.conftest import core_deps
-from tests.support import Document, HttpClient
+from tests.support import Document, HttpClient, awaiting_session, until
 from tests.transports import (
     TOKEN,
     Answer,
@@ -231,6 +231,9 @@ async def test_event_on_another_host_has_no_session(
     answer = await send(Custom("click", visit=visit))
     assert_refused(answer, (400, "session not found"), grpc.StatusCode.FAILED_PRECONDITION,
                    "SESSION_NOT_FOUND")  # fmt: skip
+    assert await _stored(mongo) == []
+    [only] = await mongo.sessions.find({}).to_list()  # the other host's session is untouched
+    assert (only["_id"], only["domain"], only["pageviews"]) == (session["_id"], "localhost", 1)
 
 
 async def test_event_ignores_the_document_referrer_and_leaves_the_session_alone(
@@ -240,7 +243,7 @@ async def test_event_ignores_the_document_referrer_and_leaves_the_session_alone(
     assert (await send(Custom("click", visit=visit))).ok
     [event] = await _stored(mongo)
     assert event["session_uuid"] == session["session_uuid"]
-    await core.pipeline.close()
+    await core.flush()
     after = await mongo.sessions.find_one({"session_uuid": session["session_uuid"]})
     assert after is not None
     assert (after["pageviews"], after["exit_path"]) == (1, "/landing")
@@ -270,8 +273,10 @@ async def test_event_sent_with_the_first_page_view_is_stored(
     send: Send, transport: str, http: HttpClient, stub: pb_grpc.EventServiceAsyncStub,
     mongo: AsyncDatabase[Document],
 ) -> None:  # fmt: skip
+    before = awaiting_session()
+
     async def pageview_a_little_later() -> Answer:
-        await asyncio.sleep(0.05)
+        await until(lambda: awaiting_session() > before, what="the event waits for its session")
         if transport == "http":
             return await send_http(http, Visit())
         return await send_grpc(stub, Visit())
@@ -295,8 +300,9 @@ async def test_event_finds_a_session_begun_by_another_instance(
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{other.port}") as channel:
             other_stub = pb_grpc.EventServiceStub(channel)
+            before = awaiting_session()
             waiting = asyncio.create_task(send_custom_http(http, Custom("click")))
-            await asyncio.sleep(0.1)
+            await until(lambda: awaiting_session() > before, what="the event waits")
             assert (await send_grpc(other_stub, Visit())).ok
             assert (await waiting).ok
     finally:

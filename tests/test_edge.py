@@ -15,16 +15,17 @@ import grpc
 import pytest
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
+from prisme_client.request_id import RequestIdFilter
 from prisme_core.refusals import REFUSALS
-from prisme_core.request_id import RequestIdFilter as CoreRequestIdFilter
+from prisme_core.request_id import REQUEST_ID as CORE_REQUEST_ID
 from prisme_core.server import CoreServer, create_server
 from prisme_core.settings import Settings
 from prisme_http.admin import create_admin_app
 from prisme_http.app import create_app
-from prisme_http.request_id import RequestIdFilter as FacadeRequestIdFilter
+from prisme_http.request_id import REQUEST_ID as FACADE_REQUEST_ID
 from prometheus_client import REGISTRY
 
-from tests.conftest import core_deps, facade_config
+from tests.conftest import changed, core_deps, facade_config
 from tests.support import AiohttpClient, HttpClient, access_lines
 from tests.transports import Custom, Visit, send_custom_http, send_grpc, send_http
 
@@ -33,7 +34,7 @@ from tests.transports import Custom, Visit, send_custom_http, send_grpc, send_ht
 
 @pytest.fixture
 async def limited_core(settings: Settings, user_agents: Any) -> AsyncIterator[CoreServer]:
-    limited = dataclasses.replace(settings, rate_limit_per_minute=60)
+    limited = changed(settings, "limits", rate_limit_per_minute=60)
     core = create_server(limited, core_deps(limited, user_agents), address="127.0.0.1:0")
     await core.start()
     yield core
@@ -196,7 +197,7 @@ def _access_lines(http: HttpClient, caplog: pytest.LogCaptureFixture) -> list[di
 @contextlib.contextmanager
 def _request_id_filters() -> Iterator[None]:
     """The façade's and core's request-id filters, as `prisme serve` installs them."""
-    filters = [FacadeRequestIdFilter(), CoreRequestIdFilter()]
+    filters = [RequestIdFilter(FACADE_REQUEST_ID), RequestIdFilter(CORE_REQUEST_ID)]
     loggers = [logging.getLogger(name) for name in ("prisme_core.refusals", "prisme.access")]
     for logger in loggers:
         for log_filter in filters:

@@ -1,7 +1,9 @@
-"""Replays `tests/golden/pageviews.jsonl` end to end: HTTP façade → gRPC core → real store.
+"""Replays `tests/golden/*.jsonl` end to end: HTTP façade → gRPC core → real store.
 
-Each line is a documented case: requests with their expected status (and error), then the
-exact ``pageviews`` and ``sessions`` documents expected, in order. Values that cannot be known
+Each line is a documented case: requests (to the page view route unless a ``path`` is given,
+with an optional JSON ``body``) with their expected status (and error), then the exact
+documents expected in each collection the case names (``pageviews``, ``sessions``,
+``events_custom``), in order. Values that cannot be known
 in advance are placeholders: ``<timestamp>`` (a UTC datetime), and labelled ones such as
 ``<session-uuid:1>`` that must hold one value wherever the label recurs and differ between
 labels.
@@ -23,8 +25,18 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.support import Document, HttpClient
 
-GOLDEN = Path(__file__).parent / "golden" / "pageviews.jsonl"
-CASES = [json.loads(line) for line in GOLDEN.read_text().splitlines() if line.strip()]
+GOLDEN = Path(__file__).parent / "golden"
+CASES = [
+    json.loads(line)
+    for path in sorted(GOLDEN.glob("*.jsonl"))
+    for line in path.read_text().splitlines()
+    if line.strip()
+]
+COLLECTIONS = {
+    "pageviews": "timestamp",
+    "sessions": "entry_timestamp",
+    "events_custom": "timestamp",
+}
 LABEL = re.compile(r"<(session-uuid|visitor-id|device-id):(\w+)>")
 KINDS: dict[str, Callable[[Any], bool]] = {
     "session-uuid": lambda v: isinstance(v, uuid.UUID) and v.version == 7,
@@ -57,13 +69,17 @@ async def test_golden_case(
     case: dict[str, Any], http: HttpClient, core: CoreServer, mongo: AsyncDatabase[Document]
 ) -> None:
     for number, step in enumerate(case["requests"]):
-        response = await http.post("/api/v1/events/pageviews", headers=step["headers"])
+        path, body = step.get("path", "/api/v1/events/pageviews"), step.get("body")
+        data = None if body is None else body if isinstance(body, str) else json.dumps(body)
+        response = await http.post(path, headers=step["headers"], data=data)
         assert response.status == step["status"], f"request {number}: {await response.text()}"
         if "error" in step:
             assert (await response.json())["error"] == step["error"], f"request {number}"
-    await core.pipeline.close()  # written-behind session progress reaches the store
+    await core.flush()  # written-behind session progress reaches the store
     bindings: dict[str, Any] = {}
-    for collection, order in (("pageviews", "timestamp"), ("sessions", "entry_timestamp")):
+    for collection, order in COLLECTIONS.items():
+        if collection not in case:
+            continue
         stored = (
             await mongo[collection].find({}, {"_id": 0}).sort([(order, 1), ("_id", 1)]).to_list()
         )

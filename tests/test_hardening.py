@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme.v1 import facade_link_pb2 as link_pb
 from prisme.v1 import facade_link_pb2_grpc as link_grpc
 from prisme_client import error_from_rpc, error_from_status
-from prisme_core.adapters.memory import InMemoryEventStore
+from prisme_core.adapters.memory import GatedEventStore, InMemoryEventStore
 from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.peers import peer_ip
 from prisme_core.refusals import REFUSALS
@@ -34,20 +34,18 @@ from prisme_core.server import CoreDeps, CoreServer, create_server
 from prisme_core.settings import Settings
 from prisme_http.app import create_app
 from prisme_http.runner import FacadeRunner
-from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.conftest import core_deps, facade_config
-from tests.support import FIREFOX, AiohttpClient, Document, HttpClient
+from tests.conftest import changed, core_deps, facade_config
+from tests.support import FIREFOX, AiohttpClient, Document, HttpClient, metric, until
 from tests.test_edge import raw_request
-from tests.test_send_events import GatedStore
 from tests.transports import TRUSTED, Custom, Visit, send_custom_http, send_http
 
 
-async def _core(settings: Settings, user_agents: UserAgentsParser, **changes: Any) -> CoreServer:
-    address = changes.pop("address", None) or "127.0.0.1:0"
-    changed = dataclasses.replace(settings, **changes)
-    server = create_server(changed, core_deps(changed, user_agents), address=address)
+async def _core(
+    settings: Settings, user_agents: UserAgentsParser, address: str = "127.0.0.1:0"
+) -> CoreServer:
+    server = create_server(settings, core_deps(settings, user_agents), address=address)
     await server.start()
     return server
 
@@ -60,25 +58,16 @@ def _view(visit: Visit, event_id: str = "") -> pb.SendPageViewRequest:
 
 
 def _in_flight() -> float:
-    return REGISTRY.get_sample_value("prisme_link_batches_in_flight") or 0.0
+    return metric("prisme_link_batches_in_flight")
 
 
 def _more_in_flight_than(count: float) -> bool:
     return _in_flight() > count
 
 
-async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Polls ``condition`` (a metric: there is no event to wait on) for up to ``within`` s."""
-    for _ in range(int(within / 0.005)):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.fixture
 async def waiting_core(settings: Settings, user_agents: UserAgentsParser) -> AsyncIterator[str]:
-    server = await _core(settings, user_agents, api_events_timeout=20.0)
+    server = await _core(changed(settings, "sessions", events_timeout=20.0), user_agents)
     yield f"127.0.0.1:{server.port}"
     await server.stop(grace=0)
 
@@ -94,7 +83,7 @@ async def test_events_waiting_for_a_session_hold_up_no_other_event(
         taken = _in_flight()
         custom = Custom(visit=Visit(client_ip=f"81.2.9.{n}"))
         waiting.append(asyncio.create_task(send_custom_http(http, custom)))
-        await _until(functools.partial(_more_in_flight_than, taken))  # the core has it
+        await until(functools.partial(_more_in_flight_than, taken))  # the core has it
     view = Visit(client_ip="81.2.3.4", page_url="http://localhost/hol")
     try:  # the bound only keeps a failure short: answered, it takes milliseconds
         answer = await asyncio.wait_for(send_http(http, view), 10)
@@ -158,7 +147,7 @@ async def test_messages_over_the_receive_limit_are_refused(
 async def test_every_event_counts_first_and_refusals_are_logged_sampled(
     settings: Settings, user_agents: UserAgentsParser, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = await _core(settings, user_agents, rate_limit_per_minute=60)
+    server = await _core(changed(settings, "limits", rate_limit_per_minute=60), user_agents)
     REFUSALS.close_window()
     caplog.set_level(logging.INFO, logger="prisme_core")
     try:
@@ -218,7 +207,7 @@ async def test_an_ipv6_caller_is_known_by_its_address(
 async def test_ipv6_clients_are_limited_by_their_64(
     settings: Settings, user_agents: UserAgentsParser
 ) -> None:
-    server = await _core(settings, user_agents, rate_limit_per_minute=60)
+    server = await _core(changed(settings, "limits", rate_limit_per_minute=60), user_agents)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.EventServiceStub(channel)
@@ -251,7 +240,7 @@ async def test_the_link_needs_the_service_token(core_target: str) -> None:
 async def test_the_link_reads_a_bounded_number_of_batches_ahead(
     settings: Settings, user_agents: UserAgentsParser
 ) -> None:
-    server = await _core(settings, user_agents, api_events_timeout=0.3)
+    server = await _core(changed(settings, "sessions", events_timeout=0.3), user_agents)
     custom = pb.SendCustomEventRequest(context=Visit().context(), name="waits")
     batch = link_pb.ExchangeRequest(events=[pb.Event(custom_event=custom)])
     answered, high_water = 0, 0.0
@@ -446,7 +435,7 @@ async def test_ended_sessions_lose_their_lookup_key(
 ) -> None:
     await stub.SendPageView(_view(Visit()), metadata=TRUSTED)
     await mongo.sessions.update_one({}, {"$set": {"exit_timestamp": datetime(2020, 1, 1)}})
-    await core.pipeline.forget_ended_devices()
+    await core.forget_ended_devices()
     session = await mongo.sessions.find_one({})
     assert session is not None
     assert "device_id" not in session
@@ -473,7 +462,7 @@ async def test_grpc_is_served_over_tls(
     settings: Settings, user_agents: UserAgentsParser, certificate: tuple[str, str]
 ) -> None:
     cert, key = certificate
-    server = await _core(settings, user_agents, grpc_tls_cert=cert, grpc_tls_key=key)
+    server = await _core(changed(settings, "grpc", tls_cert=cert, tls_key=key), user_agents)
     target = f"127.0.0.1:{server.port}"
     try:
         root = await asyncio.to_thread(Path(cert).read_bytes)
@@ -505,7 +494,7 @@ async def test_a_trusted_grpc_proxy_names_the_client(
     trusted: bool,
 ) -> None:
     networks = (ipaddress.ip_network("127.0.0.0/8"),) if trusted else ()
-    server = await _core(settings, user_agents, grpc_trusted_proxies=networks)
+    server = await _core(changed(settings, "grpc", trusted_proxies=networks), user_agents)
     target = f"127.0.0.1:{server.port}"
     forwarded = (("x-forwarded-for", "198.51.100.1, 203.0.113.7"),)
     try:
@@ -581,9 +570,9 @@ class CountingPings(InMemoryEventStore):
 async def test_a_page_view_answered_503_does_not_advance_its_session(
     settings: Settings, user_agents: UserAgentsParser
 ) -> None:
-    store = GatedStore()
-    changed = dataclasses.replace(settings, mongodb_timeout=0.3)
-    server = create_server(changed, CoreDeps(store=store, agents=user_agents), "127.0.0.1:0")
+    store = GatedEventStore()
+    short = changed(settings, "store", timeout=0.3)
+    server = create_server(short, CoreDeps(store=store, agents=user_agents), "127.0.0.1:0")
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -636,7 +625,7 @@ def test_caches_hold_only_bounded_keys(user_agents: UserAgentsParser) -> None:
 
 @pytest.fixture
 async def limited_facade(settings: Settings, user_agents: UserAgentsParser) -> AsyncIterator[int]:
-    server = await _core(settings, user_agents, rate_limit_per_minute=60)
+    server = await _core(changed(settings, "limits", rate_limit_per_minute=60), user_agents)
     config = dataclasses.replace(facade_config(f"127.0.0.1:{server.port}"), max_body_bytes=100)
     runner = FacadeRunner(create_app(config), access_log=None)
     await runner.setup()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import time
 from collections.abc import AsyncIterator
@@ -18,10 +19,10 @@ from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme_cli.embedded import EmbeddedStore
 from prisme_core.adapters.mongo import MongoEventStore
 from prisme_core.server import CoreDeps, CoreServer, create_server
-from prisme_core.settings import Settings
+from prisme_core.settings import Settings, StoreSettings
 from prisme_http.app import create_app
-from prisme_http.config import FacadeConfig
 
+from tests.conftest import facade_config
 from tests.support import LEAKS_REFUSED_SOCKETS, AiohttpClient, HttpClient
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -73,7 +74,7 @@ async def test_reflection_lists_the_event_service(core_target: str) -> None:
 
 
 async def test_healthcheck_is_503_fast_when_core_is_down(aiohttp_client: AiohttpClient) -> None:
-    config = FacadeConfig(core_target="127.0.0.1:1", health_timeout=2.0)
+    config = dataclasses.replace(facade_config("127.0.0.1:1"), health_timeout=2.0)
     client = await aiohttp_client(create_app(config))
     started = time.monotonic()
     response = await client.get("/api/v1/healthcheck")
@@ -93,8 +94,8 @@ async def own_store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
 
 @pytest.fixture
 async def core_on_own_store(own_store: EmbeddedStore) -> AsyncIterator[CoreServer]:
-    settings = Settings(mongodb_timeout=1.0)
-    store = MongoEventStore.from_uri(own_store.uri, "health", settings.mongodb_timeout)
+    settings = Settings(store=StoreSettings(timeout=1.0))
+    store = MongoEventStore.from_uri(own_store.uri, "health", settings.store.timeout)
     server = create_server(settings, CoreDeps(store=store), address="127.0.0.1:0")
     await server.start()
     yield server
@@ -108,7 +109,8 @@ async def test_store_outage_gives_503_fast_and_recovers(
     aiohttp_client: AiohttpClient, own_store: EmbeddedStore, core_on_own_store: CoreServer
 ) -> None:
     target = f"127.0.0.1:{core_on_own_store.port}"
-    client = await aiohttp_client(create_app(FacadeConfig(core_target=target)))
+    config = facade_config(target, Settings())  # no token, as its core
+    client = await aiohttp_client(create_app(config))
     assert (await client.get("/api/v1/healthcheck")).status == 200
 
     await asyncio.to_thread(own_store.stop)

@@ -5,7 +5,6 @@ ends the stream instead of holding it until its grace period runs out."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,14 +14,15 @@ import pytest
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import facade_link_pb2 as link_pb
 from prisme.v1 import facade_link_pb2_grpc as link_grpc
+from prisme_core.adapters.memory import GatedEventStore
 from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.server import CoreDeps, CoreServer, create_server
 from prisme_core.servicer import EventServicer
 from prisme_core.settings import Settings
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.support import FIREFOX, Document
-from tests.test_send_events import GatedStore
+from tests.conftest import changed
+from tests.support import FIREFOX, Document, until
 from tests.transports import TRUSTED
 
 
@@ -76,9 +76,9 @@ async def test_a_wrong_token_is_refused(core_target: str) -> None:
 @pytest.fixture
 async def gated(
     settings: Settings, user_agents: UserAgentsParser
-) -> AsyncIterator[tuple[CoreServer, GatedStore]]:
-    store = GatedStore()
-    settings = dataclasses.replace(settings, mongodb_timeout=5.0)
+) -> AsyncIterator[tuple[CoreServer, GatedEventStore]]:
+    store = GatedEventStore()
+    settings = changed(settings, "store", timeout=5.0)
     server = create_server(settings, CoreDeps(store=store, agents=user_agents), "127.0.0.1:0")
     await server.start()
     yield server, store
@@ -86,7 +86,7 @@ async def gated(
 
 
 async def test_a_stopping_core_answers_the_batches_it_took_and_ends_the_stream(
-    gated: tuple[CoreServer, GatedStore],
+    gated: tuple[CoreServer, GatedEventStore],
 ) -> None:
     server, store = gated
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -95,7 +95,7 @@ async def test_a_stopping_core_answers_the_batches_it_took_and_ends_the_stream(
         assert isinstance(await stream.read(), link_pb.ExchangeResponse)
         store.gate.clear()
         await stream.write(link_pb.ExchangeRequest(first_id=2, events=[_view("/taken")]))
-        await asyncio.sleep(0.2)  # taken, and waiting for the store
+        await store.held()  # taken, and waiting for the store
         answer, stopped_in = await _stop_while_stored(server, store, stream)
     assert list(answer.ids) == [2]
     assert [status.code for status in answer.results] == [grpc.StatusCode.OK.value[0]]
@@ -104,7 +104,7 @@ async def test_a_stopping_core_answers_the_batches_it_took_and_ends_the_stream(
 
 
 async def test_a_stopping_core_ends_a_stream_the_facade_already_closed(
-    gated: tuple[CoreServer, GatedStore],
+    gated: tuple[CoreServer, GatedEventStore],
 ) -> None:
     server, store = gated
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -112,7 +112,7 @@ async def test_a_stopping_core_ends_a_stream_the_facade_already_closed(
         store.gate.clear()
         await stream.write(link_pb.ExchangeRequest(first_id=1, events=[_view("/last")]))
         await stream.done_writing()
-        await asyncio.sleep(0.2)  # taken, waiting for the store, and no more to read
+        await store.held()  # taken, waiting for the store, and no more to read
         answer, stopped_in = await _stop_while_stored(server, store, stream)
     assert list(answer.ids) == [1]
     assert stopped_in < 3
@@ -121,14 +121,14 @@ async def test_a_stopping_core_ends_a_stream_the_facade_already_closed(
 
 async def _stop_while_stored(
     server: CoreServer,
-    store: GatedStore,
+    store: GatedEventStore,
     stream: grpc.aio.StreamStreamCall[link_pb.ExchangeRequest, link_pb.ExchangeResponse],
 ) -> tuple[link_pb.ExchangeResponse, float]:
     """Stops the core while the batch it took waits for the store, then lets the store go: the
     batch's answer, and how long stopping took. The core must have ended the stream."""
     started = time.monotonic()
     stopping = asyncio.create_task(server.stop(grace=10))
-    await asyncio.sleep(0.2)
+    await until(lambda: server.link.closing, what="the core is stopping")
     store.gate.set()
     answer = await stream.read()
     assert isinstance(answer, link_pb.ExchangeResponse)

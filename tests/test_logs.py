@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
 import pytest
 from prisme_cli.logs import JsonLinesFormatter
 from prisme_http.access_log import AccessLog
+
+from tests.support import until
 
 
 def _record(message: str, **extra: object) -> logging.LogRecord:
@@ -52,7 +53,7 @@ async def test_access_lines_are_handed_over_within_the_interval(
     access.add({"status": 200})
     access.add({"status": 201})
     assert not caplog.records  # gathered, not yet handed over
-    await asyncio.sleep(0.2)
+    await until(lambda: caplog.records, within=0.5, what="the batch is handed over")
     [batch] = caplog.records
     assert [line["status"] for line in batch.access_lines] == [200, 201]  # type: ignore[attr-defined]
     for status in (1, 2, 3):

@@ -208,10 +208,8 @@ async def test_custom_event_properties_keep_their_types(
         [
             CustomEvent(
                 timestamp=AT,
-                domain="d",
                 path="/",
-                visitor_id="prisme_0123456789ABCDEF",
-                session_uuid=uuid.uuid4(),
+                session=_attributes(),
                 name="click",
                 properties=properties,
             )
@@ -223,8 +221,13 @@ async def test_custom_event_properties_keep_their_types(
     assert type(event["properties"]["n"]) is int
 
 
-async def test_ping_answers(store: MongoEventStore) -> None:
+async def test_ping_answers_and_a_closed_store_does_not(store: MongoEventStore) -> None:
+    started = time.monotonic()
     await store.ping()
+    assert time.monotonic() - started < 2.0  # within the store's timeout
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
 
 
 OPERATIONS: dict[str, Callable[[MongoEventStore], Awaitable[object]]] = {

@@ -21,7 +21,7 @@ from prisme_core.settings import Settings
 from prisme_http.app import create_app
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.conftest import core_deps, facade_config
+from tests.conftest import changed, core_deps, facade_config
 from tests.support import LEAKS_REFUSED_SOCKETS, AiohttpClient, Document, HttpClient
 from tests.transports import (
     Answer,
@@ -212,7 +212,7 @@ async def test_internal_navigation_continues_the_session(
     assert [p["path"] for p in pageviews] == ["/a", "/b", "/c"]
     assert len({p["session_uuid"] for p in pageviews}) == 1
     assert {p["utm_source"] for p in pageviews} == {"ads"}
-    await core.pipeline.close()  # flushes the written-behind session progress
+    await core.flush()  # flushes the written-behind session progress
     session = await mongo.sessions.find_one({})
     assert session is not None
     assert (session["entry_path"], session["exit_path"], session["pageviews"]) == ("/a", "/c", 3)
@@ -270,7 +270,7 @@ async def test_concurrent_pageviews_of_one_visitor_share_a_session(
     )
     assert all(answer.ok for answer in answers)
     assert len(await mongo.pageviews.distinct("session_uuid")) == 1
-    await core.pipeline.close()
+    await core.flush()
     session = await mongo.sessions.find_one({})
     assert session is not None
     assert session["pageviews"] == 21
@@ -287,13 +287,14 @@ async def test_unknown_events_path_is_404(http: HttpClient) -> None:
     assert response.status == 404
 
 
+UNREACHABLE = "mongodb://127.0.0.1:1/?retryWrites=false"
+
+
 @LEAKS_REFUSED_SOCKETS
 async def test_store_down_is_503_over_http_and_unavailable_over_grpc_for_both_kinds(
     settings: Settings, user_agents: Any, aiohttp_client: AiohttpClient
 ) -> None:
-    down = dataclasses.replace(
-        settings, mongodb_uri="mongodb://127.0.0.1:1/?retryWrites=false", mongodb_timeout=0.5
-    )
+    down = changed(settings, "store", mongodb_uri=UNREACHABLE, timeout=0.5)
     core = create_server(down, core_deps(down, user_agents), address="127.0.0.1:0")
     await core.start()
     try:
@@ -321,9 +322,7 @@ async def test_store_down_is_503_over_http_and_unavailable_over_grpc_for_both_ki
 async def test_facade_answers_503_at_its_own_deadline(
     settings: Settings, user_agents: Any, aiohttp_client: AiohttpClient
 ) -> None:
-    slow = dataclasses.replace(
-        settings, mongodb_uri="mongodb://127.0.0.1:1/?retryWrites=false", mongodb_timeout=5.0
-    )
+    slow = changed(settings, "store", mongodb_uri=UNREACHABLE, timeout=5.0)
     core = create_server(slow, core_deps(slow, user_agents), address="127.0.0.1:0")
     await core.start()
     try:

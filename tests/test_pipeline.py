@@ -9,9 +9,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prisme_core.adapters.maxmind import StaticGeoLocator
 from prisme_core.adapters.memory import InMemoryEventStore
 from prisme_core.adapters.useragents import UserAgentsParser
+from prisme_core.enrich import uuid7
 from prisme_core.errors import (
+    CoreError,
     Dropped,
     InvalidInput,
     OriginNotRegistered,
@@ -19,33 +22,20 @@ from prisme_core.errors import (
     SessionNotFound,
     StoreUnavailable,
 )
-from prisme_core.model import ClientContext, CustomEventInput
-from prisme_core.pipeline import Enrichers, Pipeline, PipelineConfig, uuid7
+from prisme_core.model import ClientContext, CustomEventInput, PageViewInput
+from prisme_core.outcomes import Outcome
+from prisme_core.pipeline import Enrichers, Pipeline
+from prisme_core.ports import FixedClock
+from prisme_core.settings import LimitSettings, SessionSettings, StoreSettings
 from prisme_core.validate import origin_host
 
-from tests.support import FIREFOX
+from tests.support import FIREFOX, awaiting_session, until
 
 START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 AGENTS = UserAgentsParser()
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.at = START
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
-
-
-class FixedGeo:
-    def country(self, ip: str | None) -> str:
-        return "DE" if ip == "84.200.69.80" else "XX"
-
-    def close(self) -> None:
-        return None
+GEO = StaticGeoLocator({"84.200.69.80": "DE"})
 
 
 def _context(
@@ -70,23 +60,38 @@ def store() -> InMemoryEventStore:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> FixedClock:
+    return FixedClock(START)
 
 
-def _pipeline(store: InMemoryEventStore, clock: FakeClock, **overrides: float) -> Pipeline:
-    config = PipelineConfig(
-        origins=frozenset({"example.com"}),
-        session_inactive_ttl=3600,
-        session_flush_interval=overrides.get("session_flush_interval", 3600),
-        batch_max_timeout=0.001,
-        api_events_timeout=overrides.get("api_events_timeout", 1.0),
+def _pipeline(store: InMemoryEventStore, clock: FixedClock, **overrides: float) -> Pipeline:
+    sessions = SessionSettings(
+        inactive_ttl=3600,
+        flush_interval=overrides.get("session_flush_interval", 3600),
+        events_timeout=overrides.get("api_events_timeout", 1.0),
     )
-    return Pipeline(config, store, clock, Enrichers(FixedGeo(), AGENTS))
+    limits = LimitSettings(origins=frozenset({"example.com"}))
+    stored = StoreSettings(batch_max_timeout=0.001)
+    return Pipeline(limits, sessions, stored, store, clock, Enrichers(GEO, AGENTS))
+
+
+async def record_pageview(pipeline: Pipeline, context: ClientContext) -> None:
+    """The page view's outcome: returns once it is stored, raises its refusal."""
+    await _settled(pipeline.pageview(PageViewInput(context)))
+
+
+async def record_custom_event(pipeline: Pipeline, event: CustomEventInput) -> None:
+    await _settled(pipeline.custom_event(event))
+
+
+async def _settled(outcome: Outcome) -> None:
+    if isinstance(outcome, CoreError):
+        raise outcome
+    await outcome.future
 
 
 @pytest.fixture
-async def pipeline(store: InMemoryEventStore, clock: FakeClock) -> AsyncIterator[Pipeline]:
+async def pipeline(store: InMemoryEventStore, clock: FixedClock) -> AsyncIterator[Pipeline]:
     pipeline = _pipeline(store, clock)
     pipeline.start()
     yield pipeline
@@ -118,8 +123,8 @@ def test_uuid7_embeds_the_time_to_the_millisecond() -> None:
 async def test_direct_visit_starts_an_enriched_session(
     pipeline: Pipeline, store: InMemoryEventStore
 ) -> None:
-    await pipeline.record_pageview(
-        _context(page_url="https://Example.com/a/?utm_medium=mail&ref=news")
+    await record_pageview(
+        pipeline, _context(page_url="https://Example.com/a/?utm_medium=mail&ref=news")
     )
     [pageview] = store.pageviews
     session = pageview.session
@@ -135,12 +140,13 @@ async def test_direct_visit_starts_an_enriched_session(
 
 
 async def test_internal_navigation_continues_the_session(
-    pipeline: Pipeline, store: InMemoryEventStore, clock: FakeClock
+    pipeline: Pipeline, store: InMemoryEventStore, clock: FixedClock
 ) -> None:
-    await pipeline.record_pageview(_context(page_url="https://example.com/a?utm_source=x"))
+    await record_pageview(pipeline, _context(page_url="https://example.com/a?utm_source=x"))
     clock.advance(seconds=30)
-    await pipeline.record_pageview(
-        _context(page_url="https://example.com/b?utm_source=y", referrer="https://example.com/a")
+    await record_pageview(
+        pipeline,
+        _context(page_url="https://example.com/b?utm_source=y", referrer="https://example.com/a"),
     )
     first, second = store.pageviews
     assert second.session == first.session  # attributes, UTMs included, are the session's
@@ -155,14 +161,14 @@ async def test_internal_navigation_continues_the_session(
 
 
 async def test_session_progress_is_written_behind_within_the_flush_interval(
-    store: InMemoryEventStore, clock: FakeClock
+    store: InMemoryEventStore, clock: FixedClock
 ) -> None:
     pipeline = _pipeline(store, clock, session_flush_interval=0.5)
     pipeline.start()
     try:
-        await pipeline.record_pageview(_context())
-        await pipeline.record_pageview(
-            _context(page_url="https://example.com/b", referrer="https://example.com/a")
+        await record_pageview(pipeline, _context())
+        await record_pageview(
+            pipeline, _context(page_url="https://example.com/b", referrer="https://example.com/a")
         )
         changed = time.monotonic()
         [stored] = store.sessions.values()
@@ -178,13 +184,13 @@ async def test_session_progress_is_written_behind_within_the_flush_interval(
 async def test_a_device_s_new_session_keeps_the_old_one_s_progress(
     pipeline: Pipeline, store: InMemoryEventStore
 ) -> None:
-    await pipeline.record_pageview(_context())
-    await pipeline.record_pageview(
-        _context(page_url="https://example.com/b", referrer="https://example.com/a")
+    await record_pageview(pipeline, _context())
+    await record_pageview(
+        pipeline, _context(page_url="https://example.com/b", referrer="https://example.com/a")
     )
-    await pipeline.record_pageview(_context(page_url="https://example.com/c"))  # a direct visit
-    await pipeline.record_pageview(
-        _context(page_url="https://example.com/d", referrer="https://example.com/c")
+    await record_pageview(pipeline, _context(page_url="https://example.com/c"))  # a direct visit
+    await record_pageview(
+        pipeline, _context(page_url="https://example.com/d", referrer="https://example.com/c")
     )
     await pipeline.close()
     progress = sorted(
@@ -196,23 +202,23 @@ async def test_a_device_s_new_session_keeps_the_old_one_s_progress(
 async def test_external_referrer_starts_a_new_session(
     pipeline: Pipeline, store: InMemoryEventStore
 ) -> None:
-    await pipeline.record_pageview(_context())
-    await pipeline.record_pageview(_context(referrer="https://www.search.example/?q=x"))
+    await record_pageview(pipeline, _context())
+    await record_pageview(pipeline, _context(referrer="https://www.search.example/?q=x"))
     first, second = store.pageviews
     assert second.session.session_uuid != first.session.session_uuid
     assert second.session.referrer_domain == "www.search.example"
 
 
 async def test_subdomain_is_external(pipeline: Pipeline, store: InMemoryEventStore) -> None:
-    await pipeline.record_pageview(_context())
-    await pipeline.record_pageview(_context(referrer="https://www.example.com/"))
+    await record_pageview(pipeline, _context())
+    await record_pageview(pipeline, _context(referrer="https://www.example.com/"))
     assert len(store.sessions) == 2
 
 
 async def test_internal_navigation_without_session_starts_one(
     pipeline: Pipeline, store: InMemoryEventStore
 ) -> None:
-    await pipeline.record_pageview(_context(referrer="https://example.com/earlier"))
+    await record_pageview(pipeline, _context(referrer="https://example.com/earlier"))
     [pageview] = store.pageviews
     assert pageview.session.referrer_domain == "example.com"
 
@@ -220,49 +226,49 @@ async def test_internal_navigation_without_session_starts_one(
 async def test_other_devices_have_their_own_sessions(
     pipeline: Pipeline, store: InMemoryEventStore
 ) -> None:
-    await pipeline.record_pageview(_context())
-    await pipeline.record_pageview(_context(ip="8.8.8.8", referrer="https://example.com/a"))
+    await record_pageview(pipeline, _context())
+    await record_pageview(pipeline, _context(ip="8.8.8.8", referrer="https://example.com/a"))
     first, second = store.pageviews
     assert first.session.session_uuid != second.session.session_uuid
     assert first.session.visitor_id != second.session.visitor_id
 
 
 async def test_inactive_session_expires(
-    pipeline: Pipeline, store: InMemoryEventStore, clock: FakeClock
+    pipeline: Pipeline, store: InMemoryEventStore, clock: FixedClock
 ) -> None:
-    await pipeline.record_pageview(_context())
+    await record_pageview(pipeline, _context())
     clock.advance(seconds=3600)
-    await pipeline.record_pageview(_context(referrer="https://example.com/a"))
+    await record_pageview(pipeline, _context(referrer="https://example.com/a"))
     assert len({p.session.session_uuid for p in store.pageviews}) == 2
 
 
 async def test_session_continues_across_midnight_with_its_visitor_id(
-    pipeline: Pipeline, store: InMemoryEventStore, clock: FakeClock
+    pipeline: Pipeline, store: InMemoryEventStore, clock: FixedClock
 ) -> None:
     clock.at = datetime(2026, 11, 26, 23, 59, 50, tzinfo=UTC)
-    await pipeline.record_pageview(_context())
+    await record_pageview(pipeline, _context())
     clock.advance(seconds=20)
-    await pipeline.record_pageview(_context(referrer="https://example.com/a"))
-    await pipeline.record_pageview(_context())  # a new session on the new day
+    await record_pageview(pipeline, _context(referrer="https://example.com/a"))
+    await record_pageview(pipeline, _context())  # a new session on the new day
     before, continued, fresh = store.pageviews
     assert continued.session == before.session
     assert fresh.session.visitor_id != before.session.visitor_id
 
 
-async def test_session_survives_a_restart(store: InMemoryEventStore, clock: FakeClock) -> None:
+async def test_session_survives_a_restart(store: InMemoryEventStore, clock: FixedClock) -> None:
     first = _pipeline(store, clock)
     first.start()
-    await first.record_pageview(_context())
+    await record_pageview(first, _context())
     clock.advance(seconds=5)
-    await first.record_pageview(
-        _context(page_url="https://example.com/b", referrer="https://example.com/a")
+    await record_pageview(
+        first, _context(page_url="https://example.com/b", referrer="https://example.com/a")
     )
     await first.close()
     clock.advance(seconds=5)
     second = _pipeline(store, clock)
     second.start()
-    await second.record_pageview(
-        _context(page_url="https://example.com/c", referrer="https://example.com/b")
+    await record_pageview(
+        second, _context(page_url="https://example.com/c", referrer="https://example.com/b")
     )
     await second.close()
     assert len({p.session.session_uuid for p in store.pageviews}) == 1
@@ -271,19 +277,19 @@ async def test_session_survives_a_restart(store: InMemoryEventStore, clock: Fake
 
 
 async def test_session_count_is_rebuilt_after_a_crash(
-    store: InMemoryEventStore, clock: FakeClock
+    store: InMemoryEventStore, clock: FixedClock
 ) -> None:
     crashed = _pipeline(store, clock)
     crashed.start()
-    await crashed.record_pageview(_context())
-    await crashed.record_pageview(
-        _context(page_url="https://example.com/b", referrer="https://example.com/a")
+    await record_pageview(crashed, _context())
+    await record_pageview(
+        crashed, _context(page_url="https://example.com/b", referrer="https://example.com/a")
     )
     # No close(): the write-behind progress of the crashed process is lost.
     second = _pipeline(store, clock)
     second.start()
-    await second.record_pageview(
-        _context(page_url="https://example.com/c", referrer="https://example.com/b")
+    await record_pageview(
+        second, _context(page_url="https://example.com/c", referrer="https://example.com/b")
     )
     await second.close()
     [stored] = store.sessions.values()
@@ -293,7 +299,7 @@ async def test_session_count_is_rebuilt_after_a_crash(
 
 async def test_bots_are_dropped(pipeline: Pipeline, store: InMemoryEventStore) -> None:
     with pytest.raises(Dropped) as excinfo:
-        await pipeline.record_pageview(_context(user_agent="curl/8.5.0"))
+        await record_pageview(pipeline, _context(user_agent="curl/8.5.0"))
     assert excinfo.value.reason == Reason.BOT
     assert (store.pageviews, store.sessions) == ([], {})
 
@@ -302,7 +308,7 @@ async def test_unregistered_origin_is_refused(
     pipeline: Pipeline, store: InMemoryEventStore
 ) -> None:
     with pytest.raises(OriginNotRegistered):
-        await pipeline.record_pageview(_context(origin="https://other.org"))
+        await record_pageview(pipeline, _context(origin="https://other.org"))
     assert store.pageviews == []
 
 
@@ -318,7 +324,7 @@ async def test_invalid_urls_are_refused(
     pipeline: Pipeline, store: InMemoryEventStore, field: str, value: str, reason: Reason
 ) -> None:
     with pytest.raises(InvalidInput) as excinfo:
-        await pipeline.record_pageview(_context(**{field: value}))
+        await record_pageview(pipeline, _context(**{field: value}))
     assert excinfo.value.reason == reason
     assert store.pageviews == []
 
@@ -328,9 +334,9 @@ async def test_store_failure_reaches_the_caller_and_forgets_the_session(
 ) -> None:
     store.available = False
     with pytest.raises(StoreUnavailable):
-        await pipeline.record_pageview(_context())
+        await record_pageview(pipeline, _context())
     store.available = True
-    await pipeline.record_pageview(_context(referrer="https://example.com/a"))
+    await record_pageview(pipeline, _context(referrer="https://example.com/a"))
     [pageview] = store.pageviews
     assert pageview.session.referrer_domain == "example.com"  # a new session, not a ghost
 
@@ -340,11 +346,11 @@ def _event(body: bytes = b"{}", **context: str) -> CustomEventInput:
 
 
 async def test_custom_event_joins_the_live_session(
-    pipeline: Pipeline, store: InMemoryEventStore, clock: FakeClock
+    pipeline: Pipeline, store: InMemoryEventStore, clock: FixedClock
 ) -> None:
-    await pipeline.record_pageview(_context())
+    await record_pageview(pipeline, _context())
     clock.advance(seconds=3)
-    await pipeline.record_custom_event(_event(b'{"n": 1}', page_url="https://example.com/x"))
+    await record_custom_event(pipeline, _event(b'{"n": 1}', page_url="https://example.com/x"))
     [pageview], [event] = store.pageviews, store.custom_events
     assert (event.session_uuid, event.visitor_id) == (
         pageview.session.session_uuid,
@@ -357,33 +363,33 @@ async def test_custom_event_joins_the_live_session(
 async def test_custom_event_waits_for_a_session_in_flight(
     pipeline: Pipeline, store: InMemoryEventStore
 ) -> None:
-    waiting = asyncio.create_task(pipeline.record_custom_event(_event()))
-    await asyncio.sleep(0.05)
-    assert not waiting.done()
-    await pipeline.record_pageview(_context())
+    before = awaiting_session()
+    waiting = asyncio.create_task(record_custom_event(pipeline, _event()))
+    await until(lambda: awaiting_session() > before, what="the event waits for its session")
+    await record_pageview(pipeline, _context())
     await asyncio.wait_for(waiting, 1.0)
     assert store.custom_events[0].session_uuid == store.pageviews[0].session.session_uuid
 
 
 async def test_custom_event_without_session_is_refused_after_the_timeout(
-    store: InMemoryEventStore, clock: FakeClock
+    store: InMemoryEventStore, clock: FixedClock
 ) -> None:
     pipeline = _pipeline(store, clock, api_events_timeout=0.2)
     pipeline.start()
     started = time.monotonic()
     with pytest.raises(SessionNotFound):
-        await pipeline.record_custom_event(_event())
+        await record_custom_event(pipeline, _event())
     assert 0.2 <= time.monotonic() - started < 1.0
     await pipeline.close()
     assert store.custom_events == []
 
 
 async def test_custom_event_does_not_touch_its_session(
-    pipeline: Pipeline, store: InMemoryEventStore, clock: FakeClock
+    pipeline: Pipeline, store: InMemoryEventStore, clock: FixedClock
 ) -> None:
-    await pipeline.record_pageview(_context())
+    await record_pageview(pipeline, _context())
     clock.advance(seconds=10)
-    await pipeline.record_custom_event(_event(page_url="https://example.com/elsewhere"))
+    await record_custom_event(pipeline, _event(page_url="https://example.com/elsewhere"))
     await pipeline.close()
     [stored] = store.sessions.values()
     assert (stored.exit_path, stored.exit_timestamp, stored.pageviews) == ("/a", START, 1)

@@ -15,7 +15,7 @@ from prisme_cli.embedded import EmbeddedStore
 from pymongo import AsyncMongoClient
 
 from tests.service import Load, Service, start_service
-from tests.support import Document
+from tests.support import Document, until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,10 +59,11 @@ async def _stored_ids(store: EmbeddedStore) -> set[str]:
     return {str(doc["event_id"]) for doc in docs}
 
 
-async def _load_then(service: Service, seconds: float) -> tuple[Load, asyncio.Task[None]]:
+async def _under_load(service: Service, acknowledged: int) -> tuple[Load, asyncio.Task[None]]:
+    """A load running against ``service``, once it has had ``acknowledged`` page views stored."""
     load = Load(service.base)
     task = asyncio.create_task(load.run(concurrency=16))
-    await asyncio.sleep(seconds)
+    await until(lambda: len(load.acknowledged) >= acknowledged, within=30, what="load running")
     return load, task
 
 
@@ -70,7 +71,7 @@ async def test_sigterm_under_load_loses_nothing(
     store: EmbeddedStore, services: list[Service], tmp_path: Path
 ) -> None:
     service = _start(services, store, tmp_path)
-    load, task = await _load_then(service, 1.5)
+    load, task = await _under_load(service, 100)
     started = time.monotonic()
     code = await asyncio.to_thread(service.stop)
     stopped_in = time.monotonic() - started
@@ -87,7 +88,7 @@ async def test_sigkill_under_load_loses_nothing(
     store: EmbeddedStore, services: list[Service], tmp_path: Path
 ) -> None:
     service = _start(services, store, tmp_path)
-    load, task = await _load_then(service, 1.5)
+    load, task = await _under_load(service, 100)
     await asyncio.to_thread(service.kill)
     load.stopped.set()
     await task
@@ -100,16 +101,12 @@ async def test_store_outage_is_503_within_the_deadline_and_recovers(
 ) -> None:
     deadline = 2.0
     service = _start(services, store, tmp_path, PRISME_MONGODB_TIMEOUT=f"{deadline}s")
-    load, task = await _load_then(service, 1.0)
+    load, task = await _under_load(service, 50)
     await asyncio.to_thread(store.stop)
     outage = len(load.statuses)
-    await asyncio.sleep(deadline * 2.5)
+    await until(lambda: 503 in load.statuses[outage:], within=deadline * 3, what="503s")
+    assert not await _wait_healthy(service.base, within=deadline * 3, healthy=False)
     during = load.statuses[outage:]
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{service.base}/api/v1/healthcheck") as health,
-    ):
-        assert health.status == 503
     await asyncio.to_thread(store.start)
     recovered = await _wait_healthy(service.base, within=20)
     load.stopped.set()
@@ -126,15 +123,15 @@ async def test_store_outage_is_503_within_the_deadline_and_recovers(
     assert after.acknowledged <= stored
 
 
-async def _wait_healthy(base: str, within: float) -> bool:
+async def _wait_healthy(base: str, within: float, healthy: bool = True) -> bool:
+    """Polls the healthcheck until it says ``healthy`` (or ``within`` passed); the last answer."""
     deadline = time.monotonic() + within
     async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
+        while True:
             async with http.get(f"{base}/api/v1/healthcheck") as health:
-                if health.status == 200:
-                    return True
+                if (health.status == 200) == healthy or time.monotonic() > deadline:
+                    return health.status == 200
             await asyncio.sleep(0.2)
-    return False
 
 
 async def test_sessions_continue_across_a_restart_under_load(

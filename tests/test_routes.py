@@ -5,9 +5,10 @@ from __future__ import annotations
 from multidict import CIMultiDict
 from prisme.v1 import event_service_pb2 as pb
 from prisme_http.app import create_app
-from prisme_http.config import FacadeConfig
 from prisme_http.routes import HeaderBinding, Route, routes_of
 from prisme_http.transcode import to_message
+
+from tests.conftest import facade_config
 
 
 def _route(rpc: str) -> Route:
@@ -41,7 +42,7 @@ def test_header_bindings_are_read_from_field_options() -> None:
 
 
 def test_app_router_serves_exactly_the_annotated_routes() -> None:
-    app = create_app(FacadeConfig(core_target="127.0.0.1:1"))
+    app = create_app(facade_config("127.0.0.1:1"))
     registered = {
         (route.method, route.resource.canonical)
         for route in app.router.routes()

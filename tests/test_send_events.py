@@ -4,45 +4,31 @@ across the waiting and the immediate path."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import pytest
 from prisme_client import PageView, PrismeClient
-from prisme_core.adapters.memory import InMemoryEventStore
+from prisme_core.adapters.memory import GatedEventStore
 from prisme_core.adapters.useragents import UserAgentsParser
-from prisme_core.model import PageView as StoredPageView
 from prisme_core.server import CoreDeps, CoreServer, create_server
 from prisme_core.settings import Settings
 from pymongo.asynchronous.database import AsyncDatabase
 
+from tests.conftest import changed
 from tests.support import FIREFOX, Document
 from tests.transports import TOKEN
 
 DEADLINE = 0.5
 
 
-class GatedStore(InMemoryEventStore):
-    """Page view writes wait while the gate is closed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    async def insert_pageviews(self, pageviews: Sequence[StoredPageView]) -> None:
-        await self.gate.wait()
-        await super().insert_pageviews(pageviews)
-
-
 @pytest.fixture
 async def gated(
     settings: Settings, user_agents: UserAgentsParser
-) -> AsyncIterator[tuple[CoreServer, GatedStore]]:
-    store = GatedStore()
-    settings = dataclasses.replace(settings, mongodb_timeout=DEADLINE)
+) -> AsyncIterator[tuple[CoreServer, GatedEventStore]]:
+    store = GatedEventStore()
+    settings = changed(settings, "store", timeout=DEADLINE)
     server = create_server(settings, CoreDeps(store=store, agents=user_agents), "127.0.0.1:0")
     await server.start()
     yield server, store
@@ -58,14 +44,14 @@ def _views(count: int, path: str) -> list[PageView]:
 
 
 async def test_events_queued_past_the_deadline_are_refused_and_never_written(
-    gated: tuple[CoreServer, GatedStore],
+    gated: tuple[CoreServer, GatedEventStore],
 ) -> None:
     server, store = gated
     async with PrismeClient(f"127.0.0.1:{server.port}", token=TOKEN, timeout=10) as client:
         assert await client.send_events(_views(2, "/warm")) == [None, None]
         store.gate.clear()
         in_flight = asyncio.create_task(client.send_events(_views(3, "/in-flight")))
-        await asyncio.sleep(0.1)  # that batch is being written (the gate holds it)
+        await store.held()  # that batch is being written (the gate holds it)
         started = time.monotonic()
         queued = await client.send_events(_views(4, "/queued"))
         waited = time.monotonic() - started
@@ -73,7 +59,7 @@ async def test_events_queued_past_the_deadline_are_refused_and_never_written(
         await in_flight
     assert [error.reason if error else None for error in queued] == ["STORE_UNAVAILABLE"] * 4
     assert DEADLINE - 0.05 < waited < DEADLINE + 0.5
-    await asyncio.sleep(0.1)
+    await server.flush()  # were they still queued, they would be written now
     assert not [p for p in store.pageviews if p.path == "/queued"]  # 503 meant not stored
 
 

@@ -87,7 +87,7 @@ async def test_tracker_in_a_real_browser_on_another_origin(
         await _until((2, 0), mongo)
         await page.evaluate("prisme.trigger('signup', {plan: 'pro', seats: 3, trial: true})")
         await _until((2, 1), mongo)
-    await core.pipeline.close()
+    await core.flush()
 
     pageviews = await mongo.pageviews.find({}).sort("timestamp").to_list()
     [event] = await mongo.events_custom.find({}).to_list()

@@ -1,7 +1,9 @@
 """The core's ports: the small interfaces the pipeline needs from the outside world.
 
-Adapters live in `prisme_core.adapters`: `MongoEventStore` and `InMemoryEventStore` for the
-store, `MaxMindDbLocator` for countries, `UserAgentsParser` for user agents. Adapters
+Adapters live in `prisme_core.adapters`: `MongoEventStore` for the store (with
+`InMemoryEventStore` and `GatedEventStore` beside it for tests), `MaxMindDbLocator` for
+countries (`StaticGeoLocator` for tests), `UserAgentsParser` for user agents; the clock is
+`SystemClock` (`FixedClock` for tests). Adapters
 translate their library's exceptions (the store into `StoreUnavailable`), so the pipeline
 never sees a driver exception.
 
@@ -11,7 +13,7 @@ This module must not import grpc, aiohttp or pymongo.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from prisme_core.model import (
@@ -74,3 +76,16 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+class FixedClock:
+    """A clock that stays where it is set (``at``) until moved, for tests."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, **delta: float) -> None:
+        self.at += timedelta(**delta)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Mapping
 from typing import Final
 
 import maxminddb
@@ -69,6 +70,19 @@ class NoGeoLocator:
 
     def country(self, ip: str | None) -> str:
         return UNKNOWN
+
+    def close(self) -> None:
+        return None
+
+
+class StaticGeoLocator:
+    """Countries from a fixed table of addresses (others unknown), for tests."""
+
+    def __init__(self, countries: Mapping[str, str]) -> None:
+        self._countries = dict(countries)
+
+    def country(self, ip: str | None) -> str:
+        return self._countries.get(ip or "", UNKNOWN)
 
     def close(self) -> None:
         return None

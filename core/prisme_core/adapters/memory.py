@@ -1,4 +1,5 @@
-"""`InMemoryEventStore`: the `EventStore` port in memory, for pure pipeline unit tests.
+"""`InMemoryEventStore`: the `EventStore` port in memory, for pure pipeline unit tests; and
+`GatedEventStore`, the same with its writes held at a gate, for tests of a slow store.
 
 It keeps the real adapter's promises: a failed call (``available = False``) raises
 `StoreUnavailable` and stores nothing; sessions are found by device id with their exit
@@ -7,6 +8,7 @@ rebuilt from their page views.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import replace
@@ -102,3 +104,43 @@ class InMemoryEventStore:
 
     async def close(self) -> None:
         return None
+
+
+class GatedEventStore(InMemoryEventStore):
+    """Event writes (page views, sessions, custom events) wait while ``gate`` is closed.
+
+    `held` returns once writes wait at the closed gate, so a test waits for that event, not
+    for time: "taken, and waiting for the store" is a fact, not a guess."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self._waiting = 0
+        self._arrived = asyncio.Event()
+
+    async def held(self, writes: int = 1) -> None:
+        """Returns once at least ``writes`` writes wait at the gate."""
+        while self._waiting < writes:
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    async def _pass(self) -> None:
+        self._waiting += 1
+        self._arrived.set()
+        try:
+            await self.gate.wait()
+        finally:
+            self._waiting -= 1
+
+    async def insert_pageviews(self, pageviews: Sequence[PageView]) -> None:
+        await self._pass()
+        await super().insert_pageviews(pageviews)
+
+    async def insert_sessions(self, sessions: Sequence[SessionStart]) -> None:
+        await self._pass()
+        await super().insert_sessions(sessions)
+
+    async def insert_custom_events(self, events: Sequence[CustomEvent]) -> None:
+        await self._pass()
+        await super().insert_custom_events(events)

@@ -53,8 +53,7 @@ INDEXES: Final[dict[str, list[IndexModel]]] = {
         IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
     ],
     # A session's _id is its session_uuid, so the primary key keeps it unique: a second unique
-    # index would be rewritten by every progress update (on the embedded store, updates and
-    # inserts cost about 30 % more with it).
+    # index would be rewritten by every progress update (docs/performance.md).
     SESSIONS: [
         IndexModel([("device_id", ASCENDING), ("entry_timestamp", DESCENDING)], name="device"),
     ],
@@ -75,7 +74,7 @@ def _attributes(attributes: SessionAttributes) -> Document:
 @functools.lru_cache(maxsize=65536)
 def _session_key(session_uuid: UUID) -> Binary:
     """A session id as the driver writes a UUID (binary subtype 4), made once per session: the
-    encoder takes about 1.5 µs for a `UUID` object and next to nothing for a `Binary`."""
+    encoder converts a `UUID` object on every write, and copies a `Binary` as it is."""
     return Binary.from_uuid(session_uuid)
 
 
