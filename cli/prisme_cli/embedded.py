@@ -82,7 +82,7 @@ class EmbeddedStore:
             *("--storage-path", str(storage), "--cache-size", self.cache_size),
             *("--log-level", "WARNING"),
             # No replica-set advertisement, hence no oplog: nothing here reads one, and every
-            # write would pay for an oplog entry (inserts cost the store about 15 % more).
+            # write would pay for an oplog entry (docs/performance.md, "Measured choices").
             "--standalone",
         ]
         with (self.data_dir / "secantusd.log").open("ab") as log:

@@ -10,8 +10,9 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from prisme_core.request_id import RequestIdFilter as CoreRequestIdFilter
-from prisme_http.request_id import RequestIdFilter as FacadeRequestIdFilter
+from prisme_client.request_id import RequestIdFilter
+from prisme_core.request_id import REQUEST_ID as CORE_REQUEST_ID
+from prisme_http.request_id import REQUEST_ID as FACADE_REQUEST_ID
 
 
 class JsonLinesFormatter(logging.Formatter):
@@ -73,6 +74,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     # (`prisme_http.access_log`), at most one write per half second under load.
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonLinesFormatter())
-    handler.addFilter(FacadeRequestIdFilter())
-    handler.addFilter(CoreRequestIdFilter())
+    handler.addFilter(RequestIdFilter(FACADE_REQUEST_ID))
+    handler.addFilter(RequestIdFilter(CORE_REQUEST_ID))
     logging.basicConfig(level=level, handlers=[handler], force=True)

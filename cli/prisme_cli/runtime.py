@@ -30,8 +30,8 @@ MMAP_THRESHOLD = 64 * 1024
 """glibc raises its mmap threshold after freeing a large block, so the buffers of large gRPC
 messages (up to PRISME_GRPC_MAX_MESSAGE_BYTES each, a few copies per message) would stay in
 the heap for good. A fixed threshold gives every block over 64 KiB back to the system when it
-is freed. With it, 20 concurrent 4 MB messages leave the core within a few MB of where it
-was; without it, some runs kept 50 MB or more of freed buffers in the heap."""
+is freed, so memory after a burst of large messages returns to where it was
+(docs/performance.md, "Measured choices")."""
 
 
 def tune_allocator() -> None:

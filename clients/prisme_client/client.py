@@ -148,9 +148,7 @@ class PrismeClient:
     ) -> T:
         if self._stub is None:
             raise RuntimeError("use PrismeClient as an async context manager")
-        metadata = [("x-request-id", uuid.uuid4().hex)]
-        if self._token:
-            metadata.append(("authorization", f"Bearer {self._token}"))
+        metadata = [("x-request-id", uuid.uuid4().hex), *bearer(self._token)]
         options = {"metadata": metadata, "timeout": self._timeout}
         for attempt in range(self._retries + 1):
             try:
@@ -195,3 +193,8 @@ def _event(event: PageView | CustomEvent) -> pb.Event:
     if isinstance(event, PageView):
         return pb.Event(page_view=_pageview_request(event, event.event_id))
     return pb.Event(custom_event=_custom_request(event, event.event_id))
+
+
+def bearer(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The metadata that presents ``token`` (none without one)."""
+    return (("authorization", f"Bearer {token}"),) if token else ()

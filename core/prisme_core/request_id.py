@@ -2,38 +2,23 @@
 request's), or made up, kept in a `ContextVar` for the call, and added to every log record of
 the call. A caller that sent one gets the call's id back in the response metadata (its own, or
 the one that replaced an invalid one). It is not sent to the others, such as the façade's
-batched calls: that separate metadata message costs 15-20 % of a call's CPU on each side.
+batched calls: that separate metadata message is a large share of a small call's CPU on each
+side (docs/performance.md, "Measured choices").
 
 Must not import aiohttp or pymongo.
 """
 
 from __future__ import annotations
 
-import logging
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
 import grpc
+from prisme_client.request_id import METADATA_KEY, valid_request_id
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("prisme_core_request_id", default=None)
-METADATA_KEY = "x-request-id"
-_VALID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
-
-
-def valid_request_id(text: str | None) -> str | None:
-    return text if text is not None and _VALID.fullmatch(text) else None
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` to records logged while a call is handled."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "request_id", None) is None:
-            record.request_id = REQUEST_ID.get()
-        return True
 
 
 class RequestIdInterceptor(grpc.aio.ServerInterceptor):

@@ -20,10 +20,11 @@ from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 from prisme.v1 import event_service_pb2 as pb
 from prisme_client import PrismeError, error_from_rpc
+from prisme_client.client import bearer
 
 from prisme_http.access_log import AccessLog
 from prisme_http.config import FacadeConfig
-from prisme_http.errors import json_error
+from prisme_http.errors import body_too_large, json_error
 from prisme_http.link import LINK, CoreLink, count_refused
 from prisme_http.middleware import make_edge, request_client_ip
 from prisme_http.openapi import openapi_document
@@ -83,32 +84,51 @@ async def _channel(app: web.Application) -> AsyncIterator[None]:
         credentials = grpc.ssl_channel_credentials(root_certificates=config.core_tls_root)
         channel = grpc.aio.secure_channel(config.core_target, credentials)
     app[CHANNEL] = channel
-    app[LINK] = CoreLink(channel, _token_metadata(config))
+    app[LINK] = CoreLink(channel, bearer(config.token))
     yield
     await app[LINK].close()
     await channel.close()
 
 
 def _handler(route: Route) -> Handler:
-    is_health = route.http_method == "GET"
+    """Events go over the link, each with its own answer; other calls are unary."""
     event_field = EVENT_FIELDS.get(route.request_type.DESCRIPTOR.full_name)
+    if event_field is not None:
+        return _event_handler(route, event_field)
+    return _call_handler(route)
 
+
+def _event_handler(route: Route, event_field: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         config = request.app[CONFIG]
         ip = request_client_ip(request, config)
         body = await _read_body(request, route, config)
         if isinstance(body, web.Response):
-            refusal = body
-        else:
-            try:
-                if event_field is not None:  # events travel batched, each with its own result
-                    return await _send_event(request, route, event_field, body, ip)
-                return await _call(request, route, body, ip, is_health)
-            except NotUtf8 as exc:
-                refusal = json_error(400, "INVALID_ENCODING", str(exc))
-        return await counted(request, refusal, ip) if event_field is not None else refusal
+            return await counted(request, body, ip)
+        try:
+            return await _send_event(request, route, event_field, body, ip)
+        except NotUtf8 as exc:
+            return await counted(request, _not_utf8(exc), ip)
 
     return handle
+
+
+def _call_handler(route: Route) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        config = request.app[CONFIG]
+        body = await _read_body(request, route, config)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            return await _call(request, route, body, request_client_ip(request, config))
+        except NotUtf8 as exc:
+            return _not_utf8(exc)
+
+    return handle
+
+
+def _not_utf8(exc: NotUtf8) -> web.Response:
+    return json_error(400, "INVALID_ENCODING", str(exc))
 
 
 async def _read_body(
@@ -121,7 +141,7 @@ async def _read_body(
         async with asyncio.timeout(config.read_timeout):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return json_error(413, "BODY_TOO_LARGE", f"body is over {config.max_body_bytes} bytes")
+        return body_too_large(config.max_body_bytes)
     except TimeoutError:
         late = json_error(408, "REQUEST_TIMEOUT", f"body not read in {config.read_timeout:g}s")
         late.force_close()
@@ -150,9 +170,7 @@ async def _send_event(
     return _error_response(error)
 
 
-async def _call(
-    request: web.Request, route: Route, body: bytes, ip: str, is_health: bool
-) -> web.Response:
+async def _call(request: web.Request, route: Route, body: bytes, ip: str) -> web.Response:
     config = request.app[CONFIG]
     message = to_message(route, request.headers, request.match_info, body, client_ip=ip)
     call = request.app[CHANNEL].unary_unary(
@@ -160,8 +178,8 @@ async def _call(
         request_serializer=route.request_type.SerializeToString,
         response_deserializer=route.response_type.FromString,
     )
-    metadata = [("x-request-id", REQUEST_ID.get() or ""), *_token_metadata(config)]
-    timeout = config.health_timeout if is_health else config.event_timeout
+    metadata = [("x-request-id", REQUEST_ID.get() or ""), *bearer(config.token)]
+    timeout = _deadline(config, route)
     try:
         response = await call(message, metadata=metadata, timeout=timeout)
     except grpc.aio.AioRpcError as exc:
@@ -169,8 +187,11 @@ async def _call(
     return web.json_response(MessageToDict(response))
 
 
-def _token_metadata(config: FacadeConfig) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {config.token}"),) if config.token else ()
+def _deadline(config: FacadeConfig, route: Route) -> float:
+    """How long a unary call waits for the core: the healthcheck briefly, others as events."""
+    if route.request_type is pb.CheckHealthRequest:
+        return config.health_timeout
+    return config.event_timeout
 
 
 def _error_response(error: PrismeError) -> web.Response:

@@ -17,3 +17,7 @@ def json_error(
 ) -> web.Response:
     body = {"error": error_text(reason), "message": message}
     return web.json_response(body, status=status, headers=headers)
+
+
+def body_too_large(limit: int) -> web.Response:
+    return json_error(413, "BODY_TOO_LARGE", f"body is over {limit} bytes")

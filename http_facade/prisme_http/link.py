@@ -35,9 +35,8 @@ MAX_BATCH: Final = 1000
 GATHER_TURNS: Final = 3
 """Event-loop turns a write lets pass before it takes the queue. One message of answers wakes
 many handlers at once, and their clients' next requests arrive over the next few turns: taking
-them together halves the messages (≈ 20 events each instead of ≈ 12 under the bench load) and
-cut service CPU per page view by ≈ 10 % (382/359 against 411/432 µs, p99 77/70 against 84/87
-ms, alternating runs). Turns, not time: an idle service sends at once."""
+them together makes fewer, larger messages, which costs less CPU per event (measured in
+docs/performance.md, "Measured choices"). Turns, not time: an idle service sends at once."""
 CLOSE_TIMEOUT: Final = 5.0
 """Longest `close` waits for the core to end the stream."""
 

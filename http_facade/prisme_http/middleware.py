@@ -25,7 +25,7 @@ from prometheus_client import Counter, Histogram
 
 from prisme_http.access_log import ACCESS_LOGGER, AccessLog
 from prisme_http.config import FacadeConfig
-from prisme_http.errors import json_error
+from prisme_http.errors import body_too_large, json_error
 from prisme_http.metrics import DURATION, IN_FLIGHT, REQUESTS
 from prisme_http.request_id import REQUEST_ID, choose_request_id
 
@@ -97,7 +97,7 @@ def _refuse_oversized(request: web.Request, config: FacadeConfig) -> web.Respons
             f"request headers are over {config.max_header_bytes} bytes",
         )
     if request.content_length is not None and request.content_length > config.max_body_bytes:
-        return json_error(413, "BODY_TOO_LARGE", f"body is over {config.max_body_bytes} bytes")
+        return body_too_large(config.max_body_bytes)
     return None
 
 
