@@ -40,16 +40,10 @@ class Admitted:
     """The event id, if the sender gave one."""
     now: datetime
     """The receive time, to the millisecond."""
-
-    @property
-    def internal(self) -> bool:
-        """A navigation within the site: it continues the device's live session, if any."""
-        return self.referrer is not None and self.referrer.host == self.page.host
-
-    @property
-    def device(self) -> tuple[str, str, str]:
-        """What identifies the device and the visitor: user agent, client IP, page host."""
-        return self.context.user_agent, self.context.client_ip or "", self.page.host
+    internal: bool
+    """A navigation within the site: it continues the device's live session, if any."""
+    device: tuple[str, str, str]
+    """What identifies the device and the visitor: user agent, client IP, page host."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +64,9 @@ class Admission:
         if (reason := drop_bot(client)) is not None:
             return Dropped(reason, "bots are not recorded")
         now = to_milliseconds(self.clock.now())
-        return Admitted(context, client, page, referrer, key, now)
+        internal = referrer is not None and referrer.host == page.host
+        device = context.user_agent, context.client_ip or "", page.host
+        return Admitted(context, client, page, referrer, key, now, internal, device)
 
 
 def to_milliseconds(at: datetime) -> datetime:
