@@ -144,6 +144,25 @@ async def test_a_batch_of_1000_is_stored_with_a_result_each(
     assert await mongo.pageviews.count_documents({}) == 980
 
 
+async def test_the_client_sends_the_status_and_the_sites_visitor_id(
+    core_target: str, mongo: AsyncDatabase[Document]
+) -> None:
+    page = {"origin": "http://localhost", "user_agent": FIREFOX, "client_ip": "81.2.3.4"}
+    async with PrismeClient(core_target, token=TOKEN) as client:
+        await client.send_pageview(page_url="http://localhost/gone", status=404,
+                                   visitor_id="user-1", **page)  # fmt: skip
+        view = PageView("http://localhost/b", status=500, visitor_id="user-2", **page)
+        assert await client.send_events([view]) == [None]
+        with pytest.raises(PrismeError) as refused:
+            await client.send_pageview(page_url="http://localhost/", status=42, **page)
+    assert refused.value.reason == "INVALID_STATUS"
+    stored = await mongo.pageviews.find({}, {"status": 1, "visitor_id": 1, "_id": 0}).to_list()
+    assert sorted(stored, key=lambda p: p["status"]) == [
+        {"status": 404, "visitor_id": "user-1"},
+        {"status": 500, "visitor_id": "user-2"},
+    ]
+
+
 async def test_batch_mixes_kinds_and_reports_each(
     core_target: str, mongo: AsyncDatabase[Document]
 ) -> None:

@@ -30,7 +30,8 @@ def test_openapi_document_describes_exactly_the_routes() -> None:
     headers = {p["name"] for p in page_view["parameters"] if p["in"] == "header"}
     assert headers == {
         "Origin", "X-Prisme-Referrer", "Referer", "X-Prisme-Document-Referrer", "User-Agent",
-        "X-Prisme-Event-Id",
+        "X-Prisme-Event-Id", "X-Prisme-Status", "X-Prisme-Visitor-Id", "Sec-CH-UA-Platform",
+        "Sec-CH-UA-Model",
     }  # fmt: skip
     json.dumps(DOCUMENT)
 
@@ -50,7 +51,8 @@ header_value = st.one_of(
 header_name = st.sampled_from(
     ["Origin", "X-Prisme-Referrer", "Referer", "X-Prisme-Document-Referrer", "User-Agent",
      "Content-Type", "X-Forwarded-For", "X-Request-Id", "Access-Control-Request-Method",
-     "Transfer-Encoding", "Expect"]
+     "Transfer-Encoding", "Expect", "X-Prisme-Status", "X-Prisme-Visitor-Id",
+     "Sec-CH-UA-Platform", "Sec-CH-UA-Model"]
 ) | st.text(alphabet=string.ascii_letters + "-", min_size=1, max_size=20)  # fmt: skip
 BODIES = st.sampled_from([b"{}", b'{"a": [1, {"b": null}]}', b"[", b"null"])
 segment = st.one_of(

@@ -24,11 +24,11 @@ from tests.support import LEAKS_REFUSED_SOCKETS, Document
 
 AT = datetime(2026, 11, 26, 12, 30, 15, 123000, tzinfo=UTC)
 PAGEVIEW_FIELDS = {
-    "timestamp", "domain", "path", "visitor_id", "session_uuid", "operating_system",
+    "timestamp", "domain", "path", "status", "visitor_id", "session_uuid", "operating_system",
     "browser_family", "device", "referrer_domain", "country_code", "utm_source", "utm_medium",
     "utm_campaign", "utm_term", "utm_content",
 }  # fmt: skip
-SESSION_FIELDS = (PAGEVIEW_FIELDS - {"timestamp", "path"}) | {
+SESSION_FIELDS = (PAGEVIEW_FIELDS - {"timestamp", "path", "status"}) | {
     "entry_path", "exit_path", "entry_timestamp", "exit_timestamp", "pageviews", "device_id",
 }  # fmt: skip
 

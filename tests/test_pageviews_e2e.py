@@ -178,6 +178,7 @@ async def test_accepted_pageview_and_its_session_are_stored_exactly(
     assert pageview == expected_attributes | {
         "timestamp": pageview["timestamp"],
         "path": "/Post",
+        "status": 200,
         "visitor_id": pageview["visitor_id"],
         "session_uuid": pageview["session_uuid"],
     }

@@ -12,7 +12,7 @@ import pytest
 from prisme_core.adapters.maxmind import StaticGeoLocator
 from prisme_core.adapters.memory import InMemoryEventStore
 from prisme_core.adapters.useragents import UserAgentsParser
-from prisme_core.enrich import uuid7
+from prisme_core.enrich import Enrichers, uuid7
 from prisme_core.errors import (
     CoreError,
     Dropped,
@@ -24,7 +24,7 @@ from prisme_core.errors import (
 )
 from prisme_core.model import ClientContext, CustomEventInput, PageViewInput
 from prisme_core.outcomes import Outcome
-from prisme_core.pipeline import Enrichers, Pipeline
+from prisme_core.pipeline import Pipeline
 from prisme_core.ports import FixedClock
 from prisme_core.settings import LimitSettings, SessionSettings, StoreSettings
 from prisme_core.validate import origin_host

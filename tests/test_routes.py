@@ -38,6 +38,10 @@ def test_header_bindings_are_read_from_field_options() -> None:
         HeaderBinding(("context", "document_referrer"), ("X-Prisme-Document-Referrer",)),
         HeaderBinding(("context", "user_agent"), ("User-Agent",)),
         HeaderBinding(("event_id",), ("X-Prisme-Event-Id",)),
+        HeaderBinding(("context", "ch_ua_platform"), ("Sec-CH-UA-Platform",)),
+        HeaderBinding(("context", "ch_ua_model"), ("Sec-CH-UA-Model",)),
+        HeaderBinding(("status",), ("X-Prisme-Status",)),
+        HeaderBinding(("visitor_id",), ("X-Prisme-Visitor-Id",)),
     }
 
 

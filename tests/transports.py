@@ -24,7 +24,10 @@ HEADER_OF = {
     "document_referrer": "X-Prisme-Document-Referrer",
     "user_agent": "User-Agent",
     "client_ip": "X-Forwarded-For",
+    "ch_ua_platform": "Sec-CH-UA-Platform",
+    "ch_ua_model": "Sec-CH-UA-Model",
 }
+PAGE_VIEW_HEADER_OF = {"status": "X-Prisme-Status", "visitor_id": "X-Prisme-Visitor-Id"}
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,19 @@ class Visit:
     user_agent: str = FIREFOX
     client_ip: str = "84.200.69.80"
     extra_headers: dict[str, str] = field(default_factory=dict)
+    ch_ua_platform: str = ""
+    ch_ua_model: str = ""
+    status: str = ""
+    visitor_id: str = ""
 
     def headers(self) -> dict[str, str]:
-        headers = {HEADER_OF[name]: getattr(self, name) for name in HEADER_OF}
+        names = HEADER_OF | PAGE_VIEW_HEADER_OF
+        headers = {names[name]: getattr(self, name) for name in names}
         return {k: v for k, v in headers.items() if v} | self.extra_headers
+
+    def request(self) -> pb.SendPageViewRequest:
+        fields = {name: getattr(self, name) for name in PAGE_VIEW_HEADER_OF}
+        return pb.SendPageViewRequest(context=self.context(), **fields)
 
     def context(self) -> pb.ClientContext:
         return pb.ClientContext(**{name: getattr(self, name) for name in HEADER_OF})
@@ -84,9 +96,7 @@ async def _http_answer(response: ClientResponse) -> Answer:
 
 
 async def send_grpc(stub: pb_grpc.EventServiceAsyncStub, visit: Visit) -> Answer:
-    return await _grpc_answer(
-        stub.SendPageView(pb.SendPageViewRequest(context=visit.context()), metadata=TRUSTED)
-    )
+    return await _grpc_answer(stub.SendPageView(visit.request(), metadata=TRUSTED))
 
 
 async def send_custom_grpc(stub: pb_grpc.EventServiceAsyncStub, event: Custom) -> Answer:

@@ -45,6 +45,10 @@ class PageView:
     client_ip: str | None = None
     document_referrer: str | None = None
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    status: int | None = None
+    """The page's HTTP status (100-599); None means 200."""
+    visitor_id: str | None = None
+    """The site's own visitor id, if it has one (1-128 printable ASCII characters)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +111,12 @@ class PrismeClient:
         client_ip: str | None = None,
         document_referrer: str | None = None,
         event_id: str | None = None,
+        status: int | None = None,
+        visitor_id: str | None = None,
     ) -> None:
         """Records a page view; returns once it is stored."""
-        event = PageView(page_url, origin, user_agent, client_ip, document_referrer)
+        event = PageView(page_url, origin, user_agent, client_ip, document_referrer,
+                         status=status, visitor_id=visitor_id)  # fmt: skip
         request = _pageview_request(event, event_id or event.event_id)
         await self._call(lambda stub, meta: stub.SendPageView(request, **meta))
 
@@ -177,7 +184,10 @@ def _pageview_request(event: PageView, event_id: str) -> pb.SendPageViewRequest:
     context = _context(
         event.page_url, event.origin, event.user_agent, event.client_ip, event.document_referrer
     )
-    return pb.SendPageViewRequest(context=context, event_id=event_id)
+    status = "" if event.status is None else str(event.status)
+    return pb.SendPageViewRequest(
+        context=context, event_id=event_id, status=status, visitor_id=event.visitor_id or ""
+    )
 
 
 def _custom_request(event: CustomEvent, event_id: str) -> pb.SendCustomEventRequest:

@@ -3,8 +3,10 @@
 In order: the event counts against its client's rate limit (`Pipeline.count`, called by the
 servicer before the event's fields are even read, so that malformed events count too); then
 `admit` validates the origin, the page URL, the document referrer (page views only) and the
-event id, parses the user agent and drops bots. A validation failure raises; a drop is a
-value (`drop_bot` returns its reason), answered as `Dropped`.
+event id, parses the user agent and drops bots. Then each kind's own fields: a page view's
+status and the site's visitor id (`pageview`), a custom event's name and properties
+(`custom_event`). A validation failure raises; a drop is a value (`drop_bot` returns its
+reason), answered as `Dropped`.
 
 Must not import grpc, aiohttp or pymongo.
 """
@@ -14,17 +16,23 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from prisme_core.errors import Dropped
-from prisme_core.model import ClientContext, ClientInfo
+from prisme_core.model import ClientContext, ClientInfo, CustomEventInput, PageViewInput
 from prisme_core.ports import Clock, UserAgentParser
+from prisme_core.properties import parse_properties
 from prisme_core.urls import Url
 from prisme_core.validate import (
+    OriginRegistry,
     drop_bot,
     validate_document_referrer,
     validate_event_id,
+    validate_event_name,
     validate_origin,
     validate_page_url,
+    validate_status,
+    validate_visitor_id,
 )
 
 
@@ -47,10 +55,48 @@ class Admitted:
 
 
 @dataclass(frozen=True, slots=True)
+class AdmittedPageView:
+    """A page view past its admission, status and visitor id."""
+
+    admitted: Admitted
+    status: int
+    visitor_id: str | None
+    """The site's own visitor id, if it gave one."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdmittedCustomEvent:
+    """A custom event past its admission, name and properties."""
+
+    admitted: Admitted
+    name: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Admission:
-    origins: frozenset[str]
+    origins: OriginRegistry
     agents: UserAgentParser
     clock: Clock
+    max_body_bytes: int
+
+    def pageview(self, event: PageViewInput) -> AdmittedPageView | Dropped:
+        """The shared steps, then the status and the site's visitor id."""
+        context = event.context
+        admitted = self.admit(context, event.event_id, context.document_referrer)
+        if isinstance(admitted, Dropped):
+            return admitted
+        status, visitor_id = validate_status(event.status), validate_visitor_id(event.visitor_id)
+        return AdmittedPageView(admitted, status, visitor_id)
+
+    def custom_event(self, event: CustomEventInput) -> AdmittedCustomEvent | Dropped:
+        """The shared steps, then the name and the properties."""
+        admitted = self.admit(event.context, event.event_id)
+        if isinstance(admitted, Dropped):
+            return admitted
+        name = validate_event_name(event.name)
+        properties = parse_properties(event.content_type, event.body, self.max_body_bytes)
+        return AdmittedCustomEvent(admitted, name, properties)
 
     def admit(
         self, context: ClientContext, event_id: str, document_referrer: str = ""

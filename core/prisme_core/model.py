@@ -23,12 +23,20 @@ class ClientContext:
     document_referrer: str
     user_agent: str
     client_ip: str | None
+    ch_ua_platform: str = ""
+    """The `Sec-CH-UA-Platform` client hint, raw (a structured-field string)."""
+    ch_ua_model: str = ""
+    """The `Sec-CH-UA-Model` client hint, raw."""
 
 
 @dataclass(frozen=True, slots=True)
 class PageViewInput:
     context: ClientContext
     event_id: str = ""
+    status: str = ""
+    """The page's HTTP status as sent (decimal text; empty means 200)."""
+    visitor_id: str = ""
+    """The site's own visitor id as sent (empty means none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,8 @@ class PageView:
     """Its session's attributes, which the page view's document repeats."""
     event_id: UUID | None = None
     """The sender's idempotency key, if it gave one."""
+    status: int = 200
+    """The page's HTTP status."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +137,8 @@ class SessionProgress:
     exit_timestamp: datetime
     added: int
     device_id: str | None = None
+    visitor_id: str | None = None
+    """The visitor id to carry from now on, if the site gave another."""
 
 
 @dataclass(frozen=True, slots=True)

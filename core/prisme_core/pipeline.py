@@ -28,13 +28,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from prisme_core.admission import Admission, Admitted
+from prisme_core.admission import (
+    Admission,
+    Admitted,
+    AdmittedCustomEvent,
+    AdmittedPageView,
+)
 from prisme_core.batching import GroupCommit
-from prisme_core.enrich import session_attributes
-from prisme_core.errors import CoreError, SessionNotFound
+from prisme_core.enrich import Enrichers, session_attributes
+from prisme_core.errors import CoreError, Dropped, SessionNotFound
 from prisme_core.idempotency import RecentEvents
 from prisme_core.identity import Identities
 from prisme_core.model import (
@@ -45,24 +49,17 @@ from prisme_core.model import (
     SessionStart,
 )
 from prisme_core.outcomes import Outcome, PendingEvent, after_both, settled, store_deadline
-from prisme_core.ports import Clock, EventStore, GeoLocator, UserAgentParser
-from prisme_core.properties import parse_properties
+from prisme_core.ports import Clock, EventStore
 from prisme_core.ratelimit import RateLimiter, rate_key
 from prisme_core.sessions import LiveSession, SessionTracker
 from prisme_core.settings import LimitSettings, SessionSettings, StoreSettings
-from prisme_core.validate import validate_event_name
+from prisme_core.validate import OriginRegistry
 
 T = TypeVar("T")
 
 PAGEVIEW = "pageview"
 CUSTOM = "custom"
 """Event kinds, as `RecentEvents` keeps their ids apart."""
-
-
-@dataclass(frozen=True, slots=True)
-class Enrichers:
-    geo: GeoLocator
-    agents: UserAgentParser
 
 
 class Pipeline:
@@ -75,12 +72,12 @@ class Pipeline:
         clock: Clock,
         enrichers: Enrichers,
     ) -> None:
-        self._limits = limits
         self._session_wait = sessions.events_timeout
         self._deadline = stored.timeout
         self._store = store
         self._geo = enrichers.geo
-        self._admission = Admission(limits.origins, enrichers.agents, clock)
+        origins = OriginRegistry.of(limits.origins)
+        self._admission = Admission(origins, enrichers.agents, clock, limits.max_body_bytes)
         self._ids = Identities(store)
         self._limiter = RateLimiter(limits.rate_limit_per_minute, time.monotonic)
         self._recent = RecentEvents()
@@ -126,25 +123,19 @@ class Pipeline:
         self._limiter.check(rate_key(client_ip))
 
     def pageview(self, event: PageViewInput) -> Outcome:
-        context = event.context
         try:
-            admitted = self._admission.admit(context, event.event_id, context.document_referrer)
-            if not isinstance(admitted, Admitted):
-                return admitted
-            return self._pageview_now(admitted) or self._later(self._pageview_later(admitted))
+            visit = self._admission.pageview(event)
+            if isinstance(visit, Dropped):
+                return visit
+            return self._pageview_now(visit) or self._later(self._pageview_later(visit))
         except CoreError as refused:
             return refused.with_traceback(None)  # its frames hold the request
 
     def custom_event(self, event: CustomEventInput) -> Outcome:
         try:
-            admitted = self._admission.admit(event.context, event.event_id)
-            if not isinstance(admitted, Admitted):
-                return admitted
-            name = validate_event_name(event.name)
-            properties = parse_properties(
-                event.content_type, event.body, self._limits.max_body_bytes
-            )
-            custom = _Custom(admitted, name, properties)
+            custom = self._admission.custom_event(event)
+            if isinstance(custom, Dropped):
+                return custom
             return self._custom_now(custom) or self._later(self._custom_later(custom))
         except CoreError as refused:
             return refused.with_traceback(None)  # its frames hold the request
@@ -153,46 +144,51 @@ class Pipeline:
         """An event that waits for something first, deciding in a task of its own."""
         return PendingEvent(asyncio.ensure_future(deciding))
 
-    def _pageview_now(self, admitted: Admitted) -> PendingEvent | None:
+    def _pageview_now(self, visit: AdmittedPageView) -> PendingEvent | None:
         """The page view decided from memory; None if something must be loaded first (a key,
         a session only the store knows), its device is being decided, or it is a retry."""
+        admitted = visit.admitted
         if admitted.key is not None and self._recent.knows(admitted.key):
             return None
         device_id = self._ids.known_device_id(*admitted.device, admitted.now)
         if device_id is None or self._sessions.busy(device_id):
             return None
-        pending = self._decide(admitted, device_id, loaded=False)
+        pending = self._decide(visit, device_id, loaded=False)
         if pending is not None and admitted.key is not None:
             self._recent.track(PAGEVIEW, admitted.key, pending.future)
         return pending
 
-    async def _pageview_later(self, admitted: Admitted) -> None:
+    async def _pageview_later(self, visit: AdmittedPageView) -> None:
         """Loads what the session rule reads (the day's keys, the live session), then decides."""
+        key = visit.admitted.key
         async with store_deadline(self._deadline):
-            await self._recent.once(PAGEVIEW, admitted.key, lambda: self._load_and_decide(admitted))
+            await self._recent.once(PAGEVIEW, key, lambda: self._load_and_decide(visit))
 
-    async def _load_and_decide(self, admitted: Admitted) -> None:
+    async def _load_and_decide(self, visit: AdmittedPageView) -> None:
+        admitted = visit.admitted
         device_id = await self._ids.device_id(*admitted.device, admitted.now)
         async with self._sessions.lock(device_id):
             if admitted.internal:
                 await self._live(admitted, device_id)
             await self._ids.visitor_id(*admitted.device, admitted.now)
-            pending = self._decide(admitted, device_id, loaded=True)
+            pending = self._decide(visit, device_id, loaded=True)
         if pending is None:
             raise RuntimeError("a page view undecided after loading what it needs")
         await settled(pending)
 
-    def _decide(self, admitted: Admitted, device_id: str, loaded: bool) -> PendingEvent | None:
+    def _decide(self, visit: AdmittedPageView, device_id: str, loaded: bool) -> PendingEvent | None:
         """The session rule: a navigation within the site continues the device's live session;
         any other page view, or one whose device has none, begins a new session. Decided from
         memory: None when memory cannot tell, unless everything was ``loaded`` first."""
-        now = admitted.now
+        admitted, now = visit.admitted, visit.admitted.now
         live = self._sessions.cached_live(device_id, now) if admitted.internal else None
         if live is not None:
-            return self._store_pageview(admitted, live, None)
+            if visit.visitor_id is not None and visit.visitor_id != live.attributes.visitor_id:
+                self._sessions.identify(live, visit.visitor_id)
+            return self._store_pageview(visit, live, None)
         if admitted.internal and not loaded:
             return None  # the store may know a session this process does not
-        visitor_id = self._ids.known_visitor_id(*admitted.device, now)
+        visitor_id = visit.visitor_id or self._ids.known_visitor_id(*admitted.device, now)
         if visitor_id is None:
             return None
         start = SessionStart(
@@ -202,17 +198,17 @@ class Pipeline:
             attributes=session_attributes(admitted, visitor_id, self._geo),
         )
         starting = self._session_starts.submit(start)
-        return self._store_pageview(admitted, self._sessions.begin(start, starting), starting)
+        return self._store_pageview(visit, self._sessions.begin(start, starting), starting)
 
     def _store_pageview(
-        self, admitted: Admitted, session: LiveSession, starting: asyncio.Future[None] | None
+        self, visit: AdmittedPageView, session: LiveSession, starting: asyncio.Future[None] | None
     ) -> PendingEvent:
         """Queues the page view; it is stored once its session is too. A page view that
         continues its session advances it once stored, not before."""
+        admitted = visit.admitted
         path, now = admitted.page.path, admitted.now
-        written = self._pageviews.submit(
-            PageView(now, path, session.start.attributes, admitted.key)
-        )
+        view = PageView(now, path, session.attributes, admitted.key, visit.status)
+        written = self._pageviews.submit(view)
         stored = after_both(written, session.persisted)
         if starting is None:
             stored.add_done_callback(self._sessions.advance_when_stored(session, path, now))
@@ -238,7 +234,7 @@ class Pipeline:
             self._sessions.alias(session, device_id)
         return session
 
-    def _custom_now(self, custom: _Custom) -> PendingEvent | None:
+    def _custom_now(self, custom: AdmittedCustomEvent) -> PendingEvent | None:
         """The custom event stored at once if its session is in memory and stored; else None."""
         admitted = custom.admitted
         if admitted.key is not None and self._recent.knows(admitted.key):
@@ -252,7 +248,7 @@ class Pipeline:
             self._recent.track(CUSTOM, admitted.key, pending.future)
         return pending
 
-    async def _custom_later(self, custom: _Custom) -> None:
+    async def _custom_later(self, custom: AdmittedCustomEvent) -> None:
         """Waits for the event's session (its page view may still be in flight), then stores."""
         admitted = custom.admitted
         device_id = await self._ids.device_id(*admitted.device, admitted.now)
@@ -266,8 +262,8 @@ class Pipeline:
             pending = lambda: settled(self._store_custom(custom, session))  # noqa: E731
             await self._recent.once(CUSTOM, admitted.key, pending)
 
-    def _store_custom(self, custom: _Custom, session: LiveSession) -> PendingEvent:
-        admitted, attributes = custom.admitted, session.start.attributes
+    def _store_custom(self, custom: AdmittedCustomEvent, session: LiveSession) -> PendingEvent:
+        admitted, attributes = custom.admitted, session.attributes
         event = CustomEvent(
             admitted.now,
             admitted.page.path,
@@ -285,12 +281,3 @@ class Pipeline:
 
     async def check_health(self) -> None:
         await self._store.ping()
-
-
-@dataclass(frozen=True, slots=True)
-class _Custom:
-    """A custom event past its admission, name and properties."""
-
-    admitted: Admitted
-    name: str
-    properties: dict[str, Any]

@@ -29,10 +29,11 @@ from prisme.v1 import facade_link_pb2_grpc as link_pb_grpc
 from prisme_core.adapters.maxmind import MaxMindDbLocator, NoGeoLocator
 from prisme_core.adapters.mongo import MongoEventStore
 from prisme_core.adapters.useragents import UserAgentsParser
+from prisme_core.enrich import Enrichers
 from prisme_core.health import StoreMonitor
 from prisme_core.link import FacadeLinkServicer
 from prisme_core.peers import GrpcProxies
-from prisme_core.pipeline import Enrichers, Pipeline
+from prisme_core.pipeline import Pipeline
 from prisme_core.ports import Clock, EventStore, GeoLocator, SystemClock, UserAgentParser
 from prisme_core.request_id import RequestIdInterceptor
 from prisme_core.servicer import EventServicer

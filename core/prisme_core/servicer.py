@@ -81,6 +81,8 @@ def client_context(request: EventRequest, caller: Caller) -> ClientContext:
         document_referrer=given.document_referrer,
         user_agent=given.user_agent,
         client_ip=caller.client_ip(given.client_ip),
+        ch_ua_platform=given.ch_ua_platform,
+        ch_ua_model=given.ch_ua_model,
     )
 
 
@@ -181,7 +183,8 @@ class EventServicer(pb_grpc.EventServiceServicer):
             self._pipeline.count(caller.client_ip(_given_ip(request)))  # before any other rule
             if isinstance(request, pb.SendPageViewRequest):
                 context = client_context(request, caller)
-                return self._pipeline.pageview(PageViewInput(context, request.event_id))
+                view = PageViewInput(context, request.event_id, request.status, request.visitor_id)
+                return self._pipeline.pageview(view)
             if isinstance(request, pb.SendCustomEventRequest):
                 event = CustomEventInput(
                     context=client_context(request, caller),

@@ -20,13 +20,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from prisme_core.errors import CoreError
 from prisme_core.metrics import ACTIVE_SESSIONS, AWAITING_SESSION
-from prisme_core.model import SessionProgress, SessionStart, StoredSession
+from prisme_core.model import SessionAttributes, SessionProgress, SessionStart, StoredSession
 from prisme_core.ports import Clock, EventStore
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,17 @@ class LiveSession:
     """Resolves once the session document is stored."""
     rekeyed: str | None = None
     """A device id under the day's key, for the next progress write to store."""
+    reidentified: str | None = None
+    """A visitor id the site gave in place of the session's, for the next progress write."""
+    attributes: SessionAttributes = field(init=False)
+    """What the session's events repeat: its start's, with the visitor id the site gave last."""
+
+    def __post_init__(self) -> None:
+        self.attributes = self.start.attributes
+
+    @property
+    def key(self) -> UUID:
+        return self.start.attributes.session_uuid
 
     @property
     def is_stored(self) -> bool:
@@ -124,7 +135,8 @@ class SessionTracker:
         stored = await self._store.find_session(device_id)
         if stored is None or stored.exit_timestamp + self._ttl <= now:
             return None
-        if session is not None and session.start == stored.start:
+        same = session is not None and session.key == stored.start.attributes.session_uuid
+        if session is not None and same:
             # Another instance extended our session: take its exit, keep our own accounting.
             if stored.exit_timestamp > session.exit_timestamp:
                 session.exit_path, session.exit_timestamp = stored.exit_path, stored.exit_timestamp
@@ -182,6 +194,14 @@ class SessionTracker:
         key = session.start.attributes.session_uuid
         if key not in self._dirty:
             self._dirty[key] = (session, time.monotonic())
+
+    def identify(self, session: LiveSession, visitor_id: str) -> None:
+        """The session's visitor id is ``visitor_id`` from now on: here at once, in the store
+        with its next progress write."""
+        session.attributes = replace(session.attributes, visitor_id=visitor_id)
+        session.reidentified = visitor_id
+        if session.key not in self._dirty:
+            self._dirty[session.key] = (session, time.monotonic())
 
     def advance(self, session: LiveSession, path: str, at: datetime) -> None:
         session.pageviews += 1
@@ -248,6 +268,7 @@ class SessionTracker:
                     exit_timestamp=s.exit_timestamp,
                     added=s.pageviews - s.recorded,
                     device_id=s.rekeyed,
+                    visitor_id=s.reidentified,
                 )
                 for s in chunk
             ]
@@ -261,6 +282,8 @@ class SessionTracker:
                 session.recorded += written.added
                 if session.rekeyed == written.device_id:
                     session.rekeyed = None
+                if session.reidentified == written.visitor_id:
+                    session.reidentified = None
                 self._dirty.pop(written.session_uuid, None)
                 if session.recorded != session.pageviews:  # advanced while being written
                     self._dirty[written.session_uuid] = (session, time.monotonic())

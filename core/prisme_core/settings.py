@@ -111,8 +111,17 @@ def _port(text: str) -> int:
     return value
 
 
+_WILDCARD = re.compile(r"\*(\.[A-Za-z0-9-]+){2,}")
+
+
 def _origins(text: str) -> frozenset[str]:
-    return frozenset(_csv(text))
+    """Hostnames, or wildcards ``*.example.com`` (every subdomain of a domain of two labels or
+    more: ``*.com`` would admit a whole top-level domain)."""
+    origins = frozenset(_csv(text))
+    for origin in origins:
+        if "*" in origin and not _WILDCARD.fullmatch(origin):
+            raise ValueError(origin)
+    return origins
 
 
 def _non_empty(text: str) -> str:
@@ -151,6 +160,7 @@ def _database(text: str) -> str:
 
 _EXPECTED: dict[Callable[[str], object], str] = {
     _port: "a TCP port number (0-65535)",
+    _origins: "comma-separated hostnames, or wildcards such as *.example.com",
     parse_bool: "one of true, false, 1, 0, yes, no",
     _header_name: "an HTTP header name",
     parse_networks: "comma-separated IP networks in CIDR notation",

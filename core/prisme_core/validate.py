@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
 
@@ -34,7 +36,14 @@ def bounded(value: str, field: str, limit: int = MAX_FIELD_BYTES) -> str:
 
 
 def validate_context(
-    *, origin: str, page_url: str, document_referrer: str, user_agent: str, client_ip: str
+    *,
+    origin: str,
+    page_url: str,
+    document_referrer: str,
+    user_agent: str,
+    client_ip: str,
+    ch_ua_platform: str = "",
+    ch_ua_model: str = "",
 ) -> ClientContext:
     """The browser context with every field bounded, and the client IP normalised."""
     return ClientContext(
@@ -43,6 +52,8 @@ def validate_context(
         document_referrer=bounded(document_referrer, "context.document_referrer"),
         user_agent=bounded(user_agent, "context.user_agent"),
         client_ip=validate_client_ip(bounded(client_ip, "context.client_ip")),
+        ch_ua_platform=bounded(ch_ua_platform, "context.ch_ua_platform"),
+        ch_ua_model=bounded(ch_ua_model, "context.ch_ua_model"),
     )
 
 
@@ -78,8 +89,26 @@ def origin_host(origin: str) -> str:
     return name if colon and port.isdigit() else host
 
 
-def validate_origin(origin: str, registry: frozenset[str]) -> None:
-    if origin_host(origin) not in registry:
+@dataclass(frozen=True, slots=True)
+class OriginRegistry:
+    """The registered origins: exact hosts, and wildcards (``*.example.com``) that admit every
+    subdomain of a domain, not the domain itself."""
+
+    hosts: frozenset[str]
+    suffixes: tuple[str, ...]
+    """``.example.com`` for ``*.example.com``."""
+
+    @classmethod
+    def of(cls, origins: Iterable[str]) -> OriginRegistry:
+        wildcards = {o for o in origins if o.startswith("*.")}
+        return cls(frozenset(origins) - wildcards, tuple(sorted(w[1:] for w in wildcards)))
+
+    def admits(self, host: str) -> bool:
+        return host in self.hosts or any(host.endswith(suffix) for suffix in self.suffixes)
+
+
+def validate_origin(origin: str, registry: OriginRegistry) -> None:
+    if not registry.admits(origin_host(origin)):
         raise OriginNotRegistered(origin)
 
 
@@ -115,6 +144,34 @@ def validate_event_id(text: str) -> UUID | None:
         raise InvalidInput(
             Reason.INVALID_EVENT_ID, "event id must be a UUID", field="event_id"
         ) from exc
+
+
+_STATUS = re.compile(r"[0-9]{1,5}")
+_VISITOR_ID = re.compile(r"[\x20-\x7e]{1,128}")
+
+
+def validate_status(text: str) -> int:
+    """The page's HTTP status: empty means 200, else a decimal integer from 100 to 599."""
+    if not text:
+        return 200
+    if not _STATUS.fullmatch(text) or not 100 <= int(text) <= 599:
+        raise InvalidInput(
+            Reason.INVALID_STATUS, "status must be an HTTP status from 100 to 599", field="status"
+        )
+    return int(text)
+
+
+def validate_visitor_id(text: str) -> str | None:
+    """The site's own visitor id: empty means none, else 1-128 printable ASCII characters."""
+    if not text:
+        return None
+    if not _VISITOR_ID.fullmatch(text):
+        raise InvalidInput(
+            Reason.INVALID_VISITOR_ID,
+            "visitor id must be 1 to 128 printable ASCII characters",
+            field="visitor_id",
+        )
+    return text
 
 
 def drop_bot(client: ClientInfo) -> Reason | None:

@@ -33,6 +33,8 @@ class ClientContext(_message.Message):
     DOCUMENT_REFERRER_FIELD_NUMBER: _builtins.int
     USER_AGENT_FIELD_NUMBER: _builtins.int
     CLIENT_IP_FIELD_NUMBER: _builtins.int
+    CH_UA_PLATFORM_FIELD_NUMBER: _builtins.int
+    CH_UA_MODEL_FIELD_NUMBER: _builtins.int
     origin: _builtins.str
     """The page's origin, e.g. `https://example.com`; checked against the
     origin registry after dropping the scheme and port.
@@ -49,6 +51,14 @@ class ClientContext(_message.Message):
     """The end user's IP address. Honoured only for trusted callers; the
     service uses the caller's peer address otherwise.
     """
+    ch_ua_platform: _builtins.str
+    """The `Sec-CH-UA-Platform` client hint, a structured-field string such as
+    `"macOS"`: at a session's start it names the operating system.
+    """
+    ch_ua_model: _builtins.str
+    """The `Sec-CH-UA-Model` client hint, a structured-field string such as
+    `"Pixel 7"`: at a session's start a non-empty one names the device.
+    """
     def __init__(
         self,
         *,
@@ -57,10 +67,12 @@ class ClientContext(_message.Message):
         document_referrer: _builtins.str = ...,
         user_agent: _builtins.str = ...,
         client_ip: _builtins.str = ...,
+        ch_ua_platform: _builtins.str = ...,
+        ch_ua_model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "document_referrer", b"document_referrer", "origin", b"origin", "page_url", b"page_url", "user_agent", b"user_agent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ch_ua_model", b"ch_ua_model", "ch_ua_platform", b"ch_ua_platform", "client_ip", b"client_ip", "document_referrer", b"document_referrer", "origin", b"origin", "page_url", b"page_url", "user_agent", b"user_agent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -74,9 +86,18 @@ class SendPageViewRequest(_message.Message):
 
     CONTEXT_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    VISITOR_ID_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Optional idempotency key: a UUID the client generates once per event and
     sends again on every retry. An event id is stored at most once.
+    """
+    status: _builtins.str
+    """The page's HTTP status, as decimal text (100-599); empty means 200."""
+    visitor_id: _builtins.str
+    """The site's own visitor id (1-128 printable ASCII characters); empty means
+    none. It becomes the visitor id of a new session; on a continued session
+    a different one replaces the session's for this and later events.
     """
     @_builtins.property
     def context(self) -> Global___ClientContext:
@@ -87,10 +108,12 @@ class SendPageViewRequest(_message.Message):
         *,
         context: Global___ClientContext | None = ...,
         event_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        visitor_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "event_id", b"event_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "event_id", b"event_id", "status", b"status", "visitor_id", b"visitor_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

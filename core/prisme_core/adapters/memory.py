@@ -63,6 +63,9 @@ class InMemoryEventStore:
             moved = update.exit_timestamp >= stored.exit_timestamp
             if update.device_id is not None:
                 stored = replace(stored, start=replace(stored.start, device_id=update.device_id))
+            if update.visitor_id is not None:
+                attributes = replace(stored.start.attributes, visitor_id=update.visitor_id)
+                stored = replace(stored, start=replace(stored.start, attributes=attributes))
             self.sessions[update.session_uuid] = replace(
                 stored,
                 exit_path=update.exit_path if moved else stored.exit_path,

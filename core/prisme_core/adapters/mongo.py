@@ -79,7 +79,7 @@ def _session_key(session_uuid: UUID) -> Binary:
 
 
 def pageview_document(pageview: PageView) -> Document:
-    document = {"timestamp": pageview.timestamp, "path": pageview.path}
+    document = {"timestamp": pageview.timestamp, "path": pageview.path, "status": pageview.status}
     return document | _attributes(pageview.session) | _event_id(pageview.event_id)
 
 
@@ -133,6 +133,8 @@ def progress_update(progress: SessionProgress) -> UpdateOne:
     }
     if progress.device_id is not None:  # found under the day's device key from now on
         changes["device_id"] = {"$literal": progress.device_id}
+    if progress.visitor_id is not None:  # the site's own id, given on a later page view
+        changes["visitor_id"] = {"$literal": progress.visitor_id}
     return UpdateOne({"_id": progress.session_uuid}, [{"$set": changes}])
 
 

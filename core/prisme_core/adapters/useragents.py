@@ -5,7 +5,8 @@ Rust-backed resolver (``ua-parser[regex]``) instead of the slow legacy parser us
 calls, and caches the small result per User-Agent string.
 
 Bots are what user-agents flags (crawler families, spiders), what crawler-user-agents knows
-(HTTP tools such as curl, automation browsers such as HeadlessChrome), and empty agents. The
+(automation browsers such as HeadlessChrome, many tools), the default agent of every HTTP
+library (`HTTP_LIBRARIES`: scripts are not visitors), and empty agents. The
 1,500 crawler patterns are matched in one pass by an RE2 set: about 100 times faster than
 the package's own chunked `re` alternations, which would dominate every uncached parse.
 
@@ -15,6 +16,7 @@ Must not import grpc, aiohttp or pymongo.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Final
 
 import crawleruseragents
@@ -29,6 +31,20 @@ from user_agents.parsers import (
 )
 
 from prisme_core.model import ClientInfo
+
+HTTP_LIBRARIES: Final = (
+    "curl", "Wget", "HTTPie", "PostmanRuntime", "insomnia",
+    "python-requests", "python-httpx", "Python-urllib", "python-urllib3", "aiohttp", "Python",
+    "Go-http-client", "okhttp", "Java", "Java-http-client", "Apache-HttpClient",
+    "Apache-HttpAsyncClient", "Jakarta Commons-HttpClient", "axios", "node-fetch", "node",
+    "undici", "got", "Deno", "Bun", "Ruby", "Faraday", "http.rb", "Typhoeus", "Mechanize",
+    "GuzzleHttp", "Symfony HttpClient", "libwww-perl", "Dart", "RestSharp", "WinHttp",
+    "reqwest",
+)  # fmt: skip
+"""HTTP libraries and tools, by the name their default User-Agent starts with."""
+_HTTP_LIBRARY = re.compile(
+    "(?:" + "|".join(re.escape(name) for name in HTTP_LIBRARIES) + r")(?:[/ (;]|$)", re.I
+)
 
 MAX_PARSED_LENGTH: Final = 512
 """Longer agents are parsed by their first 512 characters: bounded cost per request."""
@@ -73,7 +89,12 @@ class UserAgentsParser:
 
     def _parse(self, text: str) -> ClientInfo:
         agent = _ResolvedUserAgent(self._parser.parse(text).with_defaults())
-        is_bot = bool(agent.is_bot) or text.strip() in {"", "-"} or self._crawlers.match(text)
+        is_bot = (
+            bool(agent.is_bot)
+            or text.strip() in {"", "-"}
+            or _HTTP_LIBRARY.match(text) is not None
+            or self._crawlers.match(text)
+        )
         return ClientInfo(
             browser_family=str(agent.browser.family),
             operating_system=str(agent.os.family),
