@@ -13,7 +13,14 @@ from typing import Any
 
 import grpc
 import pytest
-from prisme_client import CustomEvent, PageView, PrismeClient, PrismeError
+from prisme_client import (
+    CustomEvent,
+    FileDownload,
+    OutboundLink,
+    PageView,
+    PrismeClient,
+    PrismeError,
+)
 from prisme_core.server import create_server
 from prisme_core.settings import Settings
 from pymongo.asynchronous.database import AsyncDatabase
@@ -161,6 +168,27 @@ async def test_the_client_sends_the_status_and_the_sites_visitor_id(
         {"status": 404, "visitor_id": "user-1"},
         {"status": 500, "visitor_id": "user-2"},
     ]
+
+
+async def test_the_client_sends_clicks_alone_and_in_batches(
+    core_target: str, mongo: AsyncDatabase[Document]
+) -> None:
+    page: dict[str, Any] = {"page_url": "http://localhost/docs", "origin": "http://localhost",
+                            "user_agent": FIREFOX, "client_ip": "81.2.3.9"}  # fmt: skip
+    async with PrismeClient(core_target, token=TOKEN) as client:
+        await client.send_pageview(**page)
+        await client.send_outbound_link("https://github.com/x", **page)
+        await client.send_file_download("http://localhost/a.pdf", **page)
+        results = await client.send_events(
+            [OutboundLink("https://b.example/", **page),
+             FileDownload("https://c.example/z", **page),
+             OutboundLink("http://localhost/own", **page)]
+        )  # fmt: skip
+    assert [error.reason if error else None for error in results] == [None, None, "INTERNAL_LINK"]
+    links = sorted(d["link"] for d in await mongo.outbound_link_clicks.find({}).to_list())
+    files = sorted(d["url"] for d in await mongo.file_downloads.find({}).to_list())
+    assert links == ["https://b.example/", "https://github.com/x"]
+    assert files == ["http://localhost/a.pdf", "https://c.example/z"]
 
 
 async def test_batch_mixes_kinds_and_reports_each(

@@ -70,7 +70,10 @@ async def test_reflection_lists_the_event_service(core_target: str) -> None:
         if service.name == "EventService"
         for method in service.method
     }
-    assert methods == {"SendPageView", "SendCustomEvent", "CheckHealth", "SendEvents"}
+    assert methods == {
+        "SendPageView", "SendCustomEvent", "SendOutboundLink", "SendFileDownload", "CheckHealth",
+        "SendEvents",
+    }  # fmt: skip
 
 
 async def test_healthcheck_is_503_fast_when_core_is_down(aiohttp_client: AiohttpClient) -> None:

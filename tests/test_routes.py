@@ -21,6 +21,8 @@ def test_routes_are_the_annotated_rpcs() -> None:
         ("POST", "/api/v1/events/pageviews"): "/prisme.v1.EventService/SendPageView",
         ("POST", "/api/v1/events/custom/{name}"): "/prisme.v1.EventService/SendCustomEvent",
         ("GET", "/api/v1/healthcheck"): "/prisme.v1.EventService/CheckHealth",
+        ("POST", "/api/v1/events/outbound-links"): "/prisme.v1.EventService/SendOutboundLink",
+        ("POST", "/api/v1/events/file-downloads"): "/prisme.v1.EventService/SendFileDownload",
     }
 
 

@@ -115,3 +115,35 @@ async def _grpc_answer(call: Awaitable[object]) -> Answer:
         error = error_from_rpc(exc)
         return Answer(ok=False, grpc_code=error.code, reason=error.reason)
     return Answer(ok=True, grpc_code=grpc.StatusCode.OK)
+
+
+@dataclass(frozen=True)
+class Click:
+    """An outbound-link click (``kind="outbound-links"``) or a file download
+    (``"file-downloads"``): the body as sent over HTTP (a URL or ``PING``)."""
+
+    target: str = "https://elsewhere.example/docs?page=2#intro"
+    kind: str = "outbound-links"
+    visit: Visit = field(default_factory=Visit)
+    ping_from: str = ""
+    ping_to: str = ""
+
+
+async def send_click_http(client: HttpClient, click: Click) -> Answer:
+    headers = click.visit.headers() | {"Content-Type": "text/plain;charset=UTF-8"}
+    headers |= {k: v for k, v in (("Ping-From", click.ping_from), ("Ping-To", click.ping_to)) if v}
+    response = await client.post(f"/api/v1/events/{click.kind}", headers=headers, data=click.target)
+    return await _http_answer(response)
+
+
+async def send_click_grpc(stub: pb_grpc.EventServiceAsyncStub, click: Click) -> Answer:
+    context, ping_from, ping_to = click.visit.context(), click.ping_from, click.ping_to
+    if click.kind == "outbound-links":
+        link = pb.SendOutboundLinkRequest(
+            context=context, link=click.target, ping_from=ping_from, ping_to=ping_to
+        )
+        return await _grpc_answer(stub.SendOutboundLink(link, metadata=TRUSTED))
+    download = pb.SendFileDownloadRequest(
+        context=context, url=click.target, ping_from=ping_from, ping_to=ping_to
+    )
+    return await _grpc_answer(stub.SendFileDownload(download, metadata=TRUSTED))

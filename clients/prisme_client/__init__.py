@@ -1,10 +1,12 @@
 """A typed asyncio client for `prisme.v1.EventService`, and the errors it raises."""
 
-from prisme_client.client import CustomEvent, PageView, PrismeClient
+from prisme_client.client import CustomEvent, FileDownload, OutboundLink, PageView, PrismeClient
 from prisme_client.errors import PrismeError, error_from_rpc, error_from_status
 
 __all__ = [
     "CustomEvent",
+    "FileDownload",
+    "OutboundLink",
     "PageView",
     "PrismeClient",
     "PrismeError",

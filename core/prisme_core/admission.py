@@ -14,21 +14,30 @@ Must not import grpc, aiohttp or pymongo.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from prisme_core.errors import Dropped
-from prisme_core.model import ClientContext, ClientInfo, CustomEventInput, PageViewInput
+from prisme_core.errors import Dropped, InvalidInput, Reason
+from prisme_core.model import (
+    ClickInput,
+    ClickKind,
+    ClientContext,
+    ClientInfo,
+    CustomEventInput,
+    PageViewInput,
+)
 from prisme_core.ports import Clock, UserAgentParser
 from prisme_core.properties import parse_properties
 from prisme_core.urls import Url
 from prisme_core.validate import (
     OriginRegistry,
     drop_bot,
+    origin_root,
     validate_document_referrer,
     validate_event_id,
     validate_event_name,
+    validate_link,
     validate_origin,
     validate_page_url,
     validate_status,
@@ -58,6 +67,8 @@ class Admitted:
 class AdmittedPageView:
     """A page view past its admission, status and visitor id."""
 
+    kind: ClassVar[str] = "pageview"
+    """The event's kind, as `RecentEvents` keeps ids apart."""
     admitted: Admitted
     status: int
     visitor_id: str | None
@@ -68,9 +79,30 @@ class AdmittedPageView:
 class AdmittedCustomEvent:
     """A custom event past its admission, name and properties."""
 
+    kind: ClassVar[str] = "custom"
     admitted: Admitted
     name: str
     properties: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AdmittedClick:
+    """An outbound-link click or a file download past its admission and its target."""
+
+    admitted: Admitted
+    click: ClickKind
+    target: str
+    """The normalised URL."""
+
+    @property
+    def kind(self) -> str:
+        return self.click.value
+
+
+JoiningEvent = AdmittedCustomEvent | AdmittedClick
+"""An event that joins its visitor's live session, never changing it."""
+PING = "PING"
+"""The body of an HTML ``<a ping>`` audit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +129,23 @@ class Admission:
         name = validate_event_name(event.name)
         properties = parse_properties(event.content_type, event.body, self.max_body_bytes)
         return AdmittedCustomEvent(admitted, name, properties)
+
+    def click(self, event: ClickInput) -> AdmittedClick | Dropped:
+        """A click's page and target (for a ``PING``, ``Ping-From``, or the Origin's root URL,
+        and ``Ping-To``), the shared steps, then the target: an absolute URL, which for an
+        outbound link leaves the page's host."""
+        context, target = event.context, event.target
+        if target == PING:
+            page = event.ping_from or origin_root(context.origin)
+            context, target = replace(context, page_url=page), event.ping_to
+        admitted = self.admit(context, event.event_id)
+        if isinstance(admitted, Dropped):
+            return admitted
+        field = "link" if event.kind is ClickKind.OUTBOUND_LINK else "url"
+        url, normalised = validate_link(target, field)
+        if event.kind is ClickKind.OUTBOUND_LINK and url.host == admitted.page.host:
+            raise InvalidInput(Reason.INTERNAL_LINK, "the link stays on the page's host", field)
+        return AdmittedClick(admitted, event.kind, normalised)
 
     def admit(
         self, context: ClientContext, event_id: str, document_referrer: str = ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -45,6 +46,24 @@ class CustomEventInput:
     name: str
     content_type: str
     body: bytes
+    event_id: str = ""
+
+
+class ClickKind(StrEnum):
+    """What a click is on: a link that leaves the site, or a file to download."""
+
+    OUTBOUND_LINK = "outbound_link"
+    FILE_DOWNLOAD = "file_download"
+
+
+@dataclass(frozen=True, slots=True)
+class ClickInput:
+    kind: ClickKind
+    context: ClientContext
+    target: str
+    """The link's or the file's absolute URL, or ``PING``."""
+    ping_from: str = ""
+    ping_to: str = ""
     event_id: str = ""
 
 
@@ -151,3 +170,16 @@ class StoredSession:
     pageviews: int
     recorded_pageviews: int
     """The count the session document holds; less than ``pageviews`` after a crash."""
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """One accepted click, as stored in ``outbound_link_clicks`` (``link``) or
+    ``file_downloads`` (``url``)."""
+
+    timestamp: datetime
+    path: str
+    session: SessionAttributes
+    target: str
+    """The normalised URL: lowercased host, normalised path, query and fragment kept."""
+    event_id: UUID | None = None

@@ -12,9 +12,10 @@ URLs, event id, bot). Then:
   device's live session, any other page view (or one with no live session) begins a new one,
   enriched by the ``put_*`` steps of `prisme_core.enrich`; the page view is stored with the
   session's attributes, and the session advances once it is stored.
-- Custom event: name and properties; the device's live session, waited for a little when its
-  page view is still in flight; stored with the session's domain, visitor id and session id.
-  Custom events never change their session.
+- Custom event, outbound-link click, file download (events that join their session): the
+  device's live session, waited for a little when its page view is still in flight; stored
+  with the session's domain, visitor id and session id, and the event's own page. They never
+  change their session.
 
 Most events need nothing from the store (keys and the session are in memory) and are decided
 at once, without a task or a lock. The others first load what is missing, in a task that
@@ -28,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prisme_core.admission import (
     Admission,
     Admitted,
     AdmittedCustomEvent,
     AdmittedPageView,
+    JoiningEvent,
 )
 from prisme_core.batching import GroupCommit
 from prisme_core.enrich import Enrichers, session_attributes
@@ -42,6 +44,9 @@ from prisme_core.errors import CoreError, Dropped, SessionNotFound
 from prisme_core.idempotency import RecentEvents
 from prisme_core.identity import Identities
 from prisme_core.model import (
+    Click,
+    ClickInput,
+    ClickKind,
     CustomEvent,
     CustomEventInput,
     PageView,
@@ -56,10 +61,7 @@ from prisme_core.settings import LimitSettings, SessionSettings, StoreSettings
 from prisme_core.validate import OriginRegistry
 
 T = TypeVar("T")
-
-PAGEVIEW = "pageview"
-CUSTOM = "custom"
-"""Event kinds, as `RecentEvents` keeps their ids apart."""
+E = TypeVar("E")
 
 
 class Pipeline:
@@ -94,27 +96,35 @@ class Pipeline:
         self._pageviews = writer("pageviews", store.insert_pageviews)
         self._session_starts = writer("sessions", store.insert_sessions)
         self._custom_events = writer("events_custom", store.insert_custom_events)
+        self._clicks = {
+            ClickKind.OUTBOUND_LINK: writer("outbound_link_clicks", store.insert_outbound_links),
+            ClickKind.FILE_DOWNLOAD: writer("file_downloads", store.insert_file_downloads),
+        }
 
     @property
     def store_deadline(self) -> float:
         """Longest wait for the store on one event before answering 503."""
         return self._deadline
 
+    @property
+    def _writers(self) -> tuple[GroupCommit[Any], ...]:
+        return (self._session_starts, self._pageviews, self._custom_events, *self._clicks.values())
+
     def start(self) -> None:
-        for writer in (self._pageviews, self._session_starts, self._custom_events):
+        for writer in self._writers:
             writer.start()
         self._sessions.start()
 
     async def close(self) -> None:
         """Stores everything accepted so far: queued events first, then session progress."""
-        for writer in (self._session_starts, self._pageviews, self._custom_events):
+        for writer in self._writers:
             await writer.close()
         await self._sessions.close()
 
     async def flush(self) -> None:
         """Writes now what is queued, then every session's progress (written behind until
         then), as the service would over the next flush interval."""
-        for writer in (self._session_starts, self._pageviews, self._custom_events):
+        for writer in self._writers:
             await writer.flush()
         await self._sessions.flush()
 
@@ -123,26 +133,33 @@ class Pipeline:
         self._limiter.check(rate_key(client_ip))
 
     def pageview(self, event: PageViewInput) -> Outcome:
-        try:
-            visit = self._admission.pageview(event)
-            if isinstance(visit, Dropped):
-                return visit
-            return self._pageview_now(visit) or self._later(self._pageview_later(visit))
-        except CoreError as refused:
-            return refused.with_traceback(None)  # its frames hold the request
+        admit = self._admission.pageview
+        return self._enter(lambda: admit(event), self._pageview_now, self._pageview_later)
 
     def custom_event(self, event: CustomEventInput) -> Outcome:
+        admit = self._admission.custom_event
+        return self._enter(lambda: admit(event), self._joined_now, self._joined_later)
+
+    def click(self, event: ClickInput) -> Outcome:
+        """An outbound-link click or a file download."""
+        admit = self._admission.click
+        return self._enter(lambda: admit(event), self._joined_now, self._joined_later)
+
+    def _enter(
+        self,
+        admit: Callable[[], E | Dropped],
+        now: Callable[[E], PendingEvent | None],
+        later: Callable[[E], Awaitable[None]],
+    ) -> Outcome:
+        """One event: admitted, then decided at once, or in a task of its own that loads what
+        it waits for first."""
         try:
-            custom = self._admission.custom_event(event)
-            if isinstance(custom, Dropped):
-                return custom
-            return self._custom_now(custom) or self._later(self._custom_later(custom))
+            event = admit()
+            if isinstance(event, Dropped):
+                return event
+            return now(event) or PendingEvent(asyncio.ensure_future(later(event)))
         except CoreError as refused:
             return refused.with_traceback(None)  # its frames hold the request
-
-    def _later(self, deciding: Awaitable[None]) -> PendingEvent:
-        """An event that waits for something first, deciding in a task of its own."""
-        return PendingEvent(asyncio.ensure_future(deciding))
 
     def _pageview_now(self, visit: AdmittedPageView) -> PendingEvent | None:
         """The page view decided from memory; None if something must be loaded first (a key,
@@ -155,14 +172,14 @@ class Pipeline:
             return None
         pending = self._decide(visit, device_id, loaded=False)
         if pending is not None and admitted.key is not None:
-            self._recent.track(PAGEVIEW, admitted.key, pending.future)
+            self._recent.track(visit.kind, admitted.key, pending.future)
         return pending
 
     async def _pageview_later(self, visit: AdmittedPageView) -> None:
         """Loads what the session rule reads (the day's keys, the live session), then decides."""
         key = visit.admitted.key
         async with store_deadline(self._deadline):
-            await self._recent.once(PAGEVIEW, key, lambda: self._load_and_decide(visit))
+            await self._recent.once(visit.kind, key, lambda: self._load_and_decide(visit))
 
     async def _load_and_decide(self, visit: AdmittedPageView) -> None:
         admitted = visit.admitted
@@ -234,23 +251,24 @@ class Pipeline:
             self._sessions.alias(session, device_id)
         return session
 
-    def _custom_now(self, custom: AdmittedCustomEvent) -> PendingEvent | None:
-        """The custom event stored at once if its session is in memory and stored; else None."""
-        admitted = custom.admitted
+    def _joined_now(self, event: JoiningEvent) -> PendingEvent | None:
+        """An event that joins its session (a custom event, a click), stored at once if the
+        session is in memory and stored; else None."""
+        admitted = event.admitted
         if admitted.key is not None and self._recent.knows(admitted.key):
             return None
         device_id = self._ids.known_device_id(*admitted.device, admitted.now)
         session = None if device_id is None else self._sessions.cached_live(device_id, admitted.now)
         if session is None or not session.is_stored:
             return None
-        pending = self._store_custom(custom, session)
+        pending = self._store_joined(event, session)
         if admitted.key is not None:
-            self._recent.track(CUSTOM, admitted.key, pending.future)
+            self._recent.track(event.kind, admitted.key, pending.future)
         return pending
 
-    async def _custom_later(self, custom: AdmittedCustomEvent) -> None:
+    async def _joined_later(self, event: JoiningEvent) -> None:
         """Waits for the event's session (its page view may still be in flight), then stores."""
-        admitted = custom.admitted
+        admitted = event.admitted
         device_id = await self._ids.device_id(*admitted.device, admitted.now)
         session = await self._live(admitted, device_id)
         if session is None:
@@ -259,21 +277,20 @@ class Pipeline:
             raise SessionNotFound(self._session_wait)
         async with store_deadline(self._deadline):
             await session.stored()
-            pending = lambda: settled(self._store_custom(custom, session))  # noqa: E731
-            await self._recent.once(CUSTOM, admitted.key, pending)
+            pending = lambda: settled(self._store_joined(event, session))  # noqa: E731
+            await self._recent.once(event.kind, admitted.key, pending)
 
-    def _store_custom(self, custom: AdmittedCustomEvent, session: LiveSession) -> PendingEvent:
-        admitted, attributes = custom.admitted, session.attributes
-        event = CustomEvent(
-            admitted.now,
-            admitted.page.path,
-            attributes,
-            custom.name,
-            custom.properties,
-            admitted.key,
-        )
-        written = self._custom_events.submit(event)
-        return PendingEvent(written, lambda: self._custom_events.withdraw(written))
+    def _store_joined(self, event: JoiningEvent, session: LiveSession) -> PendingEvent:
+        """Queues the event with its session's domain, visitor id and session id; its own page."""
+        admitted, attributes = event.admitted, session.attributes
+        now, path, key = admitted.now, admitted.page.path, admitted.key
+        if isinstance(event, AdmittedCustomEvent):
+            custom = CustomEvent(now, path, attributes, event.name, event.properties, key)
+            written = self._custom_events.submit(custom)
+            return PendingEvent(written, lambda: self._custom_events.withdraw(written))
+        clicks = self._clicks[event.click]
+        written = clicks.submit(Click(now, path, attributes, event.target, key))
+        return PendingEvent(written, lambda: clicks.withdraw(written))
 
     async def forget_ended_devices(self) -> None:
         """Removes the lookup key of sessions that ended (the hourly sweep, at once)."""

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from prisme_core.model import (
+    Click,
     ClientInfo,
     CustomEvent,
     PageView,
@@ -47,6 +48,10 @@ class EventStore(Protocol):
         """Removes the device id of every session whose exit is before ``ended_before``."""
 
     async def insert_custom_events(self, events: Sequence[CustomEvent]) -> None: ...
+
+    async def insert_outbound_links(self, clicks: Sequence[Click]) -> None: ...
+
+    async def insert_file_downloads(self, clicks: Sequence[Click]) -> None: ...
 
     async def key(self, name: str, expires_at: datetime | None) -> bytes:
         """The random 16-byte key called ``name``, created on first use, shared by every

@@ -30,21 +30,32 @@ from prisme_client.request_id import valid_request_id
 
 from prisme_core.errors import CoreError, InvalidInput, Reason, Unauthenticated
 from prisme_core.health import RecentHealth
-from prisme_core.model import ClientContext, CustomEventInput, PageViewInput
+from prisme_core.model import ClickInput, ClickKind, ClientContext, CustomEventInput, PageViewInput
 from prisme_core.outcomes import Outcome, failure
 from prisme_core.peers import GrpcProxies, peer_ip
 from prisme_core.pipeline import Pipeline
 from prisme_core.refusals import count_event
 from prisme_core.request_id import REQUEST_ID
 from prisme_core.status import rich_status
-from prisme_core.validate import validate_context
+from prisme_core.validate import bounded, validate_context
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_BATCH = 1000
-KINDS = {"page_view": "pageview", "custom_event": "custom", "refused": "refused"}
+KINDS = {
+    "page_view": "pageview",
+    "custom_event": "custom",
+    "outbound_link": "outbound_link",
+    "file_download": "file_download",
+    "refused": "refused",
+}
 OK = status_pb2.Status(code=grpc.StatusCode.OK.value[0])
 
-EventRequest = pb.SendPageViewRequest | pb.SendCustomEventRequest
+EventRequest = (
+    pb.SendPageViewRequest
+    | pb.SendCustomEventRequest
+    | pb.SendOutboundLinkRequest
+    | pb.SendFileDownloadRequest
+)
 BatchedRequest = EventRequest | pb.RefusedEvent
 
 
@@ -86,6 +97,23 @@ def client_context(request: EventRequest, caller: Caller) -> ClientContext:
     )
 
 
+def click_input(
+    request: pb.SendOutboundLinkRequest | pb.SendFileDownloadRequest, caller: Caller
+) -> ClickInput:
+    if isinstance(request, pb.SendOutboundLinkRequest):
+        kind, target = ClickKind.OUTBOUND_LINK, request.link
+    else:
+        kind, target = ClickKind.FILE_DOWNLOAD, request.url
+    return ClickInput(
+        kind=kind,
+        context=client_context(request, caller),
+        target=bounded(target, "link"),
+        ping_from=bounded(request.ping_from, "ping_from"),
+        ping_to=bounded(request.ping_to, "ping_to"),
+        event_id=request.event_id,
+    )
+
+
 class EventServicer(pb_grpc.EventServiceServicer):
     def __init__(
         self,
@@ -109,6 +137,18 @@ class EventServicer(pb_grpc.EventServiceServicer):
     ) -> pb.SendCustomEventResponse:
         await self._one(context, "custom_event", request)
         return pb.SendCustomEventResponse()
+
+    async def SendOutboundLink(
+        self, request: pb.SendOutboundLinkRequest, context: Context
+    ) -> pb.SendOutboundLinkResponse:
+        await self._one(context, "outbound_link", request)
+        return pb.SendOutboundLinkResponse()
+
+    async def SendFileDownload(
+        self, request: pb.SendFileDownloadRequest, context: Context
+    ) -> pb.SendFileDownloadResponse:
+        await self._one(context, "file_download", request)
+        return pb.SendFileDownloadResponse()
 
     async def CheckHealth(
         self, request: pb.CheckHealthRequest, context: Context
@@ -194,6 +234,8 @@ class EventServicer(pb_grpc.EventServiceServicer):
                     event_id=request.event_id,
                 )
                 return self._pipeline.custom_event(event)
+            if isinstance(request, pb.SendOutboundLinkRequest | pb.SendFileDownloadRequest):
+                return self._pipeline.click(click_input(request, caller))
             if isinstance(request, pb.RefusedEvent):
                 raise InvalidInput(
                     Reason.REFUSED_BY_SENDER, "refused by its sender; counted", field="events"

@@ -121,6 +121,16 @@ def _unescape_host(name: str) -> str:
     return unquote(name, errors="replace")
 
 
+def parse_link(text: str) -> tuple[Url, str]:
+    """A link's URL, and its normalised text: its scheme, the host lowercased with its port,
+    the normalised path, then the query and the fragment as given."""
+    url = parse_url(text)
+    scheme = text.partition("//")[0].lower()
+    query = f"?{url.query}" if url.query else ""
+    fragment = "#" + text.partition("#")[2] if "#" in text else ""
+    return url, f"{scheme}//{url.host}{url.path}{query}{fragment}"
+
+
 def normalize_path(path: str) -> str:
     segments: list[str] = []
     for segment in unquote(path, errors="replace").split("/"):

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from prisme_core.errors import InvalidInput, OriginNotRegistered, Reason
 from prisme_core.model import ClientContext, ClientInfo
-from prisme_core.urls import InvalidUrl, Url, parse_url
+from prisme_core.urls import InvalidUrl, Url, parse_link, parse_url
 
 MAX_FIELD_BYTES: Final = 8 * 1024
 """Longest `ClientContext` field, in UTF-8 bytes: what an HTTP header line may carry."""
@@ -77,6 +77,12 @@ def _address(text: str) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return str(address)
+
+
+def origin_root(origin: str) -> str:
+    """The root URL of an Origin header (``https://a.com`` gives ``https://a.com/``); empty
+    when there is none."""
+    return f"{origin}/" if origin and origin != "null" else ""
 
 
 def origin_host(origin: str) -> str:
@@ -180,6 +186,15 @@ def drop_bot(client: ClientInfo) -> Reason | None:
 
 MAX_EVENT_NAME_LENGTH: Final = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def validate_link(text: str, field: str) -> tuple[Url, str]:
+    """A clicked link or file: an absolute URL, and its normalised text."""
+    try:
+        return parse_link(text)
+    except InvalidUrl as exc:
+        message = f"the link must be an absolute URL with a host: {exc}"
+        raise InvalidInput(Reason.INVALID_LINK, message, field=field) from exc
 
 
 def validate_event_name(name: str) -> str:

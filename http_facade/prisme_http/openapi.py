@@ -61,7 +61,10 @@ def _operation(route: Route) -> dict[str, Any]:
         "parameters": parameters,
         "responses": responses,
     }
-    if route.body_field is not None:
+    if route.body_is_text:
+        text = {"type": "string", "description": "an absolute URL, or PING"}
+        operation["requestBody"] = {"required": True, "content": {"text/plain": {"schema": text}}}
+    elif route.body_field is not None:
         operation["requestBody"] = {
             "required": False,
             "content": {"application/json": {"schema": {"type": "object"}}},

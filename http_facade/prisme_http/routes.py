@@ -40,6 +40,8 @@ class Route:
     response_type: type[Message]
     path_fields: tuple[str, ...]
     body_field: str | None
+    body_is_text: bool
+    """The body fills a string field (a URL, say) rather than a `google.api.HttpBody`."""
     headers: tuple[HeaderBinding, ...]
     context_fields: tuple[str, ...]
 
@@ -70,8 +72,12 @@ def _route(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Route:
     path_fields = tuple(_PATH_VARIABLE.findall(path))
     for name in path_fields:
         _field(request, name, FieldDescriptor.TYPE_STRING)
+    body_is_text = False
     if rule.body:
-        _field(request, rule.body, FieldDescriptor.TYPE_MESSAGE, HTTP_BODY)
+        given = request.fields_by_name.get(rule.body)
+        body_is_text = given is not None and given.type == FieldDescriptor.TYPE_STRING
+        if not body_is_text:
+            _field(request, rule.body, FieldDescriptor.TYPE_MESSAGE, HTTP_BODY)
     return Route(
         http_method=kind.upper(),
         path=path,
@@ -80,6 +86,7 @@ def _route(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Route:
         response_type=GetMessageClass(method.output_type),
         path_fields=path_fields,
         body_field=rule.body or None,
+        body_is_text=body_is_text,
         headers=tuple(_header_bindings(request, ())),
         context_fields=tuple(
             field.name

@@ -46,7 +46,12 @@ def to_message(
         getattr(message, name).client_ip = client_ip
     for name in route.path_fields:
         _set(message, name, path_params[name], f"path segment {{{name}}}")
-    if route.body_field is not None:
+    if route.body_field is not None and route.body_is_text:
+        try:
+            _set(message, route.body_field, body.decode("utf-8"), "body")
+        except UnicodeDecodeError as exc:
+            raise NotUtf8("body") from exc
+    elif route.body_field is not None:
         http_body = getattr(message, route.body_field)
         _set(http_body, "content_type", headers.get("Content-Type", ""), "Content-Type")
         http_body.data = body

@@ -28,7 +28,7 @@ from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from prisme.v1 import options_pb2 as prisme_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprisme/v1/event_service.proto\x12\tprisme.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x17google/rpc/status.proto\x1a\x17prisme/v1/options.proto\"\xab\x02\n\rClientContext\x12\x1a\n\x06origin\x18\x01 \x01(\tB\n\xaa\xbb\x18\x06Origin\x12\x32\n\x08page_url\x18\x02 \x01(\tB \xaa\xbb\x18\x11X-Prisme-Referrer\xaa\xbb\x18\x07Referer\x12\x39\n\x11\x64ocument_referrer\x18\x03 \x01(\tB\x1e\xaa\xbb\x18\x1aX-Prisme-Document-Referrer\x12\"\n\nuser_agent\x18\x04 \x01(\tB\x0e\xaa\xbb\x18\nUser-Agent\x12\x11\n\tclient_ip\x18\x05 \x01(\t\x12.\n\x0e\x63h_ua_platform\x18\x06 \x01(\tB\x16\xaa\xbb\x18\x12Sec-CH-UA-Platform\x12(\n\x0b\x63h_ua_model\x18\x07 \x01(\tB\x13\xaa\xbb\x18\x0fSec-CH-UA-Model\"\xbb\x01\n\x13SendPageViewRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\'\n\x08\x65vent_id\x18\x02 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\x12#\n\x06status\x18\x03 \x01(\tB\x13\xaa\xbb\x18\x0fX-Prisme-Status\x12+\n\nvisitor_id\x18\x04 \x01(\tB\x17\xaa\xbb\x18\x13X-Prisme-Visitor-Id\"\x16\n\x14SendPageViewResponse\"\x9e\x01\n\x16SendCustomEventRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x04\x62ody\x18\x03 \x01(\x0b\x32\x14.google.api.HttpBody\x12\'\n\x08\x65vent_id\x18\x04 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\"\x19\n\x17SendCustomEventResponse\"\x14\n\x12\x43heckHealthRequest\",\n\x13\x43heckHealthResponse\x12\x15\n\rstore_ping_ms\x18\x01 \x01(\x01\"\xbf\x01\n\x05\x45vent\x12\x33\n\tpage_view\x18\x01 \x01(\x0b\x32\x1e.prisme.v1.SendPageViewRequestH\x00\x12\x39\n\x0c\x63ustom_event\x18\x02 \x01(\x0b\x32!.prisme.v1.SendCustomEventRequestH\x00\x12*\n\x07refused\x18\x04 \x01(\x0b\x32\x17.prisme.v1.RefusedEventH\x00\x12\x12\n\nrequest_id\x18\x03 \x01(\tB\x06\n\x04kind\"!\n\x0cRefusedEvent\x12\x11\n\tclient_ip\x18\x01 \x01(\t\"5\n\x11SendEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.prisme.v1.Event\"9\n\x12SendEventsResponse\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.google.rpc.Status2\xbe\x03\n\x0c\x45ventService\x12q\n\x0cSendPageView\x12\x1e.prisme.v1.SendPageViewRequest\x1a\x1f.prisme.v1.SendPageViewResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x18/api/v1/events/pageviews\x12\x84\x01\n\x0fSendCustomEvent\x12!.prisme.v1.SendCustomEventRequest\x1a\".prisme.v1.SendCustomEventResponse\"*\x82\xd3\xe4\x93\x02$\"\x1c/api/v1/events/custom/{name}:\x04\x62ody\x12i\n\x0b\x43heckHealth\x12\x1d.prisme.v1.CheckHealthRequest\x1a\x1e.prisme.v1.CheckHealthResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/healthcheck\x12I\n\nSendEvents\x12\x1c.prisme.v1.SendEventsRequest\x1a\x1d.prisme.v1.SendEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprisme/v1/event_service.proto\x12\tprisme.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x17google/rpc/status.proto\x1a\x17prisme/v1/options.proto\"\xab\x02\n\rClientContext\x12\x1a\n\x06origin\x18\x01 \x01(\tB\n\xaa\xbb\x18\x06Origin\x12\x32\n\x08page_url\x18\x02 \x01(\tB \xaa\xbb\x18\x11X-Prisme-Referrer\xaa\xbb\x18\x07Referer\x12\x39\n\x11\x64ocument_referrer\x18\x03 \x01(\tB\x1e\xaa\xbb\x18\x1aX-Prisme-Document-Referrer\x12\"\n\nuser_agent\x18\x04 \x01(\tB\x0e\xaa\xbb\x18\nUser-Agent\x12\x11\n\tclient_ip\x18\x05 \x01(\t\x12.\n\x0e\x63h_ua_platform\x18\x06 \x01(\tB\x16\xaa\xbb\x18\x12Sec-CH-UA-Platform\x12(\n\x0b\x63h_ua_model\x18\x07 \x01(\tB\x13\xaa\xbb\x18\x0fSec-CH-UA-Model\"\xbb\x01\n\x13SendPageViewRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\'\n\x08\x65vent_id\x18\x02 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\x12#\n\x06status\x18\x03 \x01(\tB\x13\xaa\xbb\x18\x0fX-Prisme-Status\x12+\n\nvisitor_id\x18\x04 \x01(\tB\x17\xaa\xbb\x18\x13X-Prisme-Visitor-Id\"\x16\n\x14SendPageViewResponse\"\x9e\x01\n\x16SendCustomEventRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x04\x62ody\x18\x03 \x01(\x0b\x32\x14.google.api.HttpBody\x12\'\n\x08\x65vent_id\x18\x04 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\"\x19\n\x17SendCustomEventResponse\"\xbb\x01\n\x17SendOutboundLinkRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\x0c\n\x04link\x18\x02 \x01(\t\x12 \n\tping_from\x18\x03 \x01(\tB\r\xaa\xbb\x18\tPing-From\x12\x1c\n\x07ping_to\x18\x04 \x01(\tB\x0b\xaa\xbb\x18\x07Ping-To\x12\'\n\x08\x65vent_id\x18\x05 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\"\x1a\n\x18SendOutboundLinkResponse\"\xba\x01\n\x17SendFileDownloadRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\x0b\n\x03url\x18\x02 \x01(\t\x12 \n\tping_from\x18\x03 \x01(\tB\r\xaa\xbb\x18\tPing-From\x12\x1c\n\x07ping_to\x18\x04 \x01(\tB\x0b\xaa\xbb\x18\x07Ping-To\x12\'\n\x08\x65vent_id\x18\x05 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\"\x1a\n\x18SendFileDownloadResponse\"\x14\n\x12\x43heckHealthRequest\",\n\x13\x43heckHealthResponse\x12\x15\n\rstore_ping_ms\x18\x01 \x01(\x01\"\xb9\x02\n\x05\x45vent\x12\x33\n\tpage_view\x18\x01 \x01(\x0b\x32\x1e.prisme.v1.SendPageViewRequestH\x00\x12\x39\n\x0c\x63ustom_event\x18\x02 \x01(\x0b\x32!.prisme.v1.SendCustomEventRequestH\x00\x12*\n\x07refused\x18\x04 \x01(\x0b\x32\x17.prisme.v1.RefusedEventH\x00\x12;\n\routbound_link\x18\x05 \x01(\x0b\x32\".prisme.v1.SendOutboundLinkRequestH\x00\x12;\n\rfile_download\x18\x06 \x01(\x0b\x32\".prisme.v1.SendFileDownloadRequestH\x00\x12\x12\n\nrequest_id\x18\x03 \x01(\tB\x06\n\x04kind\"!\n\x0cRefusedEvent\x12\x11\n\tclient_ip\x18\x01 \x01(\t\"5\n\x11SendEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.prisme.v1.Event\"9\n\x12SendEventsResponse\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.google.rpc.Status2\xd3\x05\n\x0c\x45ventService\x12q\n\x0cSendPageView\x12\x1e.prisme.v1.SendPageViewRequest\x1a\x1f.prisme.v1.SendPageViewResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x18/api/v1/events/pageviews\x12\x84\x01\n\x0fSendCustomEvent\x12!.prisme.v1.SendCustomEventRequest\x1a\".prisme.v1.SendCustomEventResponse\"*\x82\xd3\xe4\x93\x02$\"\x1c/api/v1/events/custom/{name}:\x04\x62ody\x12\x88\x01\n\x10SendOutboundLink\x12\".prisme.v1.SendOutboundLinkRequest\x1a#.prisme.v1.SendOutboundLinkResponse\"+\x82\xd3\xe4\x93\x02%\"\x1d/api/v1/events/outbound-links:\x04link\x12\x87\x01\n\x10SendFileDownload\x12\".prisme.v1.SendFileDownloadRequest\x1a#.prisme.v1.SendFileDownloadResponse\"*\x82\xd3\xe4\x93\x02$\"\x1d/api/v1/events/file-downloads:\x03url\x12i\n\x0b\x43heckHealth\x12\x1d.prisme.v1.CheckHealthRequest\x1a\x1e.prisme.v1.CheckHealthResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/healthcheck\x12I\n\nSendEvents\x12\x1c.prisme.v1.SendEventsRequest\x1a\x1d.prisme.v1.SendEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,10 +55,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDPAGEVIEWREQUEST'].fields_by_name['visitor_id']._serialized_options = b'\252\273\030\023X-Prisme-Visitor-Id'
   _globals['_SENDCUSTOMEVENTREQUEST'].fields_by_name['event_id']._loaded_options = None
   _globals['_SENDCUSTOMEVENTREQUEST'].fields_by_name['event_id']._serialized_options = b'\252\273\030\021X-Prisme-Event-Id'
+  _globals['_SENDOUTBOUNDLINKREQUEST'].fields_by_name['ping_from']._loaded_options = None
+  _globals['_SENDOUTBOUNDLINKREQUEST'].fields_by_name['ping_from']._serialized_options = b'\252\273\030\tPing-From'
+  _globals['_SENDOUTBOUNDLINKREQUEST'].fields_by_name['ping_to']._loaded_options = None
+  _globals['_SENDOUTBOUNDLINKREQUEST'].fields_by_name['ping_to']._serialized_options = b'\252\273\030\007Ping-To'
+  _globals['_SENDOUTBOUNDLINKREQUEST'].fields_by_name['event_id']._loaded_options = None
+  _globals['_SENDOUTBOUNDLINKREQUEST'].fields_by_name['event_id']._serialized_options = b'\252\273\030\021X-Prisme-Event-Id'
+  _globals['_SENDFILEDOWNLOADREQUEST'].fields_by_name['ping_from']._loaded_options = None
+  _globals['_SENDFILEDOWNLOADREQUEST'].fields_by_name['ping_from']._serialized_options = b'\252\273\030\tPing-From'
+  _globals['_SENDFILEDOWNLOADREQUEST'].fields_by_name['ping_to']._loaded_options = None
+  _globals['_SENDFILEDOWNLOADREQUEST'].fields_by_name['ping_to']._serialized_options = b'\252\273\030\007Ping-To'
+  _globals['_SENDFILEDOWNLOADREQUEST'].fields_by_name['event_id']._loaded_options = None
+  _globals['_SENDFILEDOWNLOADREQUEST'].fields_by_name['event_id']._serialized_options = b'\252\273\030\021X-Prisme-Event-Id'
   _globals['_EVENTSERVICE'].methods_by_name['SendPageView']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['SendPageView']._serialized_options = b'\202\323\344\223\002\032\"\030/api/v1/events/pageviews'
   _globals['_EVENTSERVICE'].methods_by_name['SendCustomEvent']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['SendCustomEvent']._serialized_options = b'\202\323\344\223\002$\"\034/api/v1/events/custom/{name}:\004body'
+  _globals['_EVENTSERVICE'].methods_by_name['SendOutboundLink']._loaded_options = None
+  _globals['_EVENTSERVICE'].methods_by_name['SendOutboundLink']._serialized_options = b'\202\323\344\223\002%\"\035/api/v1/events/outbound-links:\004link'
+  _globals['_EVENTSERVICE'].methods_by_name['SendFileDownload']._loaded_options = None
+  _globals['_EVENTSERVICE'].methods_by_name['SendFileDownload']._serialized_options = b'\202\323\344\223\002$\"\035/api/v1/events/file-downloads:\003url'
   _globals['_EVENTSERVICE'].methods_by_name['CheckHealth']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['CheckHealth']._serialized_options = b'\202\323\344\223\002\025\022\023/api/v1/healthcheck'
   _globals['_CLIENTCONTEXT']._serialized_start=152
@@ -71,18 +87,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDCUSTOMEVENTREQUEST']._serialized_end=826
   _globals['_SENDCUSTOMEVENTRESPONSE']._serialized_start=828
   _globals['_SENDCUSTOMEVENTRESPONSE']._serialized_end=853
-  _globals['_CHECKHEALTHREQUEST']._serialized_start=855
-  _globals['_CHECKHEALTHREQUEST']._serialized_end=875
-  _globals['_CHECKHEALTHRESPONSE']._serialized_start=877
-  _globals['_CHECKHEALTHRESPONSE']._serialized_end=921
-  _globals['_EVENT']._serialized_start=924
-  _globals['_EVENT']._serialized_end=1115
-  _globals['_REFUSEDEVENT']._serialized_start=1117
-  _globals['_REFUSEDEVENT']._serialized_end=1150
-  _globals['_SENDEVENTSREQUEST']._serialized_start=1152
-  _globals['_SENDEVENTSREQUEST']._serialized_end=1205
-  _globals['_SENDEVENTSRESPONSE']._serialized_start=1207
-  _globals['_SENDEVENTSRESPONSE']._serialized_end=1264
-  _globals['_EVENTSERVICE']._serialized_start=1267
-  _globals['_EVENTSERVICE']._serialized_end=1713
+  _globals['_SENDOUTBOUNDLINKREQUEST']._serialized_start=856
+  _globals['_SENDOUTBOUNDLINKREQUEST']._serialized_end=1043
+  _globals['_SENDOUTBOUNDLINKRESPONSE']._serialized_start=1045
+  _globals['_SENDOUTBOUNDLINKRESPONSE']._serialized_end=1071
+  _globals['_SENDFILEDOWNLOADREQUEST']._serialized_start=1074
+  _globals['_SENDFILEDOWNLOADREQUEST']._serialized_end=1260
+  _globals['_SENDFILEDOWNLOADRESPONSE']._serialized_start=1262
+  _globals['_SENDFILEDOWNLOADRESPONSE']._serialized_end=1288
+  _globals['_CHECKHEALTHREQUEST']._serialized_start=1290
+  _globals['_CHECKHEALTHREQUEST']._serialized_end=1310
+  _globals['_CHECKHEALTHRESPONSE']._serialized_start=1312
+  _globals['_CHECKHEALTHRESPONSE']._serialized_end=1356
+  _globals['_EVENT']._serialized_start=1359
+  _globals['_EVENT']._serialized_end=1672
+  _globals['_REFUSEDEVENT']._serialized_start=1674
+  _globals['_REFUSEDEVENT']._serialized_end=1707
+  _globals['_SENDEVENTSREQUEST']._serialized_start=1709
+  _globals['_SENDEVENTSREQUEST']._serialized_end=1762
+  _globals['_SENDEVENTSRESPONSE']._serialized_start=1764
+  _globals['_SENDEVENTSRESPONSE']._serialized_end=1821
+  _globals['_EVENTSERVICE']._serialized_start=1824
+  _globals['_EVENTSERVICE']._serialized_end=2547
 # @@protoc_insertion_point(module_scope)

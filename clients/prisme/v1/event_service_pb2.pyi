@@ -194,6 +194,125 @@ class SendCustomEventResponse(_message.Message):
 Global___SendCustomEventResponse: _TypeAlias = SendCustomEventResponse  # noqa: Y015
 
 @_typing.final
+class SendOutboundLinkRequest(_message.Message):
+    """SendOutboundLinkRequest is one click on a link to another site."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    LINK_FIELD_NUMBER: _builtins.int
+    PING_FROM_FIELD_NUMBER: _builtins.int
+    PING_TO_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    link: _builtins.str
+    """The link's absolute URL (over HTTP, the request body); or `PING` for an
+    HTML `<a ping>` audit, whose `Ping-From` and `Ping-To` name the page and
+    the link.
+    """
+    ping_from: _builtins.str
+    """A `PING`'s page; when absent, the root URL of the `Origin`."""
+    ping_to: _builtins.str
+    """A `PING`'s link."""
+    event_id: _builtins.str
+    """Optional idempotency key, as for page views."""
+    @_builtins.property
+    def context(self) -> Global___ClientContext:
+        """The browser context of the page the link is on."""
+
+    def __init__(
+        self,
+        *,
+        context: Global___ClientContext | None = ...,
+        link: _builtins.str = ...,
+        ping_from: _builtins.str = ...,
+        ping_to: _builtins.str = ...,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "event_id", b"event_id", "link", b"link", "ping_from", b"ping_from", "ping_to", b"ping_to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendOutboundLinkRequest: _TypeAlias = SendOutboundLinkRequest  # noqa: Y015
+
+@_typing.final
+class SendOutboundLinkResponse(_message.Message):
+    """SendOutboundLinkResponse is empty: OK means stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendOutboundLinkResponse: _TypeAlias = SendOutboundLinkResponse  # noqa: Y015
+
+@_typing.final
+class SendFileDownloadRequest(_message.Message):
+    """SendFileDownloadRequest is one click on a file to download."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    PING_FROM_FIELD_NUMBER: _builtins.int
+    PING_TO_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """The file's absolute URL (over HTTP, the request body); or `PING`, as for
+    outbound links.
+    """
+    ping_from: _builtins.str
+    """A `PING`'s page; when absent, the root URL of the `Origin`."""
+    ping_to: _builtins.str
+    """A `PING`'s file."""
+    event_id: _builtins.str
+    """Optional idempotency key, as for page views."""
+    @_builtins.property
+    def context(self) -> Global___ClientContext:
+        """The browser context of the page the file is linked from."""
+
+    def __init__(
+        self,
+        *,
+        context: Global___ClientContext | None = ...,
+        url: _builtins.str = ...,
+        ping_from: _builtins.str = ...,
+        ping_to: _builtins.str = ...,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "event_id", b"event_id", "ping_from", b"ping_from", "ping_to", b"ping_to", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendFileDownloadRequest: _TypeAlias = SendFileDownloadRequest  # noqa: Y015
+
+@_typing.final
+class SendFileDownloadResponse(_message.Message):
+    """SendFileDownloadResponse is empty: OK means stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendFileDownloadResponse: _TypeAlias = SendFileDownloadResponse  # noqa: Y015
+
+@_typing.final
 class CheckHealthRequest(_message.Message):
     """CheckHealthRequest asks whether the service can accept events."""
 
@@ -243,6 +362,8 @@ class Event(_message.Message):
     PAGE_VIEW_FIELD_NUMBER: _builtins.int
     CUSTOM_EVENT_FIELD_NUMBER: _builtins.int
     REFUSED_FIELD_NUMBER: _builtins.int
+    OUTBOUND_LINK_FIELD_NUMBER: _builtins.int
+    FILE_DOWNLOAD_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Optional id that ties the event to the caller's logs, e.g. the HTTP
@@ -265,19 +386,29 @@ class Event(_message.Message):
         is answered RATE_LIMITED past the limit, else REFUSED_BY_SENDER.
         """
 
+    @_builtins.property
+    def outbound_link(self) -> Global___SendOutboundLinkRequest:
+        """A click on a link to another site."""
+
+    @_builtins.property
+    def file_download(self) -> Global___SendFileDownloadRequest:
+        """A click on a file to download."""
+
     def __init__(
         self,
         *,
         page_view: Global___SendPageViewRequest | None = ...,
         custom_event: Global___SendCustomEventRequest | None = ...,
         refused: Global___RefusedEvent | None = ...,
+        outbound_link: Global___SendOutboundLinkRequest | None = ...,
+        file_download: Global___SendFileDownloadRequest | None = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "kind", b"kind", "page_view", b"page_view", "refused", b"refused"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "file_download", b"file_download", "kind", b"kind", "outbound_link", b"outbound_link", "page_view", b"page_view", "refused", b"refused"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "kind", b"kind", "page_view", b"page_view", "refused", b"refused", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "file_download", b"file_download", "kind", b"kind", "outbound_link", b"outbound_link", "page_view", b"page_view", "refused", b"refused", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["page_view", "custom_event", "refused"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["page_view", "custom_event", "refused", "outbound_link", "file_download"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

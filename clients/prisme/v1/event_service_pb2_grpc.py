@@ -52,6 +52,16 @@ class EventServiceStub:
                 request_serializer=prisme_dot_v1_dot_event__service__pb2.SendCustomEventRequest.SerializeToString,
                 response_deserializer=prisme_dot_v1_dot_event__service__pb2.SendCustomEventResponse.FromString,
                 _registered_method=True)
+        self.SendOutboundLink = channel.unary_unary(
+                '/prisme.v1.EventService/SendOutboundLink',
+                request_serializer=prisme_dot_v1_dot_event__service__pb2.SendOutboundLinkRequest.SerializeToString,
+                response_deserializer=prisme_dot_v1_dot_event__service__pb2.SendOutboundLinkResponse.FromString,
+                _registered_method=True)
+        self.SendFileDownload = channel.unary_unary(
+                '/prisme.v1.EventService/SendFileDownload',
+                request_serializer=prisme_dot_v1_dot_event__service__pb2.SendFileDownloadRequest.SerializeToString,
+                response_deserializer=prisme_dot_v1_dot_event__service__pb2.SendFileDownloadResponse.FromString,
+                _registered_method=True)
         self.CheckHealth = channel.unary_unary(
                 '/prisme.v1.EventService/CheckHealth',
                 request_serializer=prisme_dot_v1_dot_event__service__pb2.CheckHealthRequest.SerializeToString,
@@ -90,6 +100,20 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendOutboundLink(self, request, context):
+        """Records a click on a link that leaves the site. OK means it is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendFileDownload(self, request, context):
+        """Records a click on a file to download. OK means it is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckHealth(self, request, context):
         """Reports whether the service and its store answer.
         """
@@ -118,6 +142,16 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.SendCustomEvent,
                     request_deserializer=prisme_dot_v1_dot_event__service__pb2.SendCustomEventRequest.FromString,
                     response_serializer=prisme_dot_v1_dot_event__service__pb2.SendCustomEventResponse.SerializeToString,
+            ),
+            'SendOutboundLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendOutboundLink,
+                    request_deserializer=prisme_dot_v1_dot_event__service__pb2.SendOutboundLinkRequest.FromString,
+                    response_serializer=prisme_dot_v1_dot_event__service__pb2.SendOutboundLinkResponse.SerializeToString,
+            ),
+            'SendFileDownload': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendFileDownload,
+                    request_deserializer=prisme_dot_v1_dot_event__service__pb2.SendFileDownloadRequest.FromString,
+                    response_serializer=prisme_dot_v1_dot_event__service__pb2.SendFileDownloadResponse.SerializeToString,
             ),
             'CheckHealth': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckHealth,
@@ -192,6 +226,60 @@ class EventService:
             '/prisme.v1.EventService/SendCustomEvent',
             prisme_dot_v1_dot_event__service__pb2.SendCustomEventRequest.SerializeToString,
             prisme_dot_v1_dot_event__service__pb2.SendCustomEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendOutboundLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/prisme.v1.EventService/SendOutboundLink',
+            prisme_dot_v1_dot_event__service__pb2.SendOutboundLinkRequest.SerializeToString,
+            prisme_dot_v1_dot_event__service__pb2.SendOutboundLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendFileDownload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/prisme.v1.EventService/SendFileDownload',
+            prisme_dot_v1_dot_event__service__pb2.SendFileDownloadRequest.SerializeToString,
+            prisme_dot_v1_dot_event__service__pb2.SendFileDownloadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,10 @@ class EventServiceStub:
     """Records a custom event whose properties are a JSON object. OK means the
     event is stored.
     """
+    SendOutboundLink: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendOutboundLinkRequest, _event_service_pb2.SendOutboundLinkResponse]
+    """Records a click on a link that leaves the site. OK means it is stored."""
+    SendFileDownload: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendFileDownloadRequest, _event_service_pb2.SendFileDownloadResponse]
+    """Records a click on a file to download. OK means it is stored."""
     CheckHealth: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.CheckHealthRequest, _event_service_pb2.CheckHealthResponse]
     """Reports whether the service and its store answer."""
     SendEvents: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendEventsRequest, _event_service_pb2.SendEventsResponse]
@@ -74,6 +78,10 @@ class EventServiceAsyncStub(EventServiceStub):
     """Records a custom event whose properties are a JSON object. OK means the
     event is stored.
     """
+    SendOutboundLink: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendOutboundLinkRequest, _event_service_pb2.SendOutboundLinkResponse]  # type: ignore[assignment]
+    """Records a click on a link that leaves the site. OK means it is stored."""
+    SendFileDownload: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendFileDownloadRequest, _event_service_pb2.SendFileDownloadResponse]  # type: ignore[assignment]
+    """Records a click on a file to download. OK means it is stored."""
     CheckHealth: _aio.UnaryUnaryMultiCallable[_event_service_pb2.CheckHealthRequest, _event_service_pb2.CheckHealthResponse]  # type: ignore[assignment]
     """Reports whether the service and its store answer."""
     SendEvents: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendEventsRequest, _event_service_pb2.SendEventsResponse]  # type: ignore[assignment]
@@ -110,6 +118,22 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         """Records a custom event whose properties are a JSON object. OK means the
         event is stored.
         """
+
+    @_abc_1.abstractmethod
+    def SendOutboundLink(
+        self,
+        request: _event_service_pb2.SendOutboundLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_service_pb2.SendOutboundLinkResponse, _abc.Awaitable[_event_service_pb2.SendOutboundLinkResponse]]:
+        """Records a click on a link that leaves the site. OK means it is stored."""
+
+    @_abc_1.abstractmethod
+    def SendFileDownload(
+        self,
+        request: _event_service_pb2.SendFileDownloadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_service_pb2.SendFileDownloadResponse, _abc.Awaitable[_event_service_pb2.SendFileDownloadResponse]]:
+        """Records a click on a file to download. OK means it is stored."""
 
     @_abc_1.abstractmethod
     def CheckHealth(

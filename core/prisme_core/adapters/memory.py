@@ -16,6 +16,7 @@ from datetime import datetime
 
 from prisme_core.errors import StoreUnavailable
 from prisme_core.model import (
+    Click,
     CustomEvent,
     PageView,
     SessionProgress,
@@ -29,6 +30,8 @@ class InMemoryEventStore:
         self.pageviews: list[PageView] = []
         self.sessions: dict[object, StoredSession] = {}
         self.custom_events: list[CustomEvent] = []
+        self.outbound_links: list[Click] = []
+        self.file_downloads: list[Click] = []
         self.keys: dict[str, bytes] = {}
         self.available = True
 
@@ -90,6 +93,14 @@ class InMemoryEventStore:
     async def insert_custom_events(self, events: Sequence[CustomEvent]) -> None:
         self._check()
         self.custom_events.extend(events)
+
+    async def insert_outbound_links(self, clicks: Sequence[Click]) -> None:
+        self._check()
+        self.outbound_links.extend(clicks)
+
+    async def insert_file_downloads(self, clicks: Sequence[Click]) -> None:
+        self._check()
+        self.file_downloads.extend(clicks)
 
     async def forget_devices(self, ended_before: datetime) -> None:
         self._check()

@@ -4,7 +4,8 @@ Every operation is bounded by the configured timeout (PyMongo's client-side oper
 ``timeoutMS``), so a dead or slow server gives `StoreUnavailable` within that bound instead of
 the driver's 30 s server selection. PyMongo exceptions never leave this module.
 
-Collections: ``pageviews``, ``sessions`` and ``events_custom`` (the contract's documents), and
+Collections: ``pageviews``, ``sessions``, ``events_custom``, ``outbound_link_clicks`` and
+``file_downloads`` (the contract's documents), and
 ``keys`` (the daily salts and device keys, forgotten by a TTL index).
 
 Must not import grpc or aiohttp.
@@ -28,6 +29,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from prisme_core.errors import StoreUnavailable
 from prisme_core.metrics import STORE_ERRORS
 from prisme_core.model import (
+    Click,
     CustomEvent,
     PageView,
     SessionAttributes,
@@ -40,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 PAGEVIEWS: Final = "pageviews"
 EVENTS_CUSTOM: Final = "events_custom"
+OUTBOUND_LINK_CLICKS: Final = "outbound_link_clicks"
+FILE_DOWNLOADS: Final = "file_downloads"
 SESSIONS: Final = "sessions"
 KEYS: Final = "keys"
 DUPLICATE_KEY: Final = 11000
@@ -50,6 +54,12 @@ INDEXES: Final[dict[str, list[IndexModel]]] = {
         IndexModel([("session_uuid", ASCENDING), ("timestamp", ASCENDING)], name="session_ts"),
     ],
     EVENTS_CUSTOM: [
+        IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
+    ],
+    OUTBOUND_LINK_CLICKS: [
+        IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
+    ],
+    FILE_DOWNLOADS: [
         IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
     ],
     # A session's _id is its session_uuid, so the primary key keeps it unique: a second unique
@@ -120,6 +130,18 @@ def custom_event_document(event: CustomEvent) -> Document:
         "name": event.name,
         "properties": event.properties,
     } | _event_id(event.event_id)
+
+
+def click_document(click: Click, field: str) -> Document:
+    """A click, its target under ``field`` (``link`` or ``url``)."""
+    return {
+        "timestamp": click.timestamp,
+        "domain": click.session.domain,
+        "path": click.path,
+        "visitor_id": click.session.visitor_id,
+        "session_uuid": click.session.session_uuid,
+        field: click.target,
+    } | _event_id(click.event_id)
 
 
 def progress_update(progress: SessionProgress) -> UpdateOne:
@@ -203,6 +225,14 @@ class MongoEventStore:
 
     async def insert_custom_events(self, events: Sequence[CustomEvent]) -> None:
         await self._insert(EVENTS_CUSTOM, [custom_event_document(e) for e in events], events=True)
+
+    async def insert_outbound_links(self, clicks: Sequence[Click]) -> None:
+        documents = [click_document(c, "link") for c in clicks]
+        await self._insert(OUTBOUND_LINK_CLICKS, documents, events=True)
+
+    async def insert_file_downloads(self, clicks: Sequence[Click]) -> None:
+        documents = [click_document(c, "url") for c in clicks]
+        await self._insert(FILE_DOWNLOADS, documents, events=True)
 
     async def _insert(self, collection: str, documents: list[Document], *, events: bool) -> None:
         """Inserts ``documents``; for ``events``, one whose event id is already stored counts
