@@ -23,6 +23,12 @@ def test_routes_are_the_annotated_rpcs() -> None:
         ("GET", "/api/v1/healthcheck"): "/prisme.v1.EventService/CheckHealth",
         ("POST", "/api/v1/events/outbound-links"): "/prisme.v1.EventService/SendOutboundLink",
         ("POST", "/api/v1/events/file-downloads"): "/prisme.v1.EventService/SendFileDownload",
+        ("GET", "/api/v1/noscript/events/pageviews"): "/prisme.v1.EventService/SendPageView",
+        ("GET", "/api/v1/noscript/events/custom/{name}"): "/prisme.v1.EventService/SendCustomEvent",
+        (
+            "GET",
+            "/api/v1/noscript/events/outbound-links",
+        ): "/prisme.v1.EventService/SendOutboundLink",
     }
 
 
@@ -36,14 +42,18 @@ def test_custom_event_route_takes_name_from_path_and_raw_body() -> None:
 def test_header_bindings_are_read_from_field_options() -> None:
     assert set(_route("SendPageView").headers) == {
         HeaderBinding(("context", "origin"), ("Origin",)),
-        HeaderBinding(("context", "page_url"), ("X-Prisme-Referrer", "Referer")),
-        HeaderBinding(("context", "document_referrer"), ("X-Prisme-Document-Referrer",)),
+        HeaderBinding(("context", "page_url"), ("X-Prisme-Referrer", "Referer"), ("referrer",)),
+        HeaderBinding(
+            ("context", "document_referrer"),
+            ("X-Prisme-Document-Referrer",),
+            ("document-referrer",),
+        ),
         HeaderBinding(("context", "user_agent"), ("User-Agent",)),
         HeaderBinding(("event_id",), ("X-Prisme-Event-Id",)),
         HeaderBinding(("context", "ch_ua_platform"), ("Sec-CH-UA-Platform",)),
         HeaderBinding(("context", "ch_ua_model"), ("Sec-CH-UA-Model",)),
-        HeaderBinding(("status",), ("X-Prisme-Status",)),
-        HeaderBinding(("visitor_id",), ("X-Prisme-Visitor-Id",)),
+        HeaderBinding(("status",), ("X-Prisme-Status",), ("status",)),
+        HeaderBinding(("visitor_id",), ("X-Prisme-Visitor-Id",), ("visitor-id",)),
     }
 
 

@@ -28,7 +28,7 @@ from prisme_core.model import (
     PageViewInput,
 )
 from prisme_core.ports import Clock, UserAgentParser
-from prisme_core.properties import parse_properties
+from prisme_core.properties import parse_properties, query_properties
 from prisme_core.urls import Url
 from prisme_core.validate import (
     OriginRegistry,
@@ -127,7 +127,10 @@ class Admission:
         if isinstance(admitted, Dropped):
             return admitted
         name = validate_event_name(event.name)
-        properties = parse_properties(event.content_type, event.body, self.max_body_bytes)
+        if event.query_properties and not event.body:
+            properties = query_properties(event.query_properties, self.max_body_bytes)
+        else:
+            properties = parse_properties(event.content_type, event.body, self.max_body_bytes)
         return AdmittedCustomEvent(admitted, name, properties)
 
     def click(self, event: ClickInput) -> AdmittedClick | Dropped:

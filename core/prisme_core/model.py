@@ -8,7 +8,8 @@ This module must not import grpc, aiohttp or pymongo.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -47,6 +48,8 @@ class CustomEventInput:
     content_type: str
     body: bytes
     event_id: str = ""
+    query_properties: Mapping[str, str] = field(default_factory=dict)
+    """Properties as JSON texts by key, from a noscript request without a body."""
 
 
 class ClickKind(StrEnum):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from prisme_core.errors import InvalidInput, Reason
@@ -27,6 +27,24 @@ MAX_KEYS: Final = 512
 MAX_KEY_LENGTH: Final = 256
 INT64 = range(-(2**63), 2**63)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def query_properties(values: Mapping[str, str], max_bytes: int) -> dict[str, Any]:
+    """Properties from a noscript request's ``prop-<key>=<JSON value>`` parameters: each value
+    must be JSON on its own (one that is not refuses them all); together they are held to the
+    rules of a body."""
+    for key, text in values.items():
+        try:
+            _loads(text)
+        except (ValueError, RecursionError) as exc:
+            message = f"prop-{key} is not a JSON value: {exc}"
+            raise _invalid(Reason.INVALID_JSON, message, "query_properties") from exc
+    pairs = ",".join(f"{json.dumps(key)}:{text}" for key, text in values.items())
+    return parse_properties("application/json", f"{{{pairs}}}".encode(), max_bytes)
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_int=_integer, parse_float=_finite, parse_constant=_no_constant)
 
 
 def parse_properties(content_type: str, body: bytes, max_bytes: int) -> dict[str, Any]:
@@ -42,12 +60,7 @@ def parse_properties(content_type: str, body: bytes, max_bytes: int) -> dict[str
             "body.content_type",
         )
     try:
-        value = json.loads(
-            body.decode("utf-8"),
-            parse_int=_integer,
-            parse_float=_finite,
-            parse_constant=_no_constant,
-        )
+        value = _loads(body.decode("utf-8"))
     except RecursionError as exc:
         raise _invalid(Reason.PROPERTIES_TOO_DEEP, "body nests too deeply", "body.data") from exc
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included

@@ -232,6 +232,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
                     content_type=request.body.content_type,
                     body=request.body.data,
                     event_id=request.event_id,
+                    query_properties=request.query_properties,
                 )
                 return self._pipeline.custom_event(event)
             if isinstance(request, pb.SendOutboundLinkRequest | pb.SendFileDownloadRequest):

@@ -22,6 +22,7 @@ from prisme.v1 import event_service_pb2 as pb
 from prisme_client import PrismeError, error_from_rpc
 from prisme_client.client import bearer
 
+from prisme_http import noscript
 from prisme_http.access_log import AccessLog
 from prisme_http.config import FacadeConfig
 from prisme_http.errors import body_too_large, json_error
@@ -102,13 +103,17 @@ def _event_handler(route: Route, event_field: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         config = request.app[CONFIG]
         ip = request_client_ip(request, config)
+        target = noscript.redirect_target(route, request)
+        if isinstance(target, web.Response):
+            return await counted(request, target, ip)
         body = await _read_body(request, route, config)
         if isinstance(body, web.Response):
             return await counted(request, body, ip)
         try:
-            return await _send_event(request, route, event_field, body, ip)
+            error = await _send_event(request, route, event_field, body, ip)
         except NotUtf8 as exc:
             return await counted(request, _not_utf8(exc), ip)
+        return noscript.answer(route, error, target) or _event_answer(error)
 
     return handle
 
@@ -158,13 +163,17 @@ async def counted(request: web.Request, refusal: web.Response, ip: str) -> web.R
 
 async def _send_event(
     request: web.Request, route: Route, event_field: str, body: bytes, ip: str
-) -> web.Response:
+) -> PrismeError | None:
+    """The event, sent to the core over the link: None once stored, else why not."""
     config = request.app[CONFIG]
     event = pb.Event(request_id=REQUEST_ID.get() or "")
     to_message(route, request.headers, request.match_info, body, client_ip=ip,
-               into=getattr(event, event_field))  # fmt: skip
+               into=getattr(event, event_field), query=request.query)  # fmt: skip
     within = config.pageview_timeout if event_field == "page_view" else config.event_timeout
-    error = await request.app[LINK].send(event, within)
+    return await request.app[LINK].send(event, within)
+
+
+def _event_answer(error: PrismeError | None) -> web.Response:
     if error is None:
         return web.Response(body=b"{}", content_type="application/json")
     return _error_response(error)

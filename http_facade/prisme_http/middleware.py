@@ -27,7 +27,9 @@ from prisme_http.access_log import ACCESS_LOGGER, AccessLog
 from prisme_http.config import FacadeConfig
 from prisme_http.errors import body_too_large, json_error
 from prisme_http.metrics import DURATION, IN_FLIGHT, REQUESTS
+from prisme_http.noscript import NO_STORE
 from prisme_http.request_id import REQUEST_ID, choose_request_id
+from prisme_http.routes import NOSCRIPT_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +57,11 @@ def make_edge(config: FacadeConfig, lines: AccessLog, count: Counter_) -> Middle
             response = await _respond(request, handler, config, count)
             response.headers["X-Prisme-Request-Id"] = request_id
             response.headers["Server"] = "prisme"
-            if request.path.startswith(EVENTS_PREFIX):
+            if request.path.startswith(EVENTS_PREFIX) or request.path.startswith(NOSCRIPT_PREFIX):
                 response.headers["Access-Control-Allow-Origin"] = "*"
                 response.headers["Access-Control-Expose-Headers"] = EXPOSED
+            if request.path.startswith(NOSCRIPT_PREFIX):
+                response.headers["Cache-Control"] = NO_STORE
             _record(request, response.status, time.perf_counter() - started, config, lines)
             return response
         finally:

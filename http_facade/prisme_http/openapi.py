@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prisme_http.routes import Route, routes_of
+from prisme_http.routes import Answer, Route, routes_of
 
 ERROR = {
     "type": "object",
@@ -32,6 +32,13 @@ ERRORS = {
 }
 
 
+ANSWERS = {
+    Answer.JSON: "stored (events) or healthy",
+    Answer.PIXEL: "stored: a transparent GIF (`image/gif`)",
+    Answer.REDIRECT: "not used: the answer is 302 to `url`",
+}
+
+
 def _operation(route: Route) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -48,7 +55,21 @@ def _operation(route: Route) -> dict[str, Any]:
         for binding in route.headers
         for header in binding.headers
     ]
-    responses: dict[str, Any] = {"200": {"description": "stored (events) or healthy"}}
+    if route.reads_query:
+        parameters += [
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+             "description": f"fills `{'.'.join(binding.path)}`"}
+            for binding in route.headers
+            for name in binding.query
+        ]  # fmt: skip
+        parameters += [
+            {"name": f"{mapping.prefix}{{key}}", "in": "query", "required": False,
+             "schema": {"type": "string"}, "description": "a property: a JSON value"}
+            for mapping in route.query_maps
+        ]  # fmt: skip
+    responses: dict[str, Any] = {"200": {"description": ANSWERS[route.answer]}}
+    if route.answer is Answer.REDIRECT:
+        responses["302"] = {"description": "to `url`, whether or not the click was recorded"}
     responses |= {
         status: {
             "description": text,

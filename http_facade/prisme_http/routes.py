@@ -1,8 +1,11 @@
 """The façade's route table, read from the proto's `google.api.http` annotations.
 
-Each `Route` says which HTTP method and path reach which RPC, which request fields come from
-the path, which field takes the raw body, and which fields come from which headers (the
-`prisme.v1.http_header` option). Adding an annotated RPC adds a route: no code changes here.
+Each `Route` says which HTTP method and path reach which RPC (additional bindings included),
+which request fields come from the path, which field takes the raw body, which fields come
+from which headers (the `prisme.v1.http_header` option) and, on GET routes, from which query
+parameters (`prisme.v1.query_param`, `prisme.v1.query_prefix`), and how the route answers:
+JSON, or for the noscript routes (under `NOSCRIPT_PREFIX`) a transparent GIF, or a redirect
+to the ``url`` parameter. Adding an annotated RPC adds a route: no code changes here.
 
 Must not import prisme_core.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 from google.api import http_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
@@ -21,14 +25,35 @@ from prisme.v1 import event_service_pb2, options_pb2
 HTTP_BODY = "google.api.HttpBody"
 CLIENT_CONTEXT = "prisme.v1.ClientContext"
 _PATH_VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+NOSCRIPT_PREFIX = "/api/v1/noscript/"
+REDIRECT_PARAM = "url"
+"""The query parameter a noscript route that redirects sends the visitor to."""
+
+
+class Answer(StrEnum):
+    JSON = "json"
+    PIXEL = "pixel"
+    """A transparent GIF, for ``<img>`` in ``<noscript>``."""
+    REDIRECT = "redirect"
+    """302 to the `REDIRECT_PARAM` query parameter."""
 
 
 @dataclass(frozen=True, slots=True)
 class HeaderBinding:
-    """Request field at ``path`` (field names from the root) filled from ``headers``."""
+    """Request field at ``path`` (field names from the root) filled from ``headers``, or
+    first, on GET routes, from the ``query`` parameters."""
 
     path: tuple[str, ...]
     headers: tuple[str, ...]
+    query: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QueryMap:
+    """A ``map<string, string>`` field at ``path`` filled from ``<prefix><key>`` parameters."""
+
+    path: tuple[str, ...]
+    prefix: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +69,22 @@ class Route:
     """The body fills a string field (a URL, say) rather than a `google.api.HttpBody`."""
     headers: tuple[HeaderBinding, ...]
     context_fields: tuple[str, ...]
+    query_maps: tuple[QueryMap, ...] = ()
+    answer: Answer = Answer.JSON
+
+    @property
+    def reads_query(self) -> bool:
+        return self.http_method == "GET"
 
 
 def routes_of(service_name: str = "EventService") -> tuple[Route, ...]:
     """The routes of every annotated method of ``prisme.v1.<service_name>``."""
     service = event_service_pb2.DESCRIPTOR.services_by_name[service_name]
     return tuple(
-        _route(method, rule)
+        _route(method, binding)
         for method in service.methods
         if (rule := _http_rule(method)) is not None
+        for binding in (rule, *rule.additional_bindings)
     )
 
 
@@ -78,7 +110,10 @@ def _route(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Route:
         body_is_text = given is not None and given.type == FieldDescriptor.TYPE_STRING
         if not body_is_text:
             _field(request, rule.body, FieldDescriptor.TYPE_MESSAGE, HTTP_BODY)
+    headers = tuple(_header_bindings(request, ()))
     return Route(
+        answer=_answer(path, headers),
+        query_maps=tuple(_query_maps(request, ())),
         http_method=kind.upper(),
         path=path,
         rpc_path=f"/{method.containing_service.full_name}/{method.name}",
@@ -87,7 +122,7 @@ def _route(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Route:
         path_fields=path_fields,
         body_field=rule.body or None,
         body_is_text=body_is_text,
-        headers=tuple(_header_bindings(request, ())),
+        headers=headers,
         context_fields=tuple(
             field.name
             for field in request.fields
@@ -109,13 +144,42 @@ def _field(
     return field
 
 
+def _answer(path: str, headers: tuple[HeaderBinding, ...]) -> Answer:
+    if not path.startswith(NOSCRIPT_PREFIX):
+        return Answer.JSON
+    if any(REDIRECT_PARAM in binding.query for binding in headers):
+        return Answer.REDIRECT
+    return Answer.PIXEL
+
+
 def _header_bindings(message: Descriptor, prefix: tuple[str, ...]) -> list[HeaderBinding]:
     bindings: list[HeaderBinding] = []
     for field in message.fields:
         path = (*prefix, field.name)
-        headers = tuple(field.GetOptions().Extensions[options_pb2.http_header])
-        if headers:
-            bindings.append(HeaderBinding(path=path, headers=headers))
-        elif field.message_type is not None and field.message_type.full_name != HTTP_BODY:
-            bindings.extend(_header_bindings(field.message_type, path))
+        options = field.GetOptions()
+        headers = tuple(options.Extensions[options_pb2.http_header])
+        query = tuple(options.Extensions[options_pb2.query_param])
+        if headers or query:
+            bindings.append(HeaderBinding(path=path, headers=headers, query=query))
+        elif (nested := _nested(field)) is not None:
+            bindings.extend(_header_bindings(nested, path))
     return bindings
+
+
+def _query_maps(message: Descriptor, prefix: tuple[str, ...]) -> list[QueryMap]:
+    maps: list[QueryMap] = []
+    for field in message.fields:
+        path = (*prefix, field.name)
+        if query_prefix := field.GetOptions().Extensions[options_pb2.query_prefix]:
+            maps.append(QueryMap(path=path, prefix=query_prefix))
+        elif (nested := _nested(field)) is not None:
+            maps.extend(_query_maps(nested, path))
+    return maps
+
+
+def _nested(field: FieldDescriptor) -> Descriptor | None:
+    """The message of a field to look into: not a body, not a map."""
+    kind = field.message_type
+    if kind is None or kind.full_name == HTTP_BODY or kind.GetOptions().map_entry:
+        return None
+    return kind

@@ -1,19 +1,21 @@
 """Turns an HTTP request into the gRPC request message its `Route` declares.
 
-Only syntax happens here: header values, path segments and the raw body are copied as they
-are; every rule about them lives in the core. The one thing refused here is what a proto
-string cannot hold: text that is not UTF-8 (`NotUtf8`).
+Only syntax happens here: header values, query parameters (on GET routes), path segments and
+the raw body are copied as they are; every rule about them lives in the core. A noscript
+request without ``Origin`` (an ``<img>``, a link) names its origin by its ``Referer``'s
+``scheme://host``. The one thing refused here is what a proto string cannot hold: text that is
+not UTF-8 (`NotUtf8`).
 
 Must not import prisme_core.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 
 from google.protobuf.message import Message
 
-from prisme_http.routes import Route
+from prisme_http.routes import Answer, Route
 
 
 class NotUtf8(ValueError):
@@ -31,19 +33,31 @@ def to_message(
     body: bytes,
     client_ip: str,
     into: Message | None = None,
+    query: Mapping[str, str] | None = None,
 ) -> Message:
     """The request message for ``route`` (filled in ``into`` when given, a field of a bigger
     message); ``headers`` must be case-insensitive."""
     message = route.request_type() if into is None else into
     parents: dict[tuple[str, ...], Message] = {(): message}
+    query = query if query is not None and route.reads_query else {}
     for binding in route.headers:
-        for header in binding.headers:
-            if value := headers.get(header):
-                *where, field = binding.path
-                _set(_parent(parents, tuple(where)), field, value, header)
-                break
+        found = _first(binding.query, query, "query parameter ") or _first(
+            binding.headers, headers, ""
+        )
+        if found is not None:
+            *where, field = binding.path
+            _set(_parent(parents, tuple(where)), field, *found)
+    for mapping in route.query_maps:
+        *where, field = mapping.path
+        values = getattr(_parent(parents, tuple(where)), field)
+        for key, value in query.items():
+            if key.startswith(mapping.prefix) and len(key) > len(mapping.prefix):
+                _set_item(values, key[len(mapping.prefix) :], value, key)
     for name in route.context_fields:
-        getattr(message, name).client_ip = client_ip
+        context = getattr(message, name)
+        context.client_ip = client_ip
+        if route.answer is not Answer.JSON and not context.origin:
+            _set(context, "origin", referer_origin(headers.get("Referer", "")), "Referer")
     for name in route.path_fields:
         _set(message, name, path_params[name], f"path segment {{{name}}}")
     if route.body_field is not None and route.body_is_text:
@@ -56,6 +70,27 @@ def to_message(
         _set(http_body, "content_type", headers.get("Content-Type", ""), "Content-Type")
         http_body.data = body
     return message
+
+
+def referer_origin(referer: str) -> str:
+    """``scheme://host[:port]`` of a ``Referer`` (empty when it has none)."""
+    scheme, sep, rest = referer.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0]}" if sep and rest else ""
+
+
+def _first(names: tuple[str, ...], values: Mapping[str, str], what: str) -> tuple[str, str] | None:
+    """The first non-empty value among ``names``, and where it came from."""
+    for name in names:
+        if value := values.get(name):
+            return value, f"{what}{name}"
+    return None
+
+
+def _set_item(values: MutableMapping[str, str], key: str, value: str, where: str) -> None:
+    try:
+        values[key] = value
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise NotUtf8(f"query parameter {where}") from exc
 
 
 def _set(message: Message, field: str, value: str, where: str) -> None:

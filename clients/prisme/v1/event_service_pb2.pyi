@@ -142,10 +142,31 @@ class SendCustomEventRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class QueryPropertiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     CONTEXT_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
+    QUERY_PROPERTIES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The event name, e.g. `sign_up`."""
     event_id: _builtins.str
@@ -160,6 +181,12 @@ class SendCustomEventRequest(_message.Message):
         `data` is not empty, and `data` a JSON object (empty means `{}`).
         """
 
+    @_builtins.property
+    def query_properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Properties as JSON texts by key (the noscript route's `prop-<key>`
+        parameters), for a request without a body; every value must be JSON.
+        """
+
     def __init__(
         self,
         *,
@@ -167,10 +194,11 @@ class SendCustomEventRequest(_message.Message):
         name: _builtins.str = ...,
         body: _httpbody_pb2.HttpBody | None = ...,
         event_id: _builtins.str = ...,
+        query_properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "event_id", b"event_id", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "event_id", b"event_id", "name", b"name", "query_properties", b"query_properties"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -87,6 +87,7 @@ class EventServiceServicer:
 
     def SendPageView(self, request, context):
         """Records a page view. OK means the event is stored.
+        The noscript route answers a transparent GIF, for `<noscript><img>`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,7 +95,8 @@ class EventServiceServicer:
 
     def SendCustomEvent(self, request, context):
         """Records a custom event whose properties are a JSON object. OK means the
-        event is stored.
+        event is stored. The noscript route takes the properties from `prop-*`
+        query parameters and answers a transparent GIF.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +104,7 @@ class EventServiceServicer:
 
     def SendOutboundLink(self, request, context):
         """Records a click on a link that leaves the site. OK means it is stored.
+        The noscript route takes the link from `url` and redirects to it (302).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

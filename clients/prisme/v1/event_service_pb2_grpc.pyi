@@ -42,13 +42,18 @@ class EventServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> EventServiceAsyncStub: ...
     SendPageView: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendPageViewRequest, _event_service_pb2.SendPageViewResponse]
-    """Records a page view. OK means the event is stored."""
+    """Records a page view. OK means the event is stored.
+    The noscript route answers a transparent GIF, for `<noscript><img>`.
+    """
     SendCustomEvent: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendCustomEventRequest, _event_service_pb2.SendCustomEventResponse]
     """Records a custom event whose properties are a JSON object. OK means the
-    event is stored.
+    event is stored. The noscript route takes the properties from `prop-*`
+    query parameters and answers a transparent GIF.
     """
     SendOutboundLink: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendOutboundLinkRequest, _event_service_pb2.SendOutboundLinkResponse]
-    """Records a click on a link that leaves the site. OK means it is stored."""
+    """Records a click on a link that leaves the site. OK means it is stored.
+    The noscript route takes the link from `url` and redirects to it (302).
+    """
     SendFileDownload: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendFileDownloadRequest, _event_service_pb2.SendFileDownloadResponse]
     """Records a click on a file to download. OK means it is stored."""
     CheckHealth: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.CheckHealthRequest, _event_service_pb2.CheckHealthResponse]
@@ -73,13 +78,18 @@ class EventServiceAsyncStub(EventServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     SendPageView: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendPageViewRequest, _event_service_pb2.SendPageViewResponse]  # type: ignore[assignment]
-    """Records a page view. OK means the event is stored."""
+    """Records a page view. OK means the event is stored.
+    The noscript route answers a transparent GIF, for `<noscript><img>`.
+    """
     SendCustomEvent: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendCustomEventRequest, _event_service_pb2.SendCustomEventResponse]  # type: ignore[assignment]
     """Records a custom event whose properties are a JSON object. OK means the
-    event is stored.
+    event is stored. The noscript route takes the properties from `prop-*`
+    query parameters and answers a transparent GIF.
     """
     SendOutboundLink: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendOutboundLinkRequest, _event_service_pb2.SendOutboundLinkResponse]  # type: ignore[assignment]
-    """Records a click on a link that leaves the site. OK means it is stored."""
+    """Records a click on a link that leaves the site. OK means it is stored.
+    The noscript route takes the link from `url` and redirects to it (302).
+    """
     SendFileDownload: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendFileDownloadRequest, _event_service_pb2.SendFileDownloadResponse]  # type: ignore[assignment]
     """Records a click on a file to download. OK means it is stored."""
     CheckHealth: _aio.UnaryUnaryMultiCallable[_event_service_pb2.CheckHealthRequest, _event_service_pb2.CheckHealthResponse]  # type: ignore[assignment]
@@ -107,7 +117,9 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _event_service_pb2.SendPageViewRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_event_service_pb2.SendPageViewResponse, _abc.Awaitable[_event_service_pb2.SendPageViewResponse]]:
-        """Records a page view. OK means the event is stored."""
+        """Records a page view. OK means the event is stored.
+        The noscript route answers a transparent GIF, for `<noscript><img>`.
+        """
 
     @_abc_1.abstractmethod
     def SendCustomEvent(
@@ -116,7 +128,8 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_event_service_pb2.SendCustomEventResponse, _abc.Awaitable[_event_service_pb2.SendCustomEventResponse]]:
         """Records a custom event whose properties are a JSON object. OK means the
-        event is stored.
+        event is stored. The noscript route takes the properties from `prop-*`
+        query parameters and answers a transparent GIF.
         """
 
     @_abc_1.abstractmethod
@@ -125,7 +138,9 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _event_service_pb2.SendOutboundLinkRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_event_service_pb2.SendOutboundLinkResponse, _abc.Awaitable[_event_service_pb2.SendOutboundLinkResponse]]:
-        """Records a click on a link that leaves the site. OK means it is stored."""
+        """Records a click on a link that leaves the site. OK means it is stored.
+        The noscript route takes the link from `url` and redirects to it (302).
+        """
 
     @_abc_1.abstractmethod
     def SendFileDownload(

@@ -12,7 +12,17 @@ import builtins as _builtins
 DESCRIPTOR: _descriptor.FileDescriptor
 
 HTTP_HEADER_FIELD_NUMBER: _builtins.int
+QUERY_PARAM_FIELD_NUMBER: _builtins.int
+QUERY_PREFIX_FIELD_NUMBER: _builtins.int
 http_header: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _containers.RepeatedScalarFieldContainer[_builtins.str]]
 """HTTP request headers that fill this field, in order of preference: the
 first header present with a non-empty value wins.
+"""
+query_param: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _containers.RepeatedScalarFieldContainer[_builtins.str]]
+"""Query parameters that fill this field on GET routes (the noscript ones),
+in order of preference, before any of its headers.
+"""
+query_prefix: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.str]
+"""On GET routes, every query parameter named `<prefix><key>` with a
+non-empty key fills this `map<string, string>` field at `<key>`.
 """
