@@ -5,9 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 GENERATED := clients/prisme/v1
+TRACKER_SOURCE := http_facade/tracker/wa.js
+TRACKER := http_facade/prisme_http/static/wa.js
+# The tracker, minified by terser (from npm, pinned in package.json), committed like the stubs.
+TERSER := npx --no-install terser --compress --mangle --comments false
 GEOIP_DB := .prisme-data/geoip/geo-whois-asn-country.mmdb
 
-.PHONY: run test bench check gen lint typecheck buflint protodeps gen-check install geoip browser clean
+.PHONY: run test bench check gen lint typecheck buflint protodeps gen-check tracker tracker-check install geoip browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,10 +51,13 @@ bench: $(STAMP)
 test: $(STAMP) $(GEOIP_DB) browser
 	PRISME_DEFAULT_GEOIP_DB=$(GEOIP_DB) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-gen: $(STAMP)
+gen: $(STAMP) tracker
 	PYTHON=$(BIN)/python scripts/gen_protos.sh clients
 
-check: lint typecheck buflint gen-check
+tracker: $(NPM_STAMP)
+	$(TERSER) --output $(TRACKER) $(TRACKER_SOURCE)
+
+check: lint typecheck buflint gen-check tracker-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -70,6 +77,10 @@ gen-check: $(STAMP)
 	rm -rf .build/gen && PYTHON=$(BIN)/python scripts/gen_protos.sh .build/gen
 	diff -r --exclude=__init__.py --exclude=__pycache__ --exclude=py.typed .build/gen/prisme/v1 $(GENERATED) \
 	  || { echo "generated code is stale: run 'make gen'" >&2; exit 1; }
+
+tracker-check: $(NPM_STAMP)
+	mkdir -p .build && $(TERSER) --output .build/wa.js $(TRACKER_SOURCE)
+	cmp .build/wa.js $(TRACKER) || { echo "the tracker is stale: run 'make tracker'" >&2; exit 1; }
 
 clean:
 	rm -rf $(VENV) .build node_modules

@@ -65,7 +65,9 @@ def test_app_router_serves_exactly_the_annotated_routes() -> None:
         if route.resource is not None and route.method != "HEAD"
     }
     annotated = {(route.http_method, route.path) for route in routes_of()}
-    assert registered == annotated | {("GET", "/api/v1/openapi.json"), ("GET", "/static/m.js")}
+    assert registered == annotated | {
+        ("GET", "/api/v1/openapi.json"), ("GET", "/static/wa.js"), ("GET", "/static/m.js"),
+    }  # fmt: skip
 
 
 def test_headers_fill_the_client_context() -> None:

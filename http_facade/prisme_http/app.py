@@ -32,7 +32,7 @@ from prisme_http.openapi import openapi_document
 from prisme_http.request_id import REQUEST_ID
 from prisme_http.routes import Route, routes_of
 from prisme_http.status import http_status
-from prisme_http.tracker import TRACKER_PATH, tracker
+from prisme_http.tracker import TRACKER_PATHS, tracker
 from prisme_http.transcode import NotUtf8, to_message
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ def create_app(config: FacadeConfig) -> web.Application:
     for route in routes_of():
         app.router.add_route(route.http_method, route.path, _handler(route))
     app.router.add_get(OPENAPI_PATH, _openapi)
-    app.router.add_get(TRACKER_PATH, tracker)
+    for path in TRACKER_PATHS:
+        app.router.add_get(path, tracker)
     return app
 
 

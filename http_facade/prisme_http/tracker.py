@@ -1,4 +1,6 @@
-"""``GET /static/m.js``: the tracker script, with caching headers and conditional requests.
+"""``GET /static/wa.js`` (and ``/static/m.js``, the same script, for sites that still name it
+so): the tracker, with caching headers and conditional requests. Its source is
+``http_facade/tracker/wa.js``, minified by ``make tracker``.
 
 Its answers ask for the client hints the service reads (`Accept-CH`): the ``Sec-CH-*``
 headers the proto binds, so the list cannot drift from what the core is given.
@@ -15,8 +17,8 @@ from aiohttp import web
 
 from prisme_http.routes import routes_of
 
-TRACKER_PATH = "/static/m.js"
-SCRIPT = files("prisme_http").joinpath("static", "m.js").read_bytes()
+TRACKER_PATHS = ("/static/wa.js", "/static/m.js")
+SCRIPT = files("prisme_http").joinpath("static", "wa.js").read_bytes()
 ETAG = '"' + hashlib.sha256(SCRIPT).hexdigest()[:16] + '"'
 CLIENT_HINTS = sorted(
     {
