@@ -177,8 +177,8 @@ async def test_the_client_sends_clicks_alone_and_in_batches(
                             "user_agent": FIREFOX, "client_ip": "81.2.3.9"}  # fmt: skip
     async with PrismeClient(core_target, token=TOKEN) as client:
         await client.send_pageview(**page)
-        await client.send_outbound_link("https://github.com/x", **page)
-        await client.send_file_download("http://localhost/a.pdf", **page)
+        await client.send_click(OutboundLink("https://github.com/x", **page))
+        await client.send_click(FileDownload("http://localhost/a.pdf", **page))
         results = await client.send_events(
             [OutboundLink("https://b.example/", **page),
              FileDownload("https://c.example/z", **page),

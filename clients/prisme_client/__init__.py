@@ -1,9 +1,17 @@
 """A typed asyncio client for `prisme.v1.EventService`, and the errors it raises."""
 
-from prisme_client.client import CustomEvent, FileDownload, OutboundLink, PageView, PrismeClient
+from prisme_client.client import (
+    Click,
+    CustomEvent,
+    FileDownload,
+    OutboundLink,
+    PageView,
+    PrismeClient,
+)
 from prisme_client.errors import PrismeError, error_from_rpc, error_from_status
 
 __all__ = [
+    "Click",
     "CustomEvent",
     "FileDownload",
     "OutboundLink",

@@ -65,20 +65,8 @@ class CustomEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class OutboundLink:
-    """A click on a link to another site, for `PrismeClient.send_events`."""
-
-    link: str
-    page_url: str
-    origin: str
-    user_agent: str
-    client_ip: str | None = None
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-@dataclass(frozen=True, slots=True)
-class FileDownload:
-    """A click on a file to download, for `PrismeClient.send_events`."""
+class Click:
+    """A click on ``url`` from the page at ``page_url``."""
 
     url: str
     page_url: str
@@ -86,6 +74,24 @@ class FileDownload:
     user_agent: str
     client_ip: str | None = None
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def event(self, event_id: str) -> pb.Event:
+        context = _context(self.page_url, self.origin, self.user_agent, self.client_ip, None)
+        if isinstance(self, OutboundLink):
+            link = pb.SendOutboundLinkRequest(context=context, link=self.url, event_id=event_id)
+            return pb.Event(outbound_link=link)
+        download = pb.SendFileDownloadRequest(context=context, url=self.url, event_id=event_id)
+        return pb.Event(file_download=download)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundLink(Click):
+    """A click on a link to another site, for `PrismeClient.send_events`."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileDownload(Click):
+    """A click on a file to download, for `PrismeClient.send_events`."""
 
 
 Event = PageView | CustomEvent | OutboundLink | FileDownload
@@ -163,35 +169,15 @@ class PrismeClient:
         request = _custom_request(event, event_id or event.event_id)
         await self._call(lambda stub, meta: stub.SendCustomEvent(request, **meta))
 
-    async def send_outbound_link(
-        self,
-        link: str,
-        *,
-        page_url: str,
-        origin: str,
-        user_agent: str,
-        client_ip: str | None = None,
-        event_id: str | None = None,
-    ) -> None:
-        """Records a click on a link to another site; returns once stored."""
-        click = OutboundLink(link, page_url, origin, user_agent, client_ip)
-        request = _outbound_request(click, event_id or click.event_id)
-        await self._call(lambda stub, meta: stub.SendOutboundLink(request, **meta))
-
-    async def send_file_download(
-        self,
-        url: str,
-        *,
-        page_url: str,
-        origin: str,
-        user_agent: str,
-        client_ip: str | None = None,
-        event_id: str | None = None,
-    ) -> None:
-        """Records a click on a file to download; returns once stored."""
-        click = FileDownload(url, page_url, origin, user_agent, client_ip)
-        request = _download_request(click, event_id or click.event_id)
-        await self._call(lambda stub, meta: stub.SendFileDownload(request, **meta))
+    async def send_click(self, click: Click) -> None:
+        """Records an `OutboundLink` or a `FileDownload` click; returns once stored."""
+        event = click.event(click.event_id)
+        if isinstance(click, OutboundLink):
+            link = event.outbound_link
+            await self._call(lambda stub, meta: stub.SendOutboundLink(link, **meta))
+        else:
+            download = event.file_download
+            await self._call(lambda stub, meta: stub.SendFileDownload(download, **meta))
 
     async def send_events(self, events: Sequence[Event]) -> list[PrismeError | None]:
         """Records many events in one call: None for each stored event, else its error."""
@@ -254,23 +240,11 @@ def _custom_request(event: CustomEvent, event_id: str) -> pb.SendCustomEventRequ
     return request
 
 
-def _outbound_request(click: OutboundLink, event_id: str) -> pb.SendOutboundLinkRequest:
-    context = _context(click.page_url, click.origin, click.user_agent, click.client_ip, None)
-    return pb.SendOutboundLinkRequest(context=context, link=click.link, event_id=event_id)
-
-
-def _download_request(click: FileDownload, event_id: str) -> pb.SendFileDownloadRequest:
-    context = _context(click.page_url, click.origin, click.user_agent, click.client_ip, None)
-    return pb.SendFileDownloadRequest(context=context, url=click.url, event_id=event_id)
-
-
 def _event(event: Event) -> pb.Event:
     if isinstance(event, PageView):
         return pb.Event(page_view=_pageview_request(event, event.event_id))
-    if isinstance(event, OutboundLink):
-        return pb.Event(outbound_link=_outbound_request(event, event.event_id))
-    if isinstance(event, FileDownload):
-        return pb.Event(file_download=_download_request(event, event.event_id))
+    if isinstance(event, Click):
+        return event.event(event.event_id)
     return pb.Event(custom_event=_custom_request(event, event.event_id))
 
 

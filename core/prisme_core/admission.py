@@ -29,6 +29,7 @@ from prisme_core.model import (
 )
 from prisme_core.ports import Clock, UserAgentParser
 from prisme_core.properties import parse_properties, query_properties
+from prisme_core.settings import LimitSettings
 from prisme_core.urls import Url
 from prisme_core.validate import (
     OriginRegistry,
@@ -111,6 +112,10 @@ class Admission:
     agents: UserAgentParser
     clock: Clock
     max_body_bytes: int
+
+    @classmethod
+    def of(cls, limits: LimitSettings, agents: UserAgentParser, clock: Clock) -> Admission:
+        return cls(OriginRegistry.of(limits.origins), agents, clock, limits.max_body_bytes)
 
     def pageview(self, event: PageViewInput) -> AdmittedPageView | Dropped:
         """The shared steps, then the status and the site's visitor id."""

@@ -58,7 +58,6 @@ from prisme_core.ports import Clock, EventStore
 from prisme_core.ratelimit import RateLimiter, rate_key
 from prisme_core.sessions import LiveSession, SessionTracker
 from prisme_core.settings import LimitSettings, SessionSettings, StoreSettings
-from prisme_core.validate import OriginRegistry
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -78,8 +77,7 @@ class Pipeline:
         self._deadline = stored.timeout
         self._store = store
         self._geo = enrichers.geo
-        origins = OriginRegistry.of(limits.origins)
-        self._admission = Admission(origins, enrichers.agents, clock, limits.max_body_bytes)
+        self._admission = Admission.of(limits, enrichers.agents, clock)
         self._ids = Identities(store)
         self._limiter = RateLimiter(limits.rate_limit_per_minute, time.monotonic)
         self._recent = RecentEvents()

@@ -39,34 +39,34 @@ ANSWERS = {
 }
 
 
-def _operation(route: Route) -> dict[str, Any]:
-    parameters: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in route.path_fields
-    ]
-    parameters += [
-        {
-            "name": header,
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": f"fills `{'.'.join(binding.path)}`",
-        }
-        for binding in route.headers
-        for header in binding.headers
-    ]
+def _parameter(name: str, where: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+def _parameters(route: Route) -> list[dict[str, Any]]:
+    """Path segments, headers, and on GET routes the query parameters, each field's."""
+    parameters = [_parameter(name, "path", f"fills `{name}`") for name in route.path_fields]
+    for binding in route.headers:
+        fills = f"fills `{'.'.join(binding.path)}`"
+        parameters += [_parameter(header, "header", fills) for header in binding.headers]
+        if route.reads_query:
+            parameters += [_parameter(name, "query", fills) for name in binding.query]
     if route.reads_query:
         parameters += [
-            {"name": name, "in": "query", "required": False, "schema": {"type": "string"},
-             "description": f"fills `{'.'.join(binding.path)}`"}
-            for binding in route.headers
-            for name in binding.query
-        ]  # fmt: skip
-        parameters += [
-            {"name": f"{mapping.prefix}{{key}}", "in": "query", "required": False,
-             "schema": {"type": "string"}, "description": "a property: a JSON value"}
+            _parameter(f"{mapping.prefix}{{key}}", "query", "a property: a JSON value")
             for mapping in route.query_maps
-        ]  # fmt: skip
+        ]
+    return parameters
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    parameters = _parameters(route)
     responses: dict[str, Any] = {"200": {"description": ANSWERS[route.answer]}}
     if route.answer is Answer.REDIRECT:
         responses["302"] = {"description": "to `url`, whether or not the click was recorded"}

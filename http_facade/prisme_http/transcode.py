@@ -47,12 +47,7 @@ def to_message(
         if found is not None:
             *where, field = binding.path
             _set(_parent(parents, tuple(where)), field, *found)
-    for mapping in route.query_maps:
-        *where, field = mapping.path
-        values = getattr(_parent(parents, tuple(where)), field)
-        for key, value in query.items():
-            if key.startswith(mapping.prefix) and len(key) > len(mapping.prefix):
-                _set_item(values, key[len(mapping.prefix) :], value, key)
+    _fill_query_maps(route, parents, query)
     for name in route.context_fields:
         context = getattr(message, name)
         context.client_ip = client_ip
@@ -70,6 +65,18 @@ def to_message(
         _set(http_body, "content_type", headers.get("Content-Type", ""), "Content-Type")
         http_body.data = body
     return message
+
+
+def _fill_query_maps(
+    route: Route, parents: dict[tuple[str, ...], Message], query: Mapping[str, str]
+) -> None:
+    """Every ``<prefix><key>`` parameter into its map field, at ``<key>``."""
+    for mapping in route.query_maps:
+        *where, field = mapping.path
+        values = getattr(_parent(parents, tuple(where)), field)
+        for key, value in query.items():
+            if key.startswith(mapping.prefix) and len(key) > len(mapping.prefix):
+                _set_item(values, key[len(mapping.prefix) :], value, key)
 
 
 def referer_origin(referer: str) -> str:
