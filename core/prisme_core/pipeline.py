@@ -61,6 +61,7 @@ from prisme_core.settings import LimitSettings, SessionSettings, StoreSettings
 
 T = TypeVar("T")
 E = TypeVar("E")
+G = TypeVar("G")
 
 
 class Pipeline:
@@ -132,27 +133,27 @@ class Pipeline:
 
     def pageview(self, event: PageViewInput) -> Outcome:
         admit = self._admission.pageview
-        return self._enter(lambda: admit(event), self._pageview_now, self._pageview_later)
+        return self._enter(admit, event, self._pageview_now, self._pageview_later)
 
     def custom_event(self, event: CustomEventInput) -> Outcome:
         admit = self._admission.custom_event
-        return self._enter(lambda: admit(event), self._joined_now, self._joined_later)
+        return self._enter(admit, event, self._joined_now, self._joined_later)
 
     def click(self, event: ClickInput) -> Outcome:
         """An outbound-link click or a file download."""
-        admit = self._admission.click
-        return self._enter(lambda: admit(event), self._joined_now, self._joined_later)
+        return self._enter(self._admission.click, event, self._joined_now, self._joined_later)
 
     def _enter(
         self,
-        admit: Callable[[], E | Dropped],
+        admit: Callable[[G], E | Dropped],
+        given: G,
         now: Callable[[E], PendingEvent | None],
         later: Callable[[E], Awaitable[None]],
     ) -> Outcome:
         """One event: admitted, then decided at once, or in a task of its own that loads what
         it waits for first."""
         try:
-            event = admit()
+            event = admit(given)
             if isinstance(event, Dropped):
                 return event
             return now(event) or PendingEvent(asyncio.ensure_future(later(event)))

@@ -135,8 +135,7 @@ class SessionTracker:
         stored = await self._store.find_session(device_id)
         if stored is None or stored.exit_timestamp + self._ttl <= now:
             return None
-        same = session is not None and session.key == stored.start.attributes.session_uuid
-        if session is not None and same:
+        if session is not None and session.key == stored.start.attributes.session_uuid:
             # Another instance extended our session: take its exit, keep our own accounting.
             if stored.exit_timestamp > session.exit_timestamp:
                 session.exit_path, session.exit_timestamp = stored.exit_path, stored.exit_timestamp
@@ -191,25 +190,25 @@ class SessionTracker:
         self._cache[device_id] = session
         self._cache.move_to_end(device_id)
         session.rekeyed = device_id
-        key = session.start.attributes.session_uuid
-        if key not in self._dirty:
-            self._dirty[key] = (session, time.monotonic())
+        self._mark_dirty(session)
 
     def identify(self, session: LiveSession, visitor_id: str) -> None:
         """The session's visitor id is ``visitor_id`` from now on: here at once, in the store
         with its next progress write."""
         session.attributes = replace(session.attributes, visitor_id=visitor_id)
         session.reidentified = visitor_id
-        if session.key not in self._dirty:
-            self._dirty[session.key] = (session, time.monotonic())
+        self._mark_dirty(session)
 
     def advance(self, session: LiveSession, path: str, at: datetime) -> None:
         session.pageviews += 1
         if at >= session.exit_timestamp:
             session.exit_path, session.exit_timestamp = path, at
-        key = session.start.attributes.session_uuid
-        if key not in self._dirty:
-            self._dirty[key] = (session, time.monotonic())
+        self._mark_dirty(session)
+
+    def _mark_dirty(self, session: LiveSession) -> None:
+        """The session has progress to write; it keeps its place if it already had."""
+        if session.key not in self._dirty:
+            self._dirty[session.key] = (session, time.monotonic())
 
     def advance_when_stored(
         self, session: LiveSession, path: str, at: datetime
@@ -235,7 +234,7 @@ class SessionTracker:
             device_id = session.start.device_id
             if self._cache.get(device_id) is session:
                 del self._cache[device_id]
-            self._dirty.pop(session.start.attributes.session_uuid, None)
+            self._dirty.pop(session.key, None)
 
     def start(self) -> None:
         ACTIVE_SESSIONS.set_function(lambda: len(self._cache))
@@ -263,7 +262,7 @@ class SessionTracker:
             chunk = ready[first : first + UPDATE_CHUNK]
             progress = [
                 SessionProgress(
-                    session_uuid=s.start.attributes.session_uuid,
+                    session_uuid=s.key,
                     exit_path=s.exit_path,
                     exit_timestamp=s.exit_timestamp,
                     added=s.pageviews - s.recorded,
@@ -293,7 +292,7 @@ class SessionTracker:
         horizon = self._clock.now() - self._ttl
         expired = [d for d, s in self._cache.items() if s.exit_timestamp <= horizon]
         for device_id in expired:
-            if self._cache[device_id].start.attributes.session_uuid not in self._dirty:
+            if self._cache[device_id].key not in self._dirty:
                 del self._cache[device_id]
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_INTERVAL

@@ -76,6 +76,11 @@ class Route:
     def reads_query(self) -> bool:
         return self.http_method == "GET"
 
+    @property
+    def noscript(self) -> bool:
+        """Reached by an ``<img>`` or a link, which send no ``Origin``."""
+        return self.answer is not Answer.JSON
+
 
 def routes_of(service_name: str = "EventService") -> tuple[Route, ...]:
     """The routes of every annotated method of ``prisme.v1.<service_name>``."""

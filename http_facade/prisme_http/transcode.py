@@ -15,7 +15,7 @@ from collections.abc import Mapping, MutableMapping
 
 from google.protobuf.message import Message
 
-from prisme_http.routes import Answer, Route
+from prisme_http.routes import Route
 
 
 class NotUtf8(ValueError):
@@ -51,7 +51,7 @@ def to_message(
     for name in route.context_fields:
         context = getattr(message, name)
         context.client_ip = client_ip
-        if route.answer is not Answer.JSON and not context.origin:
+        if route.noscript and not context.origin:
             _set(context, "origin", referer_origin(headers.get("Referer", "")), "Referer")
     for name in route.path_fields:
         _set(message, name, path_params[name], f"path segment {{{name}}}")
