@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -28,11 +29,16 @@ class EmbeddedStoreError(RuntimeError):
     pass
 
 
-def free_port(host: str) -> int:
+def free_port(host: str, taken: Collection[int] = ()) -> int:
+    """A port free on ``host`` now, other than the ``taken`` ones (chosen but not yet bound:
+    the system could hand one of them out again)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in taken:
+            return port
 
 
 def exit_with_parent() -> None:

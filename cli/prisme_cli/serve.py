@@ -52,7 +52,8 @@ def serve(settings: Settings) -> None:
             embedded = EmbeddedStore(Path(settings.store.data_dir))
             uri = embedded.start(die_with_parent=True)
             settings = replace(settings, store=replace(settings.store, mongodb_uri=uri))
-        metrics_port = free_port("127.0.0.1")
+        taken = {settings.grpc.hostport[1], settings.edge.port, settings.edge.admin_hostport[1]}
+        metrics_port = free_port("127.0.0.1", taken)
         # Started before this process has any gRPC thread: children are forked safely.
         core = _start_core(settings, metrics_port)
         runtime.run(_serve(settings, core, metrics_port))
