@@ -1,5 +1,6 @@
--- wrk script: page views from many visitors, a realistic mix of new sessions and internal
--- navigation, varied user agents, client IPs through a trusted X-Forwarded-For, an event id each.
+-- wrk script: page views from many visitors, a realistic mix of new sessions (each from a new
+-- device) and internal navigation, varied user agents, client IPs through a trusted
+-- X-Forwarded-For, an event id each.
 -- Counts 200s so the benchmark can compare them with what the store holds afterwards.
 
 local agents = {
@@ -30,6 +31,7 @@ function init(args)
   ok = 0
   math.randomseed(id * 7919 + os.time())
   last = {}
+  generation = {}
 end
 
 local function hex(n)
@@ -44,14 +46,19 @@ function request()
   local referrer = ""
   if last[v] ~= nil and math.random() > new_share then
     referrer = "http://localhost" .. last[v]
+  else
+    -- a new session is a new device (most are: the device key changes daily), so it is not a
+    -- reload of one of this visitor's tabs
+    generation[v] = ((generation[v] or 0) + 1) % 64
   end
   last[v] = page
+  local device = v * 64 + generation[v]
   local headers = {
     ["Origin"] = "http://localhost",
     ["X-Prisme-Referrer"] = "http://localhost" .. page .. (referrer == "" and "?utm_source=bench" or ""),
     ["X-Prisme-Document-Referrer"] = referrer,
     ["User-Agent"] = agents[(v % #agents) + 1],
-    ["X-Forwarded-For"] = string.format("81.%d.%d.%d", 1 + v % 200, math.floor(v / 200) % 250, 1 + v % 250),
+    ["X-Forwarded-For"] = string.format("81.%d.%d.%d", 1 + math.floor(device / 65536), math.floor(device / 256) % 256, device % 256),
     ["X-Prisme-Event-Id"] = hex(8) .. "-" .. hex(4) .. "-4" .. hex(3) .. "-8" .. hex(3) .. "-" .. hex(12),
   }
   return wrk.format("POST", "/api/v1/events/pageviews", headers)

@@ -173,20 +173,31 @@ async def test_progress_adds_pageviews_and_only_moves_the_exit_forward(
     assert (doc["exit_path"], doc["exit_timestamp"], doc["pageviews"]) == ("/late", later, 4)
 
 
-async def test_find_session_rebuilds_the_exit_from_pageviews(store: MongoEventStore) -> None:
-    old, start = _start(at=AT - timedelta(hours=1)), _start()
-    await store.insert_sessions([old, start])
+async def test_find_sessions_rebuilds_each_exit_from_pageviews(store: MongoEventStore) -> None:
+    older, start = _start(at=AT - timedelta(hours=1)), _start()
+    ended = _start(at=AT - timedelta(days=3))
+    await store.insert_sessions([older, start, ended, _start("D2")])
     views = [
         PageView(timestamp=AT + timedelta(seconds=i), path=f"/p{i}", session=start.attributes)
         for i in range(3)
     ]
     await store.insert_pageviews(views)
-    found = await store.find_session("D1")
-    assert found is not None
-    assert found.start == start  # the device's latest session
-    assert (found.exit_path, found.exit_timestamp) == ("/p2", AT + timedelta(seconds=2))
-    assert (found.pageviews, found.recorded_pageviews) == (3, 1)
-    assert await store.find_session("unknown-device") is None
+    found = await store.find_sessions(["D1", "unknown"], AT - timedelta(days=1), per_device=64)
+    assert list(found) == ["D1"]  # a device with none is absent; D2 was not asked about
+    newest, earlier = found["D1"]  # most recently begun first; the ended one is not live
+    assert (newest.start, earlier.start) == (start, older)
+    assert (newest.exit_path, newest.exit_timestamp) == ("/p2", AT + timedelta(seconds=2))
+    assert (newest.pageviews, newest.recorded_pageviews) == (3, 1)
+    assert (earlier.exit_path, earlier.pageviews) == ("/a", 1)
+
+
+async def test_find_sessions_keeps_each_device_to_its_limit(store: MongoEventStore) -> None:
+    """A device with many sessions neither exceeds the limit nor crowds out another's."""
+    crowded = [_start("D1", at=AT - timedelta(minutes=i)) for i in range(5)]
+    await store.insert_sessions([*crowded, _start("D2", at=AT - timedelta(hours=2))])
+    found = await store.find_sessions(["D1", "D2"], AT - timedelta(days=1), per_device=2)
+    assert [s.start for s in found["D1"]] == crowded[:2]
+    assert len(found["D2"]) == 1
 
 
 async def test_keys_are_created_once_and_shared(mongo_uri: str, database_name: str) -> None:
@@ -234,7 +245,7 @@ OPERATIONS: dict[str, Callable[[MongoEventStore], Awaitable[object]]] = {
     "ping": lambda store: store.ping(),
     "ensure_schema": lambda store: store.ensure_schema(),
     "insert": lambda store: store.insert_sessions([_start()]),
-    "find_session": lambda store: store.find_session("D1"),
+    "find_sessions": lambda store: store.find_sessions(["D1"], AT, per_device=64),
     "key": lambda store: store.key("device", None),
 }
 

@@ -203,7 +203,8 @@ async def test_external_referrer_starts_a_new_session(
     pipeline: Pipeline, store: InMemoryEventStore
 ) -> None:
     await record_pageview(pipeline, _context())
-    await record_pageview(pipeline, _context(referrer="https://www.search.example/?q=x"))
+    external = _context(page_url="https://example.com/b", referrer="https://www.search.example/")
+    await record_pageview(pipeline, external)
     first, second = store.pageviews
     assert second.session.session_uuid != first.session.session_uuid
     assert second.session.referrer_domain == "www.search.example"
@@ -211,7 +212,9 @@ async def test_external_referrer_starts_a_new_session(
 
 async def test_subdomain_is_external(pipeline: Pipeline, store: InMemoryEventStore) -> None:
     await record_pageview(pipeline, _context())
-    await record_pageview(pipeline, _context(referrer="https://www.example.com/"))
+    await record_pageview(
+        pipeline, _context(page_url="https://example.com/b", referrer="https://www.example.com/a")
+    )
     assert len(store.sessions) == 2
 
 
@@ -249,7 +252,7 @@ async def test_session_continues_across_midnight_with_its_visitor_id(
     await record_pageview(pipeline, _context())
     clock.advance(seconds=20)
     await record_pageview(pipeline, _context(referrer="https://example.com/a"))
-    await record_pageview(pipeline, _context())  # a new session on the new day
+    await record_pageview(pipeline, _context(page_url="https://example.com/b"))  # a new session
     before, continued, fresh = store.pageviews
     assert continued.session == before.session
     assert fresh.session.visitor_id != before.session.visitor_id
@@ -282,6 +285,7 @@ async def test_session_count_is_rebuilt_after_a_crash(
     crashed = _pipeline(store, clock)
     crashed.start()
     await record_pageview(crashed, _context())
+    clock.advance(seconds=5)
     await record_pageview(
         crashed, _context(page_url="https://example.com/b", referrer="https://example.com/a")
     )

@@ -52,6 +52,7 @@ FIELDS = [
      1800.0, "1d"),
     ("sessions.flush_interval", "PRISME_SESSIONSTORAGE_FLUSH_INTERVAL", 10.0, "2s", 2.0, "0"),
     ("sessions.events_timeout", "PRISME_API_EVENTS_TIMEOUT", 3.0, "1s", 1.0, "3"),
+    ("sessions.reload_window", "PRISME_SESSIONSTORAGE_RELOAD_WINDOW", 1800.0, "5m", 300.0, "-1m"),
     ("limits.origins", "PRISME_ORIGIN_REGISTRY_ORIGINS", frozenset(), " a.com, b.org ,,",
      frozenset({"a.com", "b.org"}), None),
     ("limits.rate_limit_per_minute", "PRISME_RATE_LIMIT_PER_MINUTE", 60, "120", 120, "-5"),

@@ -1,6 +1,6 @@
 """`wa.js`, the current Prisme tracker's interface, in headless Chromium on another origin:
 the site's visitor id and the page's status, clicks on outbound links and downloads (that
-never hold up navigation), custom events, manual mode, and the opt-out."""
+never hold up navigation), custom events, manual mode, the opt-out, and tabs."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ SITE = """<!doctype html>
 <a id="out" href="{other}/away?utm=x#part">elsewhere</a>
 <a id="file" href="/files/report.pdf?v=2" target="_blank">report</a>
 <a id="named" href="/export" download>export</a>
+<a id="next" href="/next-page">next</a>
 </body></html>
 """
 
@@ -137,3 +138,29 @@ async def test_wa_js_opt_out_sends_nothing(
         "/last",
     ]
     assert await mongo.events_custom.count_documents({}) == 0
+
+
+@pytest.mark.timeout(60)
+async def test_two_tabs_are_two_sessions_and_a_reload_one_more_page_view(
+    site: Callable[[str, str], str], core: CoreServer, mongo: AsyncDatabase[Document],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    async with chromium(tmp_path / "profile") as browser:
+        left, right = await browser.new_page(), await browser.new_page()
+        await left.goto(site("/left", ""))
+        await _count(mongo, "pageviews", 1)
+        await right.goto(site("/right", ""))
+        await _count(mongo, "pageviews", 2)
+        await _click(left, "#next")  # the left tab moves on within the site
+        await _count(mongo, "pageviews", 3)
+        await right.send("Page.reload")
+        await _count(mongo, "pageviews", 4)
+    await core.flush()
+    views = await mongo.pageviews.find({}).sort("timestamp").to_list()
+    tab_of = {view["path"]: view["session_uuid"] for view in views}
+    assert [view["path"] for view in views] == ["/left", "/right", "/next-page", "/right"]
+    assert tab_of["/left"] != tab_of["/right"]
+    assert tab_of["/next-page"] == tab_of["/left"]
+    assert views[3]["session_uuid"] == tab_of["/right"]  # the reload, in its tab's session
+    sessions = {s["session_uuid"]: s["pageviews"] async for s in mongo.sessions.find({})}
+    assert sessions == {tab_of["/left"]: 2, tab_of["/right"]: 2}

@@ -22,7 +22,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from prisme_core.errors import CoreError, StoreUnavailable
 from prisme_core.metrics import BATCH_SIZE, FLUSH_SECONDS
@@ -30,6 +30,15 @@ from prisme_core.metrics import BATCH_SIZE, FLUSH_SECONDS
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class Batcher(Protocol):
+    """Makes the `GroupCommit` called ``name`` over ``write``, configured and sharing a turn
+    at the store with the others."""
+
+    def __call__(
+        self, name: str, write: Callable[[Sequence[T]], Awaitable[None]]
+    ) -> GroupCommit[T]: ...
 
 
 class GroupCommit(Generic[T]):

@@ -8,14 +8,14 @@ future resolves once the event is stored.
 Every kind first takes the admission steps (`prisme_core.admission`: rate limit, origin,
 URLs, event id, bot). Then:
 
-- Page view: the session rule (`_decide`): a navigation within the site continues the
-  device's live session, any other page view (or one with no live session) begins a new one,
-  enriched by the ``put_*`` steps of `prisme_core.enrich`; the page view is stored with the
-  session's attributes, and the session advances once it is stored.
-- Custom event, outbound-link click, file download (events that join their session): the
-  device's live session, waited for a little when its page view is still in flight; stored
-  with the session's domain, visitor id and session id, and the event's own page. They never
-  change their session.
+- Page view: the session rule (`_decide`, by `SessionTracker.continued`): the page view
+  continues one of the device's live sessions (its tab) or begins a new one, enriched by the
+  ``put_*`` steps of `prisme_core.enrich`; the page view is stored with the session's
+  attributes, and the session advances once it is stored.
+- Custom event, outbound-link click, file download (events that join their session): one of
+  the device's live sessions (`SessionTracker.joined`), waited for a little when its page
+  view is still in flight; stored with the session's domain, visitor id and session id, and
+  the event's own page. They never change their session.
 
 Most events need nothing from the store (keys and the session are in memory) and are decided
 at once, without a task or a lock. The others first load what is missing, in a task that
@@ -75,6 +75,7 @@ class Pipeline:
         enrichers: Enrichers,
     ) -> None:
         self._session_wait = sessions.events_timeout
+        self._clock = clock
         self._deadline = stored.timeout
         self._store = store
         self._geo = enrichers.geo
@@ -84,14 +85,12 @@ class Pipeline:
         self._recent = RecentEvents()
         turn = asyncio.Lock()
         """One store call at a time: a batch waits for the store, not in its queue."""
-        self._sessions = SessionTracker(
-            store, clock, sessions.inactive_ttl, sessions.flush_interval, write_lock=turn
-        )
 
         def writer(name: str, write: Callable[[Sequence[T]], Awaitable[None]]) -> GroupCommit[T]:
             size, delay = stored.batch_max_size, stored.batch_max_timeout
             return GroupCommit(name, write, size, delay, stored.batch_max_queue, turn=turn)
 
+        self._sessions = SessionTracker(store, clock, sessions, writer, write_lock=turn)
         self._pageviews = writer("pageviews", store.insert_pageviews)
         self._session_starts = writer("sessions", store.insert_sessions)
         self._custom_events = writer("events_custom", store.insert_custom_events)
@@ -182,10 +181,9 @@ class Pipeline:
 
     async def _load_and_decide(self, visit: AdmittedPageView) -> None:
         admitted = visit.admitted
-        device_id = await self._ids.device_id(*admitted.device, admitted.now)
+        device_id, before = await self._device_ids(admitted)
         async with self._sessions.lock(device_id):
-            if admitted.internal:
-                await self._live(admitted, device_id)
+            await self._sessions.load(device_id, before, admitted.now)
             await self._ids.visitor_id(*admitted.device, admitted.now)
             pending = self._decide(visit, device_id, loaded=True)
         if pending is None:
@@ -193,23 +191,27 @@ class Pipeline:
         await settled(pending)
 
     def _decide(self, visit: AdmittedPageView, device_id: str, loaded: bool) -> PendingEvent | None:
-        """The session rule: a navigation within the site continues the device's live session;
-        any other page view, or one whose device has none, begins a new session. Decided from
-        memory: None when memory cannot tell, unless everything was ``loaded`` first."""
+        """The session rule (`SessionTracker.continued`): the page view continues one of the
+        device's live sessions, or begins one, enriched. Decided from memory: None when
+        memory cannot tell, unless everything was ``loaded`` first."""
         admitted, now = visit.admitted, visit.admitted.now
-        live = self._sessions.cached_live(device_id, now) if admitted.internal else None
-        if live is not None:
+        device = self._sessions.cached(device_id, now)
+        if device is None and not loaded:
+            return None  # the store may know sessions this process does not
+        path, referrer = admitted.page.path, admitted.referrer
+        came_from = referrer.path if admitted.internal and referrer is not None else None
+        live = None if device is None else self._sessions.continued(device, path, came_from, now)
+        if device is not None and live is not None:
+            self._sessions.touch(device, live, path, now)
             if visit.visitor_id is not None and visit.visitor_id != live.attributes.visitor_id:
                 self._sessions.identify(live, visit.visitor_id)
             return self._store_pageview(visit, live, None)
-        if admitted.internal and not loaded:
-            return None  # the store may know a session this process does not
         visitor_id = visit.visitor_id or self._ids.known_visitor_id(*admitted.device, now)
         if visitor_id is None:
             return None
         start = SessionStart(
             device_id=device_id,
-            entry_path=admitted.page.path,
+            entry_path=path,
             entry_timestamp=now,
             attributes=session_attributes(admitted, visitor_id, self._geo),
         )
@@ -238,17 +240,11 @@ class Pipeline:
         if starting is not None:
             self._session_starts.withdraw(starting)
 
-    async def _live(self, admitted: Admitted, device_id: str) -> LiveSession | None:
-        """The device's live session, found under the day's device key or, begun before
-        midnight, under the previous day's (then kept under the day's in this process)."""
-        session = await self._sessions.live(device_id, admitted.now)
-        if session is not None:
-            return session
-        before = await self._ids.device_id(*admitted.device, admitted.now, days_back=1)
-        session = await self._sessions.live(before, admitted.now)
-        if session is not None:
-            self._sessions.alias(session, device_id)
-        return session
+    async def _device_ids(self, admitted: Admitted) -> tuple[str, str]:
+        """The device's id under the day's key, and under the previous day's (its sessions
+        begun before midnight)."""
+        device_id = await self._ids.device_id(*admitted.device, admitted.now)
+        return device_id, await self._ids.device_id(*admitted.device, admitted.now, days_back=1)
 
     def _joined_now(self, event: JoiningEvent) -> PendingEvent | None:
         """An event that joins its session (a custom event, a click), stored at once if the
@@ -257,7 +253,9 @@ class Pipeline:
         if admitted.key is not None and self._recent.knows(admitted.key):
             return None
         device_id = self._ids.known_device_id(*admitted.device, admitted.now)
-        session = None if device_id is None else self._sessions.cached_live(device_id, admitted.now)
+        device = None if device_id is None else self._sessions.cached(device_id, admitted.now)
+        path = admitted.page.path
+        session = None if device is None else self._sessions.joined(device, path, admitted.now)
         if session is None or not session.is_stored:
             return None
         pending = self._store_joined(event, session)
@@ -267,11 +265,14 @@ class Pipeline:
 
     async def _joined_later(self, event: JoiningEvent) -> None:
         """Waits for the event's session (its page view may still be in flight), then stores."""
-        admitted = event.admitted
-        device_id = await self._ids.device_id(*admitted.device, admitted.now)
-        session = await self._live(admitted, device_id)
+        admitted, path = event.admitted, event.admitted.page.path
+        device_id, before = await self._device_ids(admitted)
+        device = await self._sessions.load(device_id, before, admitted.now)
+        session = self._sessions.joined(device, path, admitted.now)
         if session is None:
-            session = await self._sessions.wait_live(device_id, within=self._session_wait)
+            waited = await self._sessions.wait_live(device_id, before, self._session_wait)
+            if waited is not None:
+                session = self._sessions.joined(waited, path, self._clock.now())
         if session is None:
             raise SessionNotFound(self._session_wait)
         async with store_deadline(self._deadline):

@@ -41,8 +41,12 @@ class EventStore(Protocol):
     async def update_sessions(self, progress: Sequence[SessionProgress]) -> None:
         """Adds page views to sessions and moves their exit forward (never backward)."""
 
-    async def find_session(self, device_id: str) -> StoredSession | None:
-        """The device's most recent session, with its exit state rebuilt from its page views."""
+    async def find_sessions(
+        self, device_ids: Sequence[str], active_after: datetime, per_device: int
+    ) -> dict[str, list[StoredSession]]:
+        """The sessions of each device whose document's exit is after ``active_after``, at
+        most ``per_device`` of the most recently begun, with their exit state rebuilt from
+        their page views; a device with none is absent."""
 
     async def forget_devices(self, ended_before: datetime) -> None:
         """Removes the device id of every session whose exit is before ``ended_before``."""

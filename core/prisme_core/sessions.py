@@ -1,10 +1,14 @@
 """`SessionTracker`: live sessions, cached in process and durable in the store.
 
-A session is looked up by device id. The cache answers most page views; on a miss (a restart,
-a crash, another instance started the session) the store answers, with the exit state rebuilt
-from the session's page views. A new session's document is written together with its first
-page view; later progress (exit path and time, page view count) is written behind, coalesced
-to one update per session per flush, at most ``flush_interval`` late, and flushed on close.
+A device (a user agent at an address, on one site) has up to `MAX_SESSIONS_PER_DEVICE` live
+sessions at once, one per tab, kept as a `Device`. Which one a page view continues, or an
+event joins, is decided by `SessionTracker.continued` and `SessionTracker.joined` (DESIGN
+§11). The cache answers most events; on a miss (a new device, a restart, a crash, another
+instance began the sessions) the store answers, with the exit state rebuilt from the
+sessions' page views, looking up every device that missed meanwhile in one query. A new
+session's document is written together with its first page view; later progress (exit path
+and time, page view count) is written behind, coalesced to one update per session per flush,
+at most ``flush_interval`` late, and flushed on close.
 
 Callers hold `lock(device_id)` while deciding, so one device's page views are decided one at a
 time in this process.
@@ -19,18 +23,22 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from prisme_core.batching import Batcher
 from prisme_core.errors import CoreError
 from prisme_core.metrics import ACTIVE_SESSIONS, AWAITING_SESSION
 from prisme_core.model import SessionAttributes, SessionProgress, SessionStart, StoredSession
 from prisme_core.ports import Clock, EventStore
+from prisme_core.settings import SessionSettings
 
 logger = logging.getLogger(__name__)
 
+MAX_SESSIONS_PER_DEVICE = 64
+"""Live sessions (tabs) kept per device; past it the least recently active is forgotten."""
 UPDATE_CHUNK = 5
 """Session updates per store call: small, because an event batch that comes after a chunk
 waits for all of it; smaller chunks pay the per-command cost too often (measured in
@@ -49,6 +57,7 @@ class LiveSession:
     start: SessionStart
     exit_path: str
     exit_timestamp: datetime
+    """The exit of the page views stored: what the next progress write says."""
     pageviews: int
     recorded: int
     """Page views the session document already counts."""
@@ -60,9 +69,14 @@ class LiveSession:
     """A visitor id the site gave in place of the session's, for the next progress write."""
     attributes: SessionAttributes = field(init=False)
     """What the session's events repeat: its start's, with the visitor id the site gave last."""
+    latest_path: str = field(init=False)
+    """The page of its latest page view, stored or on its way: where its tab is now."""
+    active_at: datetime = field(init=False)
+    """When its latest page view arrived; it is live for the inactivity limit after."""
 
     def __post_init__(self) -> None:
         self.attributes = self.start.attributes
+        self.latest_path, self.active_at = self.exit_path, self.exit_timestamp
 
     @property
     def key(self) -> UUID:
@@ -81,23 +95,69 @@ class LiveSession:
             await asyncio.shield(self.persisted)  # shared: one waiter's deadline is not all's
 
 
+class Device:
+    """One device's live sessions (its tabs), least recently active first."""
+
+    __slots__ = ("sessions",)
+
+    def __init__(self) -> None:
+        self.sessions: OrderedDict[UUID, LiveSession] = OrderedDict()
+
+    def at(self, path: str, active_after: datetime) -> LiveSession | None:
+        """The most recently active session showing ``path``, active after ``active_after``."""
+        for session in reversed(self.sessions.values()):
+            if session.latest_path == path and session.active_at > active_after:
+                return session
+        return None
+
+    def latest(self, active_after: datetime) -> LiveSession | None:
+        """The most recently active session, if active after ``active_after``."""
+        for session in reversed(self.sessions.values()):
+            return session if session.active_at > active_after else None
+        return None
+
+    def add(self, session: LiveSession) -> int:
+        """Keeps ``session`` as the most recently active, forgetting the least recently
+        active past the limit; returns how many more sessions the device has."""
+        sessions, before = self.sessions, len(self.sessions)
+        sessions[session.key] = session
+        sessions.move_to_end(session.key)
+        while len(sessions) > MAX_SESSIONS_PER_DEVICE:
+            sessions.popitem(last=False)  # a dirty one stays in _dirty until flushed
+        return len(sessions) - before
+
+
+@dataclass(eq=False, slots=True)
+class _Lookup:
+    """The devices (under the day's key and the day before's) one cache miss asks about."""
+
+    device_ids: tuple[str, ...]
+    found: dict[str, list[StoredSession]] = field(default_factory=dict)
+
+
 class SessionTracker:
     def __init__(
         self,
         store: EventStore,
         clock: Clock,
-        inactive_ttl: float,
-        flush_interval: float,
-        max_cached: int = 200_000,
-        write_lock: asyncio.Lock | None = None,
+        settings: SessionSettings,
+        batch: Batcher,
+        write_lock: asyncio.Lock,
+        max_cached: int = 500_000,
     ) -> None:
         self._store = store
         self._clock = clock
-        self._ttl = timedelta(seconds=inactive_ttl)
-        self._flush_interval = flush_interval
+        self._ttl = timedelta(seconds=settings.inactive_ttl)
+        self._reload_window = timedelta(seconds=settings.reload_window)
+        self._flush_interval = settings.flush_interval
         self._max_cached = max_cached
-        self._write_lock = write_lock or asyncio.Lock()
-        self._cache: OrderedDict[str, LiveSession] = OrderedDict()
+        """Sessions kept in memory, over every device."""
+        self._write_lock = write_lock
+        self._devices: OrderedDict[str, Device] = OrderedDict()
+        """Cached devices, least recently used first."""
+        self._cached = 0
+        """Sessions in ``_devices``."""
+        self._lookups = batch("session_lookups", self._find)
         self._dirty: dict[UUID, tuple[LiveSession, float]] = {}
         """Sessions with progress to write, by session id, and since when (monotonic), oldest
         first."""
@@ -119,48 +179,98 @@ class SessionTracker:
         lock = self._locks.get(device_id)
         return lock is not None and lock.locked()
 
-    def cached_live(self, device_id: str, now: datetime) -> LiveSession | None:
-        """The device's live session if the cache has it, else None (`live` asks the store)."""
-        session = self._cache.get(device_id)
-        if session is None or session.exit_timestamp + self._ttl <= now:
-            return None
-        self._cache.move_to_end(device_id)
-        return session
+    def continued(
+        self, device: Device, path: str, internal_from: str | None, now: datetime
+    ) -> LiveSession | None:
+        """The session a page view of ``path`` continues, if any. A navigation within the
+        site (``internal_from``, the referrer's path) continues the session whose tab shows
+        the page it came from, else one showing its own page (a reload, a duplicated tab).
+        A direct or external page view continues a session showing its page only as a
+        reload: within the reload window."""
+        live = now - self._ttl
+        if internal_from is not None:
+            return device.at(internal_from, live) or device.at(path, live)
+        return device.at(path, max(live, now - self._reload_window))
 
-    async def live(self, device_id: str, now: datetime) -> LiveSession | None:
-        """The device's live session: from the cache, else from the store; None if none."""
-        if (live := self.cached_live(device_id, now)) is not None:
-            return live
-        session = self._cache.get(device_id)
-        stored = await self._store.find_session(device_id)
-        if stored is None or stored.exit_timestamp + self._ttl <= now:
+    def joined(self, device: Device, path: str, now: datetime) -> LiveSession | None:
+        """The session an event on ``path`` joins: the one showing its page, else the most
+        recently active."""
+        live = now - self._ttl
+        return device.at(path, live) or device.latest(live)
+
+    def cached(self, device_id: str, now: datetime) -> Device | None:
+        """The device's sessions if the cache has a live one, else None (`load` asks the
+        store)."""
+        device = self._devices.get(device_id)
+        if device is None or device.latest(now - self._ttl) is None:
             return None
-        if session is not None and session.key == stored.start.attributes.session_uuid:
-            # Another instance extended our session: take its exit, keep our own accounting.
-            if stored.exit_timestamp > session.exit_timestamp:
-                session.exit_path, session.exit_timestamp = stored.exit_path, stored.exit_timestamp
-            return self._remember(session)
-        return self._remember(_from_store(stored))
+        self._devices.move_to_end(device_id)
+        return device
+
+    async def load(self, device_id: str, earlier_id: str, now: datetime) -> Device:
+        """The device's sessions: from the cache if it has a live one, else from the store,
+        with those begun under the previous day's key (``earlier_id``), found under the day's
+        from now on."""
+        if (device := self.cached(device_id, now)) is not None:
+            return device
+        lookup = _Lookup((device_id, earlier_id))
+        await self._lookups.write(lookup)
+        known = {
+            session.key: session
+            for cached in map(self._devices.get, lookup.device_ids)
+            if cached is not None
+            for session in cached.sessions.values()
+        }
+        found = [s for stored in lookup.found.values() for s in stored]
+        for stored in sorted(found, key=lambda s: s.exit_timestamp):
+            session = known.pop(stored.start.attributes.session_uuid, None)
+            if session is None:
+                session = _from_store(stored)
+            elif stored.exit_timestamp > session.active_at:  # another instance extended it
+                session.latest_path = session.exit_path = stored.exit_path
+                session.active_at = session.exit_timestamp = stored.exit_timestamp
+            known[session.key] = session
+        device = Device()
+        for session in sorted(known.values(), key=lambda s: s.active_at):
+            if session.start.device_id != device_id and session.rekeyed != device_id:
+                session.rekeyed = device_id
+                self._mark_dirty(session)
+            device.add(session)
+        self._forget(earlier_id)
+        self._forget(device_id)
+        return self._remember(device_id, device)
+
+    async def _find(self, lookups: Sequence[_Lookup]) -> None:
+        """Asks the store about every device of ``lookups`` at once."""
+        device_ids = list(dict.fromkeys(d for lookup in lookups for d in lookup.device_ids))
+        active_after = self._clock.now() - self._ttl - timedelta(seconds=self._flush_interval)
+        found = await self._store.find_sessions(device_ids, active_after, MAX_SESSIONS_PER_DEVICE)
+        for lookup in lookups:
+            lookup.found = {d: found[d] for d in lookup.device_ids if d in found}
 
     async def wait_live(
-        self, device_id: str, within: float, poll: float = STORE_POLL
-    ) -> LiveSession | None:
-        """The device's live session, waiting up to ``within`` seconds for one to begin: here
-        (woken at once) or on another instance (seen by polling the store)."""
+        self, device_id: str, earlier_id: str, within: float, poll: float = STORE_POLL
+    ) -> Device | None:
+        """The device's sessions once it has a live one, waiting up to ``within`` seconds for
+        one to begin: here (woken at once) or on another instance (seen by polling the
+        store)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         arrived, waiters = self._arrivals.get(device_id, (asyncio.Event(), 0))
         self._arrivals[device_id] = (arrived, waiters + 1)
         AWAITING_SESSION.inc()
         try:
-            while (session := await self.live(device_id, self._clock.now())) is None:
+            while True:
+                now = self._clock.now()
+                device = await self.load(device_id, earlier_id, now)
+                if device.latest(now - self._ttl) is not None:
+                    return device
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(arrived.wait(), min(remaining, poll))
                     arrived.clear()  # woken: every waiter looks again; the next wait is fresh
-            return session
         finally:
             AWAITING_SESSION.dec()
             arrived, waiters = self._arrivals[device_id]
@@ -170,7 +280,8 @@ class SessionTracker:
                 self._arrivals[device_id] = (arrived, waiters - 1)
 
     def begin(self, start: SessionStart, write: asyncio.Future[None]) -> LiveSession:
-        """Tracks a new session whose document ``write`` is storing."""
+        """Tracks a new session whose document ``write`` is storing, as its device's most
+        recently active."""
         session = LiveSession(
             start=start,
             exit_path=start.entry_path,
@@ -180,17 +291,20 @@ class SessionTracker:
             persisted=write,
         )
         write.add_done_callback(lambda done: self._forget_if_failed(session, done))
-        if (arrival := self._arrivals.get(start.device_id)) is not None:
+        device_id = start.device_id
+        device = self._devices.get(device_id)
+        if device is None:
+            device = self._remember(device_id, Device())
+        self._cached += device.add(session)
+        self._trim()
+        if (arrival := self._arrivals.get(device_id)) is not None:
             arrival[0].set()
-        return self._remember(session)
+        return session
 
-    def alias(self, session: LiveSession, device_id: str) -> None:
-        """Finds ``session`` under ``device_id`` (the day's device key) from now on: at once
-        in this process, and in the store with its next progress write."""
-        self._cache[device_id] = session
-        self._cache.move_to_end(device_id)
-        session.rekeyed = device_id
-        self._mark_dirty(session)
+    def touch(self, device: Device, session: LiveSession, path: str, at: datetime) -> None:
+        """A page view of ``path`` continues ``session``: its tab shows ``path`` from now on."""
+        session.latest_path, session.active_at = path, max(at, session.active_at)
+        self._cached += device.add(session)
 
     def identify(self, session: LiveSession, visitor_id: str) -> None:
         """The session's visitor id is ``visitor_id`` from now on: here at once, in the store
@@ -221,23 +335,35 @@ class SessionTracker:
 
         return advance
 
-    def _remember(self, session: LiveSession) -> LiveSession:
-        device_id = session.start.device_id
-        self._cache[device_id] = session
-        self._cache.move_to_end(device_id)
-        while len(self._cache) > self._max_cached:
-            self._cache.popitem(last=False)  # a dirty session stays in _dirty until flushed
-        return session
+    def _remember(self, device_id: str, device: Device) -> Device:
+        self._devices[device_id] = device
+        self._devices.move_to_end(device_id)
+        self._cached += len(device.sessions)
+        self._trim()
+        return device
+
+    def _forget(self, device_id: str) -> None:
+        device = self._devices.pop(device_id, None)
+        if device is not None:
+            self._cached -= len(device.sessions)
+
+    def _trim(self) -> None:
+        """Forgets the least recently used devices while the cache holds too many sessions;
+        their progress stays in ``_dirty`` until flushed, and the store finds them again."""
+        while self._cached > self._max_cached and len(self._devices) > 1:
+            self._cached -= len(self._devices.popitem(last=False)[1].sessions)
 
     def _forget_if_failed(self, session: LiveSession, write: asyncio.Future[None]) -> None:
         if write.cancelled() or write.exception() is not None:
-            device_id = session.start.device_id
-            if self._cache.get(device_id) is session:
-                del self._cache[device_id]
+            device = self._devices.get(session.start.device_id)
+            if device is not None and device.sessions.get(session.key) is session:
+                del device.sessions[session.key]
+                self._cached -= 1
             self._dirty.pop(session.key, None)
 
     def start(self) -> None:
-        ACTIVE_SESSIONS.set_function(lambda: len(self._cache))
+        ACTIVE_SESSIONS.set_function(lambda: self._cached)
+        self._lookups.start()
         self._task = asyncio.create_task(self._run(), name="session-flush")
 
     async def _run(self) -> None:
@@ -290,10 +416,13 @@ class SessionTracker:
     def _drop_expired(self) -> None:
         self._locks = {d: lock for d, lock in self._locks.items() if lock.locked()}
         horizon = self._clock.now() - self._ttl
-        expired = [d for d, s in self._cache.items() if s.exit_timestamp <= horizon]
-        for device_id in expired:
-            if self._cache[device_id].key not in self._dirty:
-                del self._cache[device_id]
+        for device_id, device in list(self._devices.items()):
+            ended = [k for k, s in device.sessions.items() if s.active_at <= horizon]
+            for key in ended:
+                del device.sessions[key]  # a dirty one stays in _dirty until flushed
+            self._cached -= len(ended)
+            if not device.sessions:
+                del self._devices[device_id]
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_INTERVAL
             self._sweeping = asyncio.create_task(self.forget_ended(), name="session-sweep")
@@ -310,6 +439,7 @@ class SessionTracker:
 
     async def close(self) -> None:
         """Stops the periodic flush and writes what is left."""
+        await self._lookups.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

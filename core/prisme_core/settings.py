@@ -248,7 +248,7 @@ class StoreSettings:
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
     """How long a session lives, how often its progress is written, how long a custom event
-    waits for it."""
+    waits for it, how recent a reload is."""
 
     inactive_ttl: float = setting(
         "PRISME_SESSIONSTORAGE_SESSION_INACTIVE_TTL", _positive_duration, 24 * 3600.0
@@ -258,6 +258,11 @@ class SessionSettings:
     )
     events_timeout: float = setting("PRISME_API_EVENTS_TIMEOUT", _positive_duration, 3.0)
     """Longest wait of a custom event for its session's page view."""
+    reload_window: float = setting(
+        "PRISME_SESSIONSTORAGE_RELOAD_WINDOW", _positive_duration, 30 * 60.0
+    )
+    """How recent a session's last page view must be for a direct or external page view of
+    the same page to be its reload."""
 
 
 @dataclass(frozen=True, slots=True)

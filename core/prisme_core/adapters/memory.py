@@ -77,12 +77,23 @@ class InMemoryEventStore:
                 recorded_pageviews=stored.recorded_pageviews + update.added,
             )
 
-    async def find_session(self, device_id: str) -> StoredSession | None:
+    async def find_sessions(
+        self, device_ids: Sequence[str], active_after: datetime, per_device: int
+    ) -> dict[str, list[StoredSession]]:
         self._check()
-        mine = [s for s in self.sessions.values() if s.start.device_id == device_id]
-        if not mine:
-            return None
-        stored = max(mine, key=lambda s: s.start.entry_timestamp)
+        found: dict[str, list[StoredSession]] = {}
+        for device_id in device_ids:
+            mine = [
+                s
+                for s in self.sessions.values()
+                if s.start.device_id == device_id and s.exit_timestamp > active_after
+            ]
+            mine.sort(key=lambda s: s.start.entry_timestamp, reverse=True)
+            if mine:
+                found[device_id] = [self._rebuilt(s) for s in mine[:per_device]]
+        return found
+
+    def _rebuilt(self, stored: StoredSession) -> StoredSession:
         uuid = stored.start.attributes.session_uuid
         views = [p for p in self.pageviews if p.session.session_uuid == uuid]
         last = max(views, key=lambda p: p.timestamp, default=None)

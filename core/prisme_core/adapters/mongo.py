@@ -262,23 +262,45 @@ class MongoEventStore:
                 {"$unset": {"device_id": ""}},
             )
 
-    async def find_session(self, device_id: str) -> StoredSession | None:
-        with map_pymongo_errors("find a session"):
-            doc = await self._db[SESSIONS].find_one(
-                {"device_id": device_id}, sort=[("entry_timestamp", DESCENDING)]
-            )
-            if doc is None:
-                return None
-            by_session = {"session_uuid": doc["session_uuid"]}
-            last = await self._db[PAGEVIEWS].find_one(
-                by_session, {"timestamp": 1, "path": 1}, sort=[("timestamp", DESCENDING)]
-            )
-            count = await self._db[PAGEVIEWS].count_documents(by_session)
+    async def find_sessions(
+        self, device_ids: Sequence[str], active_after: datetime, per_device: int
+    ) -> dict[str, list[StoredSession]]:
+        """One query for every device (several when one device's sessions would crowd out the
+        others'), then each session's exit rebuilt from its page views."""
+        live = {"exit_timestamp": {"$gt": active_after}}
+        newest = [("entry_timestamp", DESCENDING)]
+        limit = per_device * len(device_ids)
+        with map_pymongo_errors("find sessions"):
+            sessions = self._db[SESSIONS]
+            docs = await sessions.find(
+                {"device_id": {"$in": list(device_ids)}} | live, sort=newest, limit=limit
+            ).to_list()
+            if len(docs) == limit and len(device_ids) > 1:
+                docs = []
+                for device_id in device_ids:
+                    docs += await sessions.find(
+                        {"device_id": device_id} | live, sort=newest, limit=per_device
+                    ).to_list()
+            found: dict[str, list[StoredSession]] = {}
+            for doc in docs:
+                mine = found.setdefault(doc["device_id"], [])
+                if len(mine) < per_device:
+                    mine.append(await self._rebuilt(doc))
+        return found
+
+    async def _rebuilt(self, doc: Document) -> StoredSession:
+        """The session of ``doc``, its exit and count rebuilt from its page views: progress
+        is written behind, so after a crash (or from another instance) the document lags."""
+        by_session = {"session_uuid": doc["session_uuid"]}
+        last = await self._db[PAGEVIEWS].find_one(
+            by_session, {"timestamp": 1, "path": 1}, sort=[("timestamp", DESCENDING)]
+        )
+        count = await self._db[PAGEVIEWS].count_documents(by_session)
         exit_path, exit_timestamp = doc["exit_path"], doc["exit_timestamp"]
         if last is not None and last["timestamp"] > exit_timestamp:
             exit_path, exit_timestamp = last["path"], last["timestamp"]
         start = SessionStart(
-            device_id=device_id,
+            device_id=doc["device_id"],
             entry_path=doc["entry_path"],
             entry_timestamp=doc["entry_timestamp"],
             attributes=SessionAttributes(**{name: doc[name] for name in ATTRIBUTE_FIELDS}),
