@@ -191,6 +191,15 @@ async def test_find_sessions_rebuilds_each_exit_from_pageviews(store: MongoEvent
     assert (earlier.exit_path, earlier.pageviews) == ("/a", 1)
 
 
+async def test_active_devices_are_those_of_sessions_that_exit_after_a_time(
+    store: MongoEventStore,
+) -> None:
+    await store.insert_sessions([_start("D1"), _start("D2", at=AT - timedelta(hours=1))])
+    assert await store.active_devices(AT - timedelta(minutes=30)) == {"D1"}
+    await store.forget_devices(ended_before=AT + timedelta(seconds=1))
+    assert await store.active_devices(AT - timedelta(days=1)) == set()  # nothing to find them by
+
+
 async def test_find_sessions_keeps_each_device_to_its_limit(store: MongoEventStore) -> None:
     """A device with many sessions neither exceeds the limit nor crowds out another's."""
     crowded = [_start("D1", at=AT - timedelta(minutes=i)) for i in range(5)]
@@ -246,6 +255,7 @@ OPERATIONS: dict[str, Callable[[MongoEventStore], Awaitable[object]]] = {
     "ensure_schema": lambda store: store.ensure_schema(),
     "insert": lambda store: store.insert_sessions([_start()]),
     "find_sessions": lambda store: store.find_sessions(["D1"], AT, per_device=64),
+    "active_devices": lambda store: store.active_devices(AT),
     "key": lambda store: store.key("device", None),
 }
 

@@ -4,18 +4,29 @@ rules over HTTP and gRPC against the real store are in tests/test_current_prisme
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
 from prisme_core.adapters.memory import InMemoryEventStore
+from prisme_core.batching import Batcher, GroupCommit
 from prisme_core.errors import SessionNotFound
-from prisme_core.model import ClickInput, ClickKind, CustomEventInput, PageViewInput
+from prisme_core.model import (
+    ClickInput,
+    ClickKind,
+    CustomEventInput,
+    PageViewInput,
+    SessionStart,
+)
 from prisme_core.pipeline import Pipeline
 from prisme_core.ports import FixedClock
-from prisme_core.sessions import MAX_SESSIONS_PER_DEVICE
+from prisme_core.sessions import MAX_SESSIONS_PER_DEVICE, SessionTracker
+from prisme_core.settings import SessionSettings
 
+from tests.support import until
+from tests.test_mongo_store import _attributes
 from tests.test_pipeline import _context, _pipeline, _settled, record_pageview
 
 START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -239,3 +250,53 @@ async def test_a_page_view_still_being_stored_moves_its_tab_at_once(
     await _settled(then)
     await pipeline.close()
     assert {p.session.session_uuid for p in store.pageviews} == {first}
+
+
+async def test_a_new_device_s_direct_page_view_asks_the_store_nothing_once_it_said_enough(
+    view: Browse, pipeline: Pipeline, store: InMemoryEventStore
+) -> None:
+    """Once the store said which devices were active within the reload window before this
+    process started, a device seen by neither begins its session without a lookup."""
+    await until(lambda: pipeline.knows_sessions_elsewhere)
+    await view("/first")  # the day's keys are loaded by the first lookup
+    asked = store.lookups
+    for ip in ("84.200.69.81", "84.200.69.82"):
+        await record_pageview(pipeline, _context(page_url=SITE + "/p1", ip=ip))
+    assert store.lookups == asked
+    internal = _context(page_url=SITE + "/p2", referrer=SITE + "/p1", ip="84.200.69.83")
+    await record_pageview(pipeline, internal)  # an older tab could be live: asked
+    assert store.lookups == asked + 1
+    assert len(store.sessions) == 4
+
+
+async def test_a_reload_after_a_restart_finds_its_tab_in_the_store(
+    store: InMemoryEventStore, clock: FixedClock
+) -> None:
+    first = _pipeline(store, clock)
+    first.start()
+    tab = await browsing(first, clock, store)("/tab")
+    await first.close()
+    second = _pipeline(store, clock)
+    second.start()
+    await until(lambda: second.knows_sessions_elsewhere)
+    assert await browsing(second, clock, store)("/tab") == tab
+    await second.close()
+
+
+async def test_a_device_forgotten_by_the_cache_is_looked_up_again(clock: FixedClock) -> None:
+    store = InMemoryEventStore()
+    batch: Batcher = lambda name, write: GroupCommit(name, write, 10, 0.001, 100)  # noqa: E731
+    tracker = SessionTracker(store, clock, SessionSettings(), batch, asyncio.Lock(), max_cached=1)
+    tracker.start()
+    try:
+        await until(lambda: tracker.knows_elsewhere)
+        for device_id in ("D1", "D2"):
+            start = SessionStart(device_id, "/a", clock.now(), _attributes())
+            written = asyncio.get_running_loop().create_future()
+            written.set_result(None)
+            tracker.begin(start, written)
+        assert tracker.unseen("D3")
+        assert not tracker.unseen("D2")  # cached
+        assert not tracker.unseen("D1")  # forgotten here: the store may have it
+    finally:
+        await tracker.close()

@@ -60,10 +60,11 @@ class Identities:
         return keyed_hash(await self._key(name, expires), user_agent, client_ip, host)
 
     def known_device_id(
-        self, user_agent: str, client_ip: str, host: str, at: datetime
+        self, user_agent: str, client_ip: str, host: str, at: datetime, days_back: int = 0
     ) -> str | None:
-        """`device_id` if the day's key is in memory, else None."""
-        key = self._keys.get(_day_key(DEVICE_KEY, at)[0])
+        """`device_id` if the day's key (or that of ``days_back`` days before) is in memory,
+        else None."""
+        key = self._keys.get(_day_key(DEVICE_KEY, at, days_back)[0])
         return None if key is None else keyed_hash(key, user_agent, client_ip, host)
 
     async def visitor_id(self, user_agent: str, client_ip: str, host: str, at: datetime) -> str:

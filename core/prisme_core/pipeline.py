@@ -100,6 +100,11 @@ class Pipeline:
         }
 
     @property
+    def knows_sessions_elsewhere(self) -> bool:
+        """Whether a new device's first page view is decided without asking the store."""
+        return self._sessions.knows_elsewhere
+
+    @property
     def store_deadline(self) -> float:
         """Longest wait for the store on one event before answering 503."""
         return self._deadline
@@ -196,7 +201,7 @@ class Pipeline:
         memory cannot tell, unless everything was ``loaded`` first."""
         admitted, now = visit.admitted, visit.admitted.now
         device = self._sessions.cached(device_id, now)
-        if device is None and not loaded:
+        if device is None and not loaded and not self._unseen(admitted, device_id):
             return None  # the store may know sessions this process does not
         path, referrer = admitted.page.path, admitted.referrer
         came_from = referrer.path if admitted.internal and referrer is not None else None
@@ -217,6 +222,14 @@ class Pipeline:
         )
         starting = self._session_starts.submit(start)
         return self._store_pageview(visit, self._sessions.begin(start, starting), starting)
+
+    def _unseen(self, admitted: Admitted, device_id: str) -> bool:
+        """A direct or external page view of a device none of whose sessions a reload could
+        continue, here or (as far as this process knows) in the store."""
+        if admitted.internal:
+            return False  # a tab begun before this process started may still be live
+        before = self._ids.known_device_id(*admitted.device, admitted.now, days_back=1)
+        return before is not None and self._sessions.unseen(device_id, before)
 
     def _store_pageview(
         self, visit: AdmittedPageView, session: LiveSession, starting: asyncio.Future[None] | None

@@ -48,6 +48,9 @@ class EventStore(Protocol):
         most ``per_device`` of the most recently begun, with their exit state rebuilt from
         their page views; a device with none is absent."""
 
+    async def active_devices(self, active_after: datetime) -> set[str]:
+        """The device ids of the sessions whose document's exit is after ``active_after``."""
+
     async def forget_devices(self, ended_before: datetime) -> None:
         """Removes the device id of every session whose exit is before ``ended_before``."""
 

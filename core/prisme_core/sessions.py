@@ -158,6 +158,11 @@ class SessionTracker:
         self._cached = 0
         """Sessions in ``_devices``."""
         self._lookups = batch("session_lookups", self._find)
+        self._elsewhere: dict[str, datetime] | None = None
+        """Devices whose sessions the store may hold and this process does not, each until a
+        reload can no longer continue them: those active in the reload window before this
+        process started, and those it forgot since. None until the store said."""
+        self._learning: asyncio.Task[None] | None = None
         self._dirty: dict[UUID, tuple[LiveSession, float]] = {}
         """Sessions with progress to write, by session id, and since when (monotonic), oldest
         first."""
@@ -197,6 +202,32 @@ class SessionTracker:
         recently active."""
         live = now - self._ttl
         return device.at(path, live) or device.latest(live)
+
+    def unseen(self, *device_ids: str) -> bool:
+        """Whether this process knows every session of these devices that a reload could
+        continue, and has none: then a direct page view of theirs begins a session without
+        asking the store. (A session another instance began meanwhile is not known: route by
+        client IP.)"""
+        elsewhere = self._elsewhere
+        if elsewhere is None:
+            return False
+        return not any(d in self._devices or d in elsewhere for d in device_ids)
+
+    @property
+    def knows_elsewhere(self) -> bool:
+        """Whether the store said which devices were active before this process started."""
+        return self._elsewhere is not None
+
+    async def _learn_elsewhere(self) -> None:
+        now = self._clock.now()
+        slack = self._reload_window + timedelta(seconds=self._flush_interval)
+        try:
+            active = await self._store.active_devices(now - slack)
+        except CoreError as error:
+            logger.warning("new devices will be looked up in the store: %s", error)
+            return
+        until = now + self._reload_window
+        self._elsewhere = dict.fromkeys(active, until)
 
     def cached(self, device_id: str, now: datetime) -> Device | None:
         """The device's sessions if the cache has a live one, else None (`load` asks the
@@ -238,6 +269,9 @@ class SessionTracker:
             device.add(session)
         self._forget(earlier_id)
         self._forget(device_id)
+        if self._elsewhere is not None:
+            self._elsewhere.pop(earlier_id, None)
+            self._elsewhere.pop(device_id, None)
         return self._remember(device_id, device)
 
     async def _find(self, lookups: Sequence[_Lookup]) -> None:
@@ -351,7 +385,11 @@ class SessionTracker:
         """Forgets the least recently used devices while the cache holds too many sessions;
         their progress stays in ``_dirty`` until flushed, and the store finds them again."""
         while self._cached > self._max_cached and len(self._devices) > 1:
-            self._cached -= len(self._devices.popitem(last=False)[1].sessions)
+            device_id, device = self._devices.popitem(last=False)
+            self._cached -= len(device.sessions)
+            latest = device.latest(self._clock.now() - self._reload_window)
+            if latest is not None and self._elsewhere is not None:
+                self._elsewhere[device_id] = latest.active_at + self._reload_window
 
     def _forget_if_failed(self, session: LiveSession, write: asyncio.Future[None]) -> None:
         if write.cancelled() or write.exception() is not None:
@@ -364,6 +402,7 @@ class SessionTracker:
     def start(self) -> None:
         ACTIVE_SESSIONS.set_function(lambda: self._cached)
         self._lookups.start()
+        self._learning = asyncio.create_task(self._learn_elsewhere(), name="session-elsewhere")
         self._task = asyncio.create_task(self._run(), name="session-flush")
 
     async def _run(self) -> None:
@@ -415,7 +454,10 @@ class SessionTracker:
 
     def _drop_expired(self) -> None:
         self._locks = {d: lock for d, lock in self._locks.items() if lock.locked()}
-        horizon = self._clock.now() - self._ttl
+        now = self._clock.now()
+        if self._elsewhere is not None:
+            self._elsewhere = {d: until for d, until in self._elsewhere.items() if until > now}
+        horizon = now - self._ttl
         for device_id, device in list(self._devices.items()):
             ended = [k for k, s in device.sessions.items() if s.active_at <= horizon]
             for key in ended:
@@ -439,6 +481,8 @@ class SessionTracker:
 
     async def close(self) -> None:
         """Stops the periodic flush and writes what is left."""
+        if self._learning is not None:
+            self._learning.cancel()
         await self._lookups.close()
         if self._task is not None:
             self._task.cancel()

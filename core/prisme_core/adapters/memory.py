@@ -34,6 +34,8 @@ class InMemoryEventStore:
         self.file_downloads: list[Click] = []
         self.keys: dict[str, bytes] = {}
         self.available = True
+        self.lookups = 0
+        """Calls of `find_sessions`."""
 
     def _check(self) -> None:
         if not self.available:
@@ -81,6 +83,7 @@ class InMemoryEventStore:
         self, device_ids: Sequence[str], active_after: datetime, per_device: int
     ) -> dict[str, list[StoredSession]]:
         self._check()
+        self.lookups += 1
         found: dict[str, list[StoredSession]] = {}
         for device_id in device_ids:
             mine = [
@@ -112,6 +115,11 @@ class InMemoryEventStore:
     async def insert_file_downloads(self, clicks: Sequence[Click]) -> None:
         self._check()
         self.file_downloads.extend(clicks)
+
+    async def active_devices(self, active_after: datetime) -> set[str]:
+        self._check()
+        live = (s for s in self.sessions.values() if s.exit_timestamp > active_after)
+        return {s.start.device_id for s in live if s.start.device_id}
 
     async def forget_devices(self, ended_before: datetime) -> None:
         self._check()

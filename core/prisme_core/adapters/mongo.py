@@ -255,6 +255,14 @@ class MongoEventStore:
                 [progress_update(p) for p in progress], ordered=False
             )
 
+    async def active_devices(self, active_after: datetime) -> set[str]:
+        with map_pymongo_errors("find active devices"):
+            found = self._db[SESSIONS].find(
+                {"exit_timestamp": {"$gt": active_after}, "device_id": {"$exists": True}},
+                {"_id": 0, "device_id": 1},
+            )
+            return {doc["device_id"] async for doc in found}
+
     async def forget_devices(self, ended_before: datetime) -> None:
         with map_pymongo_errors("forget device ids"):
             await self._db[SESSIONS].update_many(
