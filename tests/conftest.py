@@ -30,6 +30,7 @@ from prisme_core.settings import (
     LimitSettings,
     SessionSettings,
     Settings,
+    StatsSettings,
     StoreSettings,
 )
 from prisme_http.app import create_app
@@ -43,6 +44,7 @@ from tests.support import AiohttpClient, Document, HttpClient
 from tests.transports import TOKEN
 
 ORIGINS = frozenset({"localhost", "example.com"})
+STATS_TOKEN = "stats-test-token"
 
 # Reproducible property tests: the same examples on every run and machine, no example database.
 hypothesis.settings.register_profile("repeatable", derandomize=True, database=None, deadline=None)
@@ -97,6 +99,7 @@ BASE_SETTINGS = Settings(
         origins=ORIGINS,
         rate_limit_per_minute=1_000_000,  # the rate-limit tests set their own
     ),
+    stats=StatsSettings(token=STATS_TOKEN, allow_origins=frozenset({"https://app.example.com"})),
 )
 """The tests' service: short deadlines, the loopback test client trusted as a proxy."""
 

@@ -67,21 +67,25 @@ def serve(settings: Settings) -> None:
 def _with_core_address(settings: Settings) -> Settings:
     """The settings with what the façade and the core must agree on chosen: a service token
     (random when unset) and the core's port (a free one for port 0)."""
-    grpc = settings.grpc
+    grpc, stats = settings.grpc, settings.stats
     if grpc.token is None:
         grpc = replace(grpc, token=secrets.token_urlsafe(32))
+    if stats.token is None:
+        stats = replace(stats, token=secrets.token_urlsafe(32))
     host, port = grpc.hostport
     if port == 0:
         grpc = replace(grpc, hostport=(host, free_port(host)))
-    return replace(settings, grpc=grpc)
+    return replace(settings, grpc=grpc, stats=stats)
 
 
 def _start_core(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes]:
     assert settings.store.mongodb_uri is not None
     assert settings.grpc.token is not None
+    assert settings.stats.token is not None
     env = os.environ | {
         "PRISME_MONGODB_URI": settings.store.mongodb_uri,
         "PRISME_GRPC_TOKEN": settings.grpc.token,
+        "PRISME_STATS_TOKEN": settings.stats.token,
         "PRISME_GRPC_HOSTPORT": settings.grpc.address,
     }
     core = subprocess.Popen(
@@ -131,6 +135,8 @@ def facade_config(settings: Settings, core_target: str) -> FacadeConfig:
         trust_proxy=edge.trust_proxy,
         proxy_header=edge.proxy_header,
         trusted_proxies=edge.trusted_proxies,
+        stats_timeout=waits.stats,
+        stats_origins=settings.stats.allow_origins,
     )
 
 
@@ -148,6 +154,7 @@ async def _serve(settings: Settings, core: subprocess.Popen[bytes], metrics_port
     await admin.setup()
     try:
         await _listen(settings.edge, runner, admin)
+        _announce_stats(settings)
         runtime.settle_gc()
         await _until_stopped(core)
         logger.info("shutting down: finishing requests in flight")
@@ -168,6 +175,19 @@ async def _listen(edge: EdgeSettings, runner: web.AppRunner, admin: web.AppRunne
     admin_host, admin_port = edge.admin_hostport
     await web.TCPSite(admin, admin_host, admin_port).start()
     logger.info("metrics on http://%s:%d/metrics", admin_host, admin_port)
+
+
+def _announce_stats(settings: Settings) -> None:
+    """Says where the stats are read, with the token (generated at start when none was set)."""
+    if os.environ.get("PRISME_STATS_TOKEN"):
+        logger.info("stats API on http://localhost:%d/api/v1/stats/", settings.edge.port)
+        return
+    # Printed, not logged: a generated token is for the person who started the service.
+    print(
+        f"stats API on http://localhost:{settings.edge.port}/api/v1/stats/ with "
+        f"Authorization: Bearer {settings.stats.token}",
+        flush=True,
+    )
 
 
 def _read(path: str | None) -> bytes | None:

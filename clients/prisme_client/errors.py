@@ -22,12 +22,15 @@ class PrismeError(Exception):
         reason: str,
         message: str,
         retry_after: float | None = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(f"{code.name} {reason}: {message}")
         self.code = code
         self.reason = reason
         self.message = message
         self.retry_after = retry_after
+        self.field = field
+        """The request field (or stats query parameter) refused, when one is."""
 
 
 def error_from_rpc(error: grpc.aio.AioRpcError) -> PrismeError:
@@ -45,15 +48,18 @@ def error_from_status(status: status_pb2.Status) -> PrismeError | None:
     if status.code == grpc.StatusCode.OK.value[0]:
         return None
     code = _CODES.get(status.code, grpc.StatusCode.UNKNOWN)
-    reason, retry_after = code.name, None
+    reason, retry_after, field = code.name, None, None
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
         retry = error_details_pb2.RetryInfo()
+        bad = error_details_pb2.BadRequest()
         if detail.Unpack(info):
             reason = info.reason
         elif detail.Unpack(retry):
             retry_after = retry.retry_delay.ToTimedelta().total_seconds()
-    return PrismeError(code, reason, status.message, retry_after)
+        elif detail.Unpack(bad) and bad.field_violations:
+            field = bad.field_violations[0].field
+    return PrismeError(code, reason, status.message, retry_after, field)
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}

@@ -54,6 +54,9 @@ class Reason(StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     RATE_LIMITED = "RATE_LIMITED"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    INVALID_QUERY_PARAMETER = "INVALID_QUERY_PARAMETER"
+    INVALID_STATS_TOKEN = "INVALID_STATS_TOKEN"
+    UNKNOWN_METRIC = "UNKNOWN_METRIC"
 
 
 class CoreError(Exception):
@@ -95,6 +98,11 @@ class OriginNotRegistered(CoreError):
 class Unauthenticated(CoreError):
     def __init__(self) -> None:
         super().__init__(Reason.UNAUTHENTICATED, "invalid service token")
+
+
+class StatsTokenRefused(CoreError):
+    def __init__(self) -> None:
+        super().__init__(Reason.INVALID_STATS_TOKEN, "a valid stats token is required")
 
 
 class RateLimited(CoreError):

@@ -1,5 +1,5 @@
 """The core's gRPC server factory: `EventService`, the façade's link (`FacadeLinkService`),
-standard health, and server reflection (``grpc.reflection.v1`` and ``v1alpha``).
+`StatsService`, standard health, and server reflection (``grpc.reflection.v1`` and ``v1alpha``).
 
 The server bounds what one caller can make it hold: a message at most
 ``PRISME_GRPC_MAX_MESSAGE_BYTES`` (4 MiB), and ``PRISME_GRPC_MAX_STREAMS`` concurrent calls per
@@ -25,9 +25,12 @@ from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme.v1 import facade_link_pb2 as link_pb
 from prisme.v1 import facade_link_pb2_grpc as link_pb_grpc
+from prisme.v1 import stats_service_pb2 as stats_pb
+from prisme.v1 import stats_service_pb2_grpc as stats_pb_grpc
 
 from prisme_core.adapters.maxmind import MaxMindDbLocator, NoGeoLocator
 from prisme_core.adapters.mongo import MongoEventStore
+from prisme_core.adapters.mongo_stats import MongoStats
 from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.enrich import Enrichers
 from prisme_core.health import StoreMonitor
@@ -38,6 +41,7 @@ from prisme_core.ports import Clock, EventStore, GeoLocator, SystemClock, UserAg
 from prisme_core.request_id import RequestIdInterceptor
 from prisme_core.servicer import EventServicer
 from prisme_core.settings import GrpcSettings, Settings
+from prisme_core.stats.servicer import StatsServicer, StatsStore
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,8 @@ class CoreDeps:
     geo: GeoLocator = field(default_factory=NoGeoLocator)
     agents: UserAgentParser = field(default_factory=UserAgentsParser)
     clock: Clock = field(default_factory=SystemClock)
+    stats: StatsStore | None = None
+    """Where the stats API reads; without one, `StatsService` is not served."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CoreDeps:
@@ -59,10 +65,11 @@ class CoreDeps:
         if stored.mongodb_uri is None:
             raise ValueError("PRISME_MONGODB_URI is not set")
         store = MongoEventStore.from_uri(stored.mongodb_uri, stored.database, stored.timeout)
+        stats = MongoStats(store.database, settings.stats.timeout)
         if settings.geoip_db is None:
             logger.warning("PRISME_GEOIP_DB is not set: every country will be XX")
-            return cls(store=store)
-        return cls(store=store, geo=MaxMindDbLocator(settings.geoip_db))
+            return cls(store=store, stats=stats)
+        return cls(store=store, geo=MaxMindDbLocator(settings.geoip_db), stats=stats)
 
 
 @dataclass(slots=True)
@@ -125,6 +132,9 @@ def create_server(settings: Settings, deps: CoreDeps, address: str | None = None
     pb_grpc.add_EventServiceServicer_to_server(events, server)
     link_pb_grpc.add_FacadeLinkServiceServicer_to_server(link, server)
     health_pb2_grpc.add_HealthServicer_to_server(monitor.health, server)
+    if deps.stats is not None:
+        stats = StatsServicer(deps.stats, settings.stats.token, settings.stats.timeout, deps.clock)
+        stats_pb_grpc.add_StatsServiceServicer_to_server(stats, server)
     _enable_reflection(server)
     address = address or grpc_settings.address
     bound = _bind(server, address, grpc_settings)
@@ -138,6 +148,7 @@ def create_server(settings: Settings, deps: CoreDeps, address: str | None = None
 SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["EventService"].full_name,
     link_pb.DESCRIPTOR.services_by_name["FacadeLinkService"].full_name,
+    stats_pb.DESCRIPTOR.services_by_name["StatsService"].full_name,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     REFLECTION_V1,
     reflection.SERVICE_NAME,

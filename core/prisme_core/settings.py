@@ -130,6 +130,15 @@ def _non_empty(text: str) -> str:
     return text.strip()
 
 
+def _origin_list(text: str) -> frozenset[str]:
+    """Origins as browsers send them (``https://app.example.com``), or ``*``."""
+    origins = frozenset(o.rstrip("/") for o in _csv(text))
+    for origin in origins:
+        if origin != "*" and "://" not in origin:
+            raise ValueError(origin)
+    return origins
+
+
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -161,6 +170,7 @@ def _database(text: str) -> str:
 _EXPECTED: dict[Callable[[str], object], str] = {
     _port: "a TCP port number (0-65535)",
     _origins: "comma-separated hostnames, or wildcards such as *.example.com",
+    _origin_list: "comma-separated origins such as https://app.example.com, or *",
     parse_bool: "one of true, false, 1, 0, yes, no",
     _header_name: "an HTTP header name",
     parse_networks: "comma-separated IP networks in CIDR notation",
@@ -276,6 +286,20 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsSettings:
+    """The read side: who may read, from which origins, how long a query may take."""
+
+    token: str | None = setting("PRISME_STATS_TOKEN", _non_empty, None, secret=True)
+    """Grants reading the stats API; generated at start when unset."""
+    allow_origins: frozenset[str] = setting(
+        "PRISME_API_STATS_ALLOW_ORIGINS", _origin_list, frozenset()
+    )
+    """Origins whose pages may read the stats API (none: only the same origin)."""
+    timeout: float = setting("PRISME_STATS_TIMEOUT", _positive_duration, 10.0)
+    """Longest stats query, then 503."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting of one service process. See the README's configuration table."""
 
@@ -284,6 +308,7 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    stats: StatsSettings = field(default_factory=StatsSettings)
     geoip_db: str | None = setting("PRISME_GEOIP_DB", _non_empty, None)
     shutdown_timeout: float = setting("PRISME_SHUTDOWN_TIMEOUT", _positive_duration, 10.0)
     debug: bool = setting("PRISME_DEBUG", parse_bool, False)
@@ -318,7 +343,7 @@ def _read(kind: type[S], env: Mapping[str, str]) -> S:
             continue
         variable, parse = spec.metadata[VARIABLE], spec.metadata[PARSE]
         raw = env.get(variable)
-        if raw is None or (raw.strip() == "" and parse is not _origins):
+        if raw is None or (raw.strip() == "" and parse not in {_origins, _origin_list}):
             continue  # unset (or blank): the default; a blank origin list means "none"
         try:
             values[spec.name] = parse(raw)
@@ -341,6 +366,8 @@ class Deadlines:
     """The façade's wait for the core's answer on a custom event."""
     health: float
     """The healthcheck's call from the façade to the core."""
+    stats: float
+    """The façade's wait for a stats answer."""
 
 
 ANSWER_MARGIN = 0.5
@@ -365,6 +392,7 @@ def deadlines(settings: Settings) -> Deadlines:
         pageview=store + ANSWER_MARGIN,
         custom_event=session_wait + SESSION_POLL_MARGIN + store + ANSWER_MARGIN,
         health=HEALTH_DEADLINE,
+        stats=settings.stats.timeout + ANSWER_MARGIN,
     )
 
 

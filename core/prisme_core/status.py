@@ -24,6 +24,7 @@ from prisme_core.errors import (
     OriginNotRegistered,
     RateLimited,
     SessionNotFound,
+    StatsTokenRefused,
     StoreUnavailable,
     Unauthenticated,
 )
@@ -36,6 +37,7 @@ GRPC_CODES: Final[dict[type[CoreError], grpc.StatusCode]] = {
     OriginNotRegistered: grpc.StatusCode.PERMISSION_DENIED,
     SessionNotFound: grpc.StatusCode.FAILED_PRECONDITION,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    StatsTokenRefused: grpc.StatusCode.UNAUTHENTICATED,
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
 }

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from aiohttp import web
-from google.protobuf.json_format import MessageToDict
 from prisme.v1 import event_service_pb2 as pb
 from prisme_client import PrismeError, error_from_rpc
 from prisme_client.client import bearer
@@ -29,6 +28,7 @@ from prisme_http.errors import body_too_large, json_error
 from prisme_http.link import LINK, CoreLink, count_refused
 from prisme_http.middleware import make_edge, request_client_ip
 from prisme_http.openapi import openapi_document
+from prisme_http.render import json_of
 from prisme_http.request_id import REQUEST_ID
 from prisme_http.routes import Route, routes_of
 from prisme_http.status import http_status
@@ -182,25 +182,41 @@ def _event_answer(error: PrismeError | None) -> web.Response:
 
 async def _call(request: web.Request, route: Route, body: bytes, ip: str) -> web.Response:
     config = request.app[CONFIG]
-    message = to_message(route, request.headers, request.match_info, body, client_ip=ip)
+    message = to_message(
+        route, request.headers, request.match_info, body, client_ip=ip, query=request.query
+    )
     call = request.app[CHANNEL].unary_unary(
         route.rpc_path,
         request_serializer=route.request_type.SerializeToString,
         response_deserializer=route.response_type.FromString,
     )
-    metadata = [("x-request-id", REQUEST_ID.get() or ""), *bearer(config.token)]
+    metadata = [("x-request-id", REQUEST_ID.get() or ""), *_authorization(request, route, config)]
     timeout = _deadline(config, route)
     try:
         response = await call(message, metadata=metadata, timeout=timeout)
     except grpc.aio.AioRpcError as exc:
         return _error_response(error_from_rpc(exc))
-    return web.json_response(MessageToDict(response))
+    return web.json_response(json_of(response))
+
+
+def _authorization(
+    request: web.Request, route: Route, config: FacadeConfig
+) -> tuple[tuple[str, str], ...]:
+    """The façade's service token, or for a route that reads with the caller's own token
+    (the stats), the request's ``Authorization``."""
+    if not route.caller_authorization:
+        return bearer(config.token)
+    given = request.headers.get("Authorization", "")
+    return (("authorization", given),) if given.isascii() and given.isprintable() else ()
 
 
 def _deadline(config: FacadeConfig, route: Route) -> float:
-    """How long a unary call waits for the core: the healthcheck briefly, others as events."""
+    """How long a unary call waits for the core: the healthcheck briefly, the stats for
+    their own timeout, others as events."""
     if route.request_type is pb.CheckHealthRequest:
         return config.health_timeout
+    if route.caller_authorization:
+        return config.stats_timeout
     return config.event_timeout
 
 
@@ -208,5 +224,8 @@ def _error_response(error: PrismeError) -> web.Response:
     status = http_status(error.code, error.reason)
     if status >= 500:
         logger.warning("core call failed: %s", error)
-    headers = {"Retry-After": str(round(error.retry_after))} if error.retry_after else None
-    return json_error(status, error.reason, error.message, headers)
+    headers = {"Retry-After": str(round(error.retry_after))} if error.retry_after else {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    named = error.field if error.reason == "INVALID_QUERY_PARAMETER" else None
+    return json_error(status, error.reason, error.message, headers, parameter=named)

@@ -36,6 +36,10 @@ class FacadeConfig:
     """Whether a trusted proxy's ``proxy_header`` names the client."""
     proxy_header: str
     trusted_proxies: tuple[IPNetwork, ...]
+    stats_timeout: float
+    """Longest wait for a stats answer (the core's own timeout and a margin)."""
+    stats_origins: frozenset[str]
+    """Origins whose pages may read the stats API (``*``: any)."""
     token: str | None = field(default=None, repr=False)
     """The core's service token; the façade is a trusted caller that sets the client IP."""
     core_tls_root: bytes | None = field(default=None, repr=False)

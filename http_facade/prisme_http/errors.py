@@ -1,4 +1,5 @@
-"""The façade's error body: ``{"error": "<reason in words>", "message": "<detail>"}``.
+"""The façade's error body: ``{"error": "<reason in words>", "message": "<detail>"}``, and
+``"parameter"`` when the refusal names a query parameter.
 
 Must not import prisme_core.
 """
@@ -13,9 +14,16 @@ from prisme_http.status import error_text
 
 
 def json_error(
-    status: int, reason: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    reason: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    parameter: str | None = None,
 ) -> web.Response:
+    """The error body; with ``parameter``, the query parameter refused (the stats')."""
     body = {"error": error_text(reason), "message": message}
+    if parameter is not None:
+        body["parameter"] = parameter
     return web.json_response(body, status=status, headers=headers)
 
 

@@ -4,7 +4,8 @@ In order: a request id; oversized headers (431) and declared bodies (413) refuse
 work (on an events route, counted against the client's rate limit all the same); CORS
 preflights on the events routes answered at once (no quota spent); aiohttp's own
 404/405 and any unexpected failure turned into the short JSON error body; the request id and,
-on events routes, ``Access-Control-Allow-Origin: *`` added; then the metrics and one JSON-lines
+on events routes, ``Access-Control-Allow-Origin: *`` added (on the stats routes, only for the
+origins listed in ``PRISME_API_STATS_ALLOW_ORIGINS``); then the metrics and one JSON-lines
 access-log record (request id, route, method, status, duration; client IP and user agent only
 at DEBUG).
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -34,6 +35,7 @@ from prisme_http.routes import NOSCRIPT_PREFIX
 logger = logging.getLogger(__name__)
 
 EVENTS_PREFIX = "/api/v1/events/"
+STATS_PREFIX = "/api/v1/stats/"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 EXPOSED = "X-Prisme-Request-Id, Retry-After"
 
@@ -62,6 +64,8 @@ def make_edge(config: FacadeConfig, lines: AccessLog, count: Counter_) -> Middle
                 response.headers["Access-Control-Expose-Headers"] = EXPOSED
             if request.path.startswith(NOSCRIPT_PREFIX):
                 response.headers["Cache-Control"] = NO_STORE
+            if request.path.startswith(STATS_PREFIX):
+                _allow_stats_reader(request, response.headers, config)
             _record(request, response.status, time.perf_counter() - started, config, lines)
             return response
         finally:
@@ -79,8 +83,10 @@ async def _respond(
         if request.method == "POST" and request.path.startswith(EVENTS_PREFIX):
             return await count(request, refusal, request_client_ip(request, config))
         return refusal
-    if _is_preflight(request):
+    if _is_preflight(request, EVENTS_PREFIX):
         return _preflight(request, config)
+    if _is_preflight(request, STATS_PREFIX):
+        return _stats_preflight(config)
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -115,10 +121,10 @@ def request_client_ip(request: web.Request, config: FacadeConfig) -> str:
     )
 
 
-def _is_preflight(request: web.Request) -> bool:
+def _is_preflight(request: web.Request, prefix: str) -> bool:
     return (
         request.method == "OPTIONS"
-        and request.path.startswith(EVENTS_PREFIX)
+        and request.path.startswith(prefix)
         and "Origin" in request.headers
         and "Access-Control-Request-Method" in request.headers
     )
@@ -134,6 +140,34 @@ def _preflight(request: web.Request, config: FacadeConfig) -> web.Response:
     if requested := request.headers.get("Access-Control-Request-Headers"):
         headers["Access-Control-Allow-Headers"] = requested
     return web.Response(status=204, headers=headers)
+
+
+def _stats_preflight(config: FacadeConfig) -> web.Response:
+    """A stats preflight needs no token; whether its origin may read is said by the edge."""
+    headers = {
+        "Access-Control-Allow-Methods": "GET",
+        "Access-Control-Allow-Headers": "authorization",
+        "Access-Control-Max-Age": str(config.cors_max_age),
+    }
+    return web.Response(status=204, headers=headers)
+
+
+def _allow_stats_reader(
+    request: web.Request, headers: MutableMapping[str, str], config: FacadeConfig
+) -> None:
+    """Lets a listed origin's page read the answer (``*`` lets any); others get no
+    ``Access-Control-Allow-Origin``."""
+    headers["Vary"] = "Origin"
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    if origin in config.stats_origins:
+        headers["Access-Control-Allow-Origin"] = origin
+    elif "*" in config.stats_origins:
+        headers["Access-Control-Allow-Origin"] = "*"
+    else:
+        return
+    headers["Access-Control-Expose-Headers"] = EXPOSED
 
 
 def _from_trusted_proxy(request: web.Request, config: FacadeConfig) -> bool:

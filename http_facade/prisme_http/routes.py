@@ -3,7 +3,9 @@
 Each `Route` says which HTTP method and path reach which RPC (additional bindings included),
 which request fields come from the path, which field takes the raw body, which fields come
 from which headers (the `prisme.v1.http_header` option) and, on GET routes, from which query
-parameters (`prisme.v1.query_param`, `prisme.v1.query_prefix`), and how the route answers:
+parameters (`prisme.v1.query_param`, `prisme.v1.query_prefix`, `prisme.v1.query_rest`),
+whether the call carries the caller's own ``Authorization`` (`prisme.v1.caller_authorization`),
+and how the route answers:
 JSON, or for the noscript routes (under `NOSCRIPT_PREFIX`) a transparent GIF, or a redirect
 to the ``url`` parameter. Adding an annotated RPC adds a route: no code changes here.
 
@@ -20,11 +22,14 @@ from google.api import http_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
-from prisme.v1 import event_service_pb2, options_pb2
+from prisme.v1 import event_service_pb2, options_pb2, stats_service_pb2
 
 HTTP_BODY = "google.api.HttpBody"
 CLIENT_CONTEXT = "prisme.v1.ClientContext"
 _PATH_VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+_FIXED_VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)=([A-Za-z0-9_-]+)\}")
+"""``{metric=visitors}``: the segment ``visitors``, which fills ``metric``."""
+SERVICES = (event_service_pb2, stats_service_pb2)
 NOSCRIPT_PREFIX = "/api/v1/noscript/"
 REDIRECT_PARAM = "url"
 """The query parameter a noscript route that redirects sends the visitor to."""
@@ -71,6 +76,15 @@ class Route:
     context_fields: tuple[str, ...]
     query_maps: tuple[QueryMap, ...] = ()
     answer: Answer = Answer.JSON
+    fixed_fields: tuple[tuple[str, str], ...] = ()
+    """Fields the path's literal variables fill: (``metric``, ``visitors``)."""
+    query_rest: tuple[str, ...] | None = None
+    """The ``map<string, string>`` field that takes the query parameters no field is bound
+    to (for the service to refuse)."""
+    caller_authorization: bool = False
+    """The call carries the request's own ``Authorization``, not the façade's token."""
+    query_names: frozenset[str] = frozenset()
+    """The query parameters some field is bound to."""
 
     @property
     def reads_query(self) -> bool:
@@ -82,11 +96,12 @@ class Route:
         return self.answer is not Answer.JSON
 
 
-def routes_of(service_name: str = "EventService") -> tuple[Route, ...]:
-    """The routes of every annotated method of ``prisme.v1.<service_name>``."""
-    service = event_service_pb2.DESCRIPTOR.services_by_name[service_name]
+def routes_of() -> tuple[Route, ...]:
+    """The routes of every annotated method of the ``prisme.v1`` services."""
     return tuple(
         _route(method, binding)
+        for module in SERVICES
+        for service in module.DESCRIPTOR.services_by_name.values()
         for method in service.methods
         if (rule := _http_rule(method)) is not None
         for binding in (rule, *rule.additional_bindings)
@@ -104,10 +119,12 @@ def _route(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Route:
     kind = rule.WhichOneof("pattern")
     if kind not in {"get", "put", "post", "delete", "patch"}:
         raise ValueError(f"{method.full_name}: unsupported google.api.http pattern {kind}")
-    path = str(getattr(rule, kind))
+    template = str(getattr(rule, kind))
     request = method.input_type
+    fixed_fields = tuple(_FIXED_VARIABLE.findall(template))
+    path = _FIXED_VARIABLE.sub(lambda match: match[2], template)
     path_fields = tuple(_PATH_VARIABLE.findall(path))
-    for name in path_fields:
+    for name in (*path_fields, *(name for name, _ in fixed_fields)):
         _field(request, name, FieldDescriptor.TYPE_STRING)
     body_is_text = False
     if rule.body:
@@ -117,6 +134,10 @@ def _route(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Route:
             _field(request, rule.body, FieldDescriptor.TYPE_MESSAGE, HTTP_BODY)
     headers = tuple(_header_bindings(request, ()))
     return Route(
+        fixed_fields=fixed_fields,
+        query_rest=_query_rest(request, ()),
+        query_names=frozenset(name for binding in headers for name in binding.query),
+        caller_authorization=method.GetOptions().Extensions[options_pb2.caller_authorization],
         answer=_answer(path, headers),
         query_maps=tuple(_query_maps(request, ())),
         http_method=kind.upper(),
@@ -180,6 +201,16 @@ def _query_maps(message: Descriptor, prefix: tuple[str, ...]) -> list[QueryMap]:
         elif (nested := _nested(field)) is not None:
             maps.extend(_query_maps(nested, path))
     return maps
+
+
+def _query_rest(message: Descriptor, prefix: tuple[str, ...]) -> tuple[str, ...] | None:
+    for field in message.fields:
+        path = (*prefix, field.name)
+        if field.GetOptions().Extensions[options_pb2.query_rest]:
+            return path
+        if (nested := _nested(field)) is not None and (found := _query_rest(nested, path)):
+            return found
+    return None
 
 
 def _nested(field: FieldDescriptor) -> Descriptor | None:

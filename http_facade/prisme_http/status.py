@@ -39,6 +39,9 @@ HTTP_STATUS_BY_REASON: Final[dict[str, int]] = {
     "ORIGIN_NOT_REGISTERED": 400,
     "RATE_LIMITED": 429,
     "STORE_UNAVAILABLE": 503,
+    "INVALID_QUERY_PARAMETER": 400,
+    "INVALID_STATS_TOKEN": 401,
+    "UNKNOWN_METRIC": 404,
     # The façade presents the service token: a refusal means it is misconfigured.
     "UNAUTHENTICATED": 502,
 }

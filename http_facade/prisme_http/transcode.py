@@ -48,6 +48,12 @@ def to_message(
             *where, field = binding.path
             _set(_parent(parents, tuple(where)), field, *found)
     _fill_query_maps(route, parents, query)
+    if route.query_rest is not None:
+        *where, field = route.query_rest
+        rest = getattr(_parent(parents, tuple(where)), field)
+        for key, value in query.items():
+            if key not in route.query_names:
+                _set_item(rest, key, value, key)
     for name in route.context_fields:
         context = getattr(message, name)
         context.client_ip = client_ip
@@ -55,6 +61,8 @@ def to_message(
             _set(context, "origin", referer_origin(headers.get("Referer", "")), "Referer")
     for name in route.path_fields:
         _set(message, name, path_params[name], f"path segment {{{name}}}")
+    for name, value in route.fixed_fields:
+        setattr(message, name, value)
     if route.body_field is not None and route.body_is_text:
         try:
             _set(message, route.body_field, body.decode("utf-8"), "body")

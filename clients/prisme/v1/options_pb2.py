@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17prisme/v1/options.proto\x12\tprisme.v1\x1a google/protobuf/descriptor.proto:4\n\x0bhttp_header\x12\x1d.google.protobuf.FieldOptions\x18\xb5\x87\x03 \x03(\t:4\n\x0bquery_param\x12\x1d.google.protobuf.FieldOptions\x18\xb6\x87\x03 \x03(\t:5\n\x0cquery_prefix\x12\x1d.google.protobuf.FieldOptions\x18\xb7\x87\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17prisme/v1/options.proto\x12\tprisme.v1\x1a google/protobuf/descriptor.proto:4\n\x0bhttp_header\x12\x1d.google.protobuf.FieldOptions\x18\xb5\x87\x03 \x03(\t:4\n\x0bquery_param\x12\x1d.google.protobuf.FieldOptions\x18\xb6\x87\x03 \x03(\t:5\n\x0cquery_prefix\x12\x1d.google.protobuf.FieldOptions\x18\xb7\x87\x03 \x01(\t:3\n\nquery_rest\x12\x1d.google.protobuf.FieldOptions\x18\xb8\x87\x03 \x01(\x08:>\n\x14\x63\x61ller_authorization\x12\x1e.google.protobuf.MethodOptions\x18\xbf\x87\x03 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)

@@ -14,6 +14,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 HTTP_HEADER_FIELD_NUMBER: _builtins.int
 QUERY_PARAM_FIELD_NUMBER: _builtins.int
 QUERY_PREFIX_FIELD_NUMBER: _builtins.int
+QUERY_REST_FIELD_NUMBER: _builtins.int
+CALLER_AUTHORIZATION_FIELD_NUMBER: _builtins.int
 http_header: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _containers.RepeatedScalarFieldContainer[_builtins.str]]
 """HTTP request headers that fill this field, in order of preference: the
 first header present with a non-empty value wins.
@@ -25,4 +27,12 @@ in order of preference, before any of its headers.
 query_prefix: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.str]
 """On GET routes, every query parameter named `<prefix><key>` with a
 non-empty key fills this `map<string, string>` field at `<key>`.
+"""
+query_rest: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.bool]
+"""On GET routes, this `map<string, string>` field receives every query
+parameter that no field is bound to, for the service to refuse.
+"""
+caller_authorization: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.bool]
+"""The façade calls this method with the HTTP request's own `Authorization`
+header instead of its service token: the caller's token decides.
 """

@@ -24,6 +24,7 @@ from uuid import UUID
 
 from bson.binary import Binary
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from prisme_core.errors import StoreUnavailable
@@ -52,6 +53,11 @@ INDEXES: Final[dict[str, list[IndexModel]]] = {
     PAGEVIEWS: [
         IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
         IndexModel([("session_uuid", ASCENDING), ("timestamp", ASCENDING)], name="session_ts"),
+        # the stats' sessions that saw a page (the `path` filter)
+        IndexModel(
+            [("domain", ASCENDING), ("path", ASCENDING), ("timestamp", ASCENDING)],
+            name="domain_path_ts",
+        ),
     ],
     EVENTS_CUSTOM: [
         IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
@@ -66,6 +72,8 @@ INDEXES: Final[dict[str, list[IndexModel]]] = {
     # index would be rewritten by every progress update (docs/performance.md).
     SESSIONS: [
         IndexModel([("device_id", ASCENDING), ("entry_timestamp", DESCENDING)], name="device"),
+        # the stats' sessions of a domain that overlap a range (they end after its start)
+        IndexModel([("domain", ASCENDING), ("exit_timestamp", ASCENDING)], name="domain_exit"),
     ],
     KEYS: [IndexModel([("expires_at", ASCENDING)], name="expiry", expireAfterSeconds=0)],
 }
@@ -211,6 +219,10 @@ class MongoEventStore:
             appname="prisme",
         )
         return cls(client, database)
+
+    @property
+    def database(self) -> AsyncDatabase[Document]:
+        return self._db
 
     async def ensure_schema(self) -> None:
         with map_pymongo_errors("create indexes"):

@@ -1,0 +1,204 @@
+"""`MongoStats`: the stats queries as MongoDB aggregations (reference stats §8).
+
+Every route starts from the sessions that overlap the range and match the filters (`_select`);
+time series group them (or their page views) into buckets, ranked lists into the values of a
+dimension, sorted by count and then by key. Page-view and event counts are clipped to the
+range. Everything is grouped by the store; only the answer (at most 1,000 rows, or one per
+bucket) comes back. Each call is bounded by the stats timeout.
+
+Must not import grpc or aiohttp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import pymongo
+from pymongo.asynchronous.database import AsyncDatabase
+
+from prisme_core.adapters.mongo import PAGEVIEWS, SESSIONS, Document, map_pymongo_errors
+from prisme_core.stats.query import LIVE_WINDOW, TOP, Query, Unit
+
+SESSION_FIELDS_ON_EVENTS: Final = frozenset({"domain"})
+"""Filters an event document answers itself; the others select its sessions."""
+SESSION_FIELDS_ON_PAGEVIEWS: Final = frozenset(
+    {"domain", "referrer_domain", "operating_system", "browser_family", "country_code"}
+    | {"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"}
+)
+"""Filters a page view answers itself (its session's attributes are copied onto it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    visitors: int
+    sessions: int
+    pageviews: int
+    bounces: int
+    session_duration: float
+    """Mean seconds over every session (a bounce is 0 s)."""
+    live_visitors: int
+
+
+class MongoStats:
+    def __init__(self, db: AsyncDatabase[Document], timeout: float) -> None:
+        self._db = db
+        self._timeout = timeout
+
+    @contextmanager
+    def _bounded(self, what: str) -> Iterator[None]:
+        with map_pymongo_errors(what), pymongo.timeout(self._timeout):
+            yield
+
+    async def _aggregate(self, collection: str, pipeline: list[Document]) -> list[Document]:
+        with self._bounded(f"read {collection} stats"):
+            cursor = await self._db[collection].aggregate(pipeline)
+            return await cursor.to_list()
+
+    async def timeseries(self, query: Query) -> list[tuple[int, float]]:
+        """The buckets that have data, in order: (start in Unix ms, value)."""
+        metric = query.metric
+        if metric == "pageviews":
+            match = await self._events_match(query, SESSION_FIELDS_ON_PAGEVIEWS)
+            stages = [{"$match": match}, _count_by(_bucket("timestamp", query))]
+            return _series(await self._aggregate(PAGEVIEWS, stages), query)
+        select = await self._select(query)
+        if metric == "bounces":
+            select["pageviews"] = 1
+        if metric == "live-visitors":
+            select["exit_timestamp"] = {"$gte": query.start, "$gt": query.end - LIVE_WINDOW}
+        bucket = _bucket("entry_timestamp", query)
+        if metric in {"visitors", "live-visitors"}:
+            group: list[Document] = [
+                {"$group": {"_id": {"b": bucket, "v": "$visitor_id"}}},
+                {"$group": {"_id": "$_id.b", "n": {"$sum": 1}}},
+            ]
+        elif metric == "sessions-duration":
+            duration = {"$subtract": ["$exit_timestamp", "$entry_timestamp"]}
+            group = [{"$group": {"_id": bucket, "n": {"$avg": duration}}}]
+        else:
+            group = [_count_by(bucket)]
+        rows = _series(await self._aggregate(SESSIONS, [{"$match": select}, *group]), query)
+        if metric == "sessions-duration":
+            return [(key, float(int(value // 1000))) for key, value in rows]
+        return rows
+
+    async def top(self, query: Query) -> list[tuple[str, int]]:
+        """The most frequent values of the metric's dimension, highest first, then by key."""
+        dimension = TOP[query.metric]
+        if dimension.unit is Unit.SESSIONS:
+            match = await self._select(query)
+            if dimension.field in {"entry_path", "exit_path"}:  # clipped to the range
+                at = dimension.field.replace("path", "timestamp")
+                match[at] = {"$gte": query.start, "$lte": query.end} | match.get(at, {})
+        else:
+            answers = SESSION_FIELDS_ON_PAGEVIEWS
+            if dimension.unit is Unit.EVENTS:
+                answers = SESSION_FIELDS_ON_EVENTS
+            match = await self._events_match(query, answers)
+        stages = [
+            {"$match": match},
+            _count_by(f"${dimension.field}"),
+            {"$sort": {"n": -1, "_id": 1}},
+            {"$limit": query.limit},
+        ]
+        if query.limit == 0:
+            return []
+        rows = await self._aggregate(dimension.collection, stages)
+        return [(str(row["_id"]), int(row["n"])) for row in rows]
+
+    async def totals(self, query: Query) -> Totals:
+        select = await self._select(query)
+        duration = {"$subtract": ["$exit_timestamp", "$entry_timestamp"]}
+        sessions = await self._aggregate(SESSIONS, [
+            {"$match": select},
+            {"$group": {
+                "_id": None,
+                "sessions": {"$sum": 1},
+                "bounces": {"$sum": {"$cond": [{"$eq": ["$pageviews", 1]}, 1, 0]}},
+                "duration": {"$avg": duration},
+                "visitors": {"$addToSet": "$visitor_id"},
+            }},
+            {"$project": {"sessions": 1, "bounces": 1, "duration": 1,
+                          "visitors": {"$size": "$visitors"}}},
+        ])  # fmt: skip
+        live = select | {"exit_timestamp": {"$gte": query.start, "$gt": query.end - LIVE_WINDOW}}
+        live_visitors = await self._aggregate(SESSIONS, [
+            {"$match": live}, {"$group": {"_id": "$visitor_id"}}, {"$count": "n"},
+        ])  # fmt: skip
+        views = await self._aggregate(PAGEVIEWS, [
+            {"$match": await self._events_match(query, SESSION_FIELDS_ON_PAGEVIEWS)},
+            {"$count": "n"},
+        ])  # fmt: skip
+        row = sessions[0] if sessions else {}
+        return Totals(
+            visitors=int(row.get("visitors", 0)),
+            sessions=int(row.get("sessions", 0)),
+            pageviews=int(views[0]["n"]) if views else 0,
+            bounces=int(row.get("bounces", 0)),
+            session_duration=float(row.get("duration") or 0) / 1000,
+            live_visitors=int(live_visitors[0]["n"]) if live_visitors else 0,
+        )
+
+    async def _select(self, query: Query) -> Document:
+        """The `$match` of the sessions that overlap the range and match every filter."""
+        match: Document = {
+            "entry_timestamp": {"$lte": query.end},
+            "exit_timestamp": {"$gte": query.start},
+        }
+        for field, values in query.filters.items():
+            if field != "path":
+                match[field] = {"$in": list(values)}
+        if "path" in query.filters:
+            seen: Document = {"path": {"$in": list(query.filters["path"])},
+                              "timestamp": {"$lte": query.end}}  # fmt: skip
+            if "domain" in query.filters:
+                seen["domain"] = {"$in": list(query.filters["domain"])}
+            with self._bounded("find sessions by page"):
+                ids = await self._db[PAGEVIEWS].distinct("session_uuid", seen)
+            match["session_uuid"] = {"$in": ids}
+        return match
+
+    async def _events_match(self, query: Query, answers: frozenset[str]) -> Document:
+        """The `$match` of page views (or events) in the range whose sessions match the
+        filters: by their own copied fields when they have them, else by session id."""
+        match: Document = {"timestamp": {"$gte": query.start, "$lte": query.end}}
+        for field, values in query.filters.items():
+            if field in answers:
+                match[field] = {"$in": list(values)}
+        if set(query.filters) - answers:
+            select = await self._select(query)
+            with self._bounded("select sessions"):
+                ids = await self._db[SESSIONS].distinct("session_uuid", select)
+            match["session_uuid"] = {"$in": ids}
+        return match
+
+
+def _count_by(key: Any) -> Document:
+    return {"$group": {"_id": key, "n": {"$sum": 1}}}
+
+
+def _bucket(field: str, query: Query) -> Document:
+    """The start of ``field``'s bucket: Prisme's epoch-aligned slice in ms, or with an
+    ``interval`` the calendar unit's start in the query's time zone (a date)."""
+    if query.interval is not None:
+        return {"$dateTrunc": {"date": f"${field}", "unit": query.interval,
+                               "timezone": query.tz.key, "startOfWeek": "sunday"}}  # fmt: skip
+    ms = {"$toLong": f"${field}"}
+    return {"$subtract": [ms, {"$mod": [ms, query.bucket_ms]}]}
+
+
+def _series(rows: list[Document], query: Query) -> list[tuple[int, float]]:
+    found = [(_ms(row["_id"]), float(row["n"])) for row in rows if row["_id"] is not None]
+    return sorted(found)
+
+
+def _ms(key: object) -> int:
+    if isinstance(key, datetime):
+        at = key if key.tzinfo is not None else key.replace(tzinfo=UTC)
+        return int(at.timestamp() * 1000)
+    assert isinstance(key, int | float)
+    return int(key)

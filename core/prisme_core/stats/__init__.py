@@ -1,0 +1,1 @@
+"""The read side: the stats API's queries, parsed and answered."""

@@ -1,0 +1,119 @@
+"""`StatsServicer`: the gRPC edge of the read side (`prisme.v1.StatsService`).
+
+Every call shows the stats token first (before any parameter is read): it grants reading, and
+nothing else does, the service token of `EventService` included. Then the parameters are
+parsed (`prisme_core.stats.query`) and the store answers within the stats timeout.
+
+Must not import aiohttp or pymongo.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Protocol
+
+import grpc
+from google.protobuf.message import Message
+from prisme.v1 import options_pb2
+from prisme.v1 import stats_service_pb2 as pb
+from prisme.v1 import stats_service_pb2_grpc as pb_grpc
+
+from prisme_core.errors import CoreError, InvalidInput, Reason, StatsTokenRefused
+from prisme_core.outcomes import store_deadline
+from prisme_core.ports import Clock
+from prisme_core.servicer import refuse
+from prisme_core.stats.query import TIMESERIES, TOP, Query, parse_query
+from prisme_core.status import rich_status
+
+Context = grpc.aio.ServicerContext[Any, Any]
+QUERY_FIELDS = tuple(f.name for f in pb.StatsQuery.DESCRIPTOR.fields if f.name != "unknown")
+PARAMETER = {
+    field.name: field.GetOptions().Extensions[options_pb2.query_param][0]
+    for field in pb.StatsQuery.DESCRIPTOR.fields
+    if field.name in QUERY_FIELDS
+}
+"""Each query field's parameter name (``entry_path``: ``entry-path``), from the proto."""
+
+
+class StatsStore(Protocol):
+    async def timeseries(self, query: Query) -> list[tuple[int, float]]: ...
+
+    async def top(self, query: Query) -> list[tuple[str, int]]: ...
+
+    async def totals(self, query: Query) -> Any: ...
+
+
+class StatsServicer(pb_grpc.StatsServiceServicer):
+    def __init__(self, store: StatsStore, token: str | None, timeout: float, clock: Clock) -> None:
+        self._store = store
+        self._token = None if token is None else token.encode()
+        self._timeout = timeout
+        self._clock = clock
+
+    async def GetTimeseries(  # noqa: N802 (the generated servicer's name)
+        self, request: pb.GetTimeseriesRequest, context: Context
+    ) -> pb.GetTimeseriesResponse:
+        answer = pb.GetTimeseriesResponse()
+        try:
+            query = self._query(request.metric, request.query, context, TIMESERIES)
+            async with store_deadline(self._timeout):
+                rows = await self._store.timeseries(query)
+                for key, value in rows:
+                    answer.keys.append(key)
+                    answer.values.append(int(value))
+                await self._fill(answer, query)
+        except CoreError as error:
+            refuse(context, rich_status(error))
+        return answer
+
+    async def GetTop(  # noqa: N802
+        self, request: pb.GetTopRequest, context: Context
+    ) -> pb.GetTopResponse:
+        answer = pb.GetTopResponse()
+        try:
+            query = self._query(request.metric, request.query, context, frozenset(TOP))
+            async with store_deadline(self._timeout):
+                for key, value in await self._store.top(query):
+                    answer.keys.append(key)
+                    answer.values.append(value)
+                await self._fill(answer, query)
+        except CoreError as error:
+            refuse(context, rich_status(error))
+        return answer
+
+    def _query(
+        self, metric: str, given: pb.StatsQuery, context: Context, metrics: frozenset[str]
+    ) -> Query:
+        self._check_token(context)
+        if metric not in metrics:
+            raise InvalidInput(Reason.UNKNOWN_METRIC, f"no metric {metric!r} here", "metric")
+        values = {PARAMETER[name]: getattr(given, name) for name in QUERY_FIELDS}
+        return parse_query(metric, values, dict(given.unknown), self._clock.now())
+
+    def _check_token(self, context: Context) -> None:
+        metadata = {key: str(value) for key, value in context.invocation_metadata() or ()}
+        scheme, _, presented = metadata.get("authorization", "").partition(" ")
+        if (
+            self._token is None
+            or scheme.lower() != "bearer"
+            or not hmac.compare_digest(presented.strip().encode(), self._token)
+        ):
+            raise StatsTokenRefused()
+
+    async def _fill(self, answer: Message, query: Query) -> None:
+        """The range in Unix seconds, and the totals when asked for."""
+        setattr(answer, "from", int(query.start.timestamp()))
+        answer.to = int(query.end.timestamp())  # type: ignore[attr-defined]
+        if query.totals:
+            totals = await self._store.totals(query)
+            answer.totals.CopyFrom(  # type: ignore[attr-defined]
+                pb.StatsTotals(
+                    visitors=totals.visitors,
+                    sessions=totals.sessions,
+                    pageviews=totals.pageviews,
+                    bounces=totals.bounces,
+                    bounce_rate=totals.bounces / totals.sessions if totals.sessions else 0.0,
+                    session_duration=totals.session_duration,
+                    live_visitors=totals.live_visitors,
+                )
+            )

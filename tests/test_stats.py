@@ -1,0 +1,306 @@
+"""The stats API (DESIGN §12) over HTTP and gRPC against the real store: traffic sent through
+the events API, every route's answer compared with what the test computes from what it sent,
+and every refusal."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import pytest
+from prisme.v1 import stats_service_pb2 as stats_pb
+from prisme.v1 import stats_service_pb2_grpc as stats_grpc
+from prisme_core.adapters.useragents import UserAgentsParser
+from prisme_core.ports import FixedClock
+from prisme_core.server import CoreServer, create_server
+from prisme_core.settings import Settings
+from prisme_core.stats.query import TIMESERIES, TOP
+
+from tests.conftest import STATS_TOKEN, core_deps
+from tests.support import FIREFOX, HttpClient
+from tests.transports import (
+    Click,
+    Custom,
+    Visit,
+    send_click_http,
+    send_custom_http,
+    send_http,
+)
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+SYSTEM = {FIREFOX: ("Linux", "Firefox"), CHROME: ("Windows", "Chrome")}
+COUNTRY = {"84.200.69.80": "DE", "8.8.8.8": "US", "81.2.69.160": "GB"}
+AUTH = {"Authorization": f"Bearer {STATS_TOKEN}"}
+
+
+@dataclass
+class Sent:
+    """One session as the test sends it: its page views (seconds after T0, path)."""
+
+    ip: str
+    agent: str
+    views: list[tuple[int, str]]
+    domain: str = "localhost"
+    referrer: str = ""
+    utm_source: str = ""
+    events: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, name or target) sent from the session's last page."""
+
+    @property
+    def visitor(self) -> tuple[str, str, str]:
+        return self.ip, self.agent, self.domain
+
+    @property
+    def entry(self) -> datetime:
+        return T0 + timedelta(seconds=self.views[0][0])
+
+    @property
+    def exit(self) -> datetime:
+        return T0 + timedelta(seconds=self.views[-1][0])
+
+    @property
+    def referrer_domain(self) -> str:
+        return self.referrer.split("/")[2] if self.referrer else "direct"
+
+    def attribute(self, name: str) -> str:
+        return {
+            "entry_path": self.views[0][1],
+            "exit_path": self.views[-1][1],
+            "referrer_domain": self.referrer_domain,
+            "utm_source": self.utm_source,
+            "country_code": COUNTRY[self.ip],
+            "operating_system": SYSTEM[self.agent][0],
+            "browser_family": SYSTEM[self.agent][1],
+            "device": "Other",
+            "domain": self.domain,
+        }.get(name, "")
+
+
+TRAFFIC = [
+    Sent("84.200.69.80", FIREFOX, [(0, "/a"), (60, "/b"), (120, "/c")], utm_source="news",
+         events=[("custom", "signup"), ("outbound-links", "https://out.example/x")]),
+    Sent("8.8.8.8", CHROME, [(300, "/a")], referrer="https://search.example/q",
+         events=[("custom", "click")]),
+    Sent("81.2.69.160", FIREFOX, [(3600, "/pricing"), (3660, "/a")],
+         events=[("custom", "signup"), ("file-downloads", "http://localhost/report.pdf")]),
+    Sent("84.200.69.80", FIREFOX, [(7200, "/x")], domain="example.com"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(T0)
+
+
+@pytest.fixture
+async def core(
+    settings: Settings, user_agents: UserAgentsParser, clock: FixedClock
+) -> AsyncIterator[CoreServer]:
+    deps = dataclasses.replace(core_deps(settings, user_agents), clock=clock)
+    server = create_server(settings, deps, address="127.0.0.1:0")
+    await server.start()
+    yield server
+    await server.stop(grace=1)
+
+
+@pytest.fixture
+async def stats_stub(core_target: str) -> AsyncIterator[stats_grpc.StatsServiceAsyncStub]:
+    async with grpc.aio.insecure_channel(core_target) as channel:
+        yield stats_grpc.StatsServiceStub(channel)
+
+
+@pytest.fixture
+async def seeded(http: HttpClient, clock: FixedClock, core: CoreServer) -> list[Sent]:
+    """The traffic, sent through the events API at its times; progress flushed."""
+    for sent in TRAFFIC:
+        previous = ""
+        for offset, path in sent.views:
+            clock.at = T0 + timedelta(seconds=offset)
+            origin = f"http://{sent.domain}"
+            query = f"?utm_source={sent.utm_source}" if sent.utm_source and not previous else ""
+            visit = Visit(origin=origin, page_url=f"{origin}{path}{query}",
+                          document_referrer=previous or sent.referrer,
+                          user_agent=sent.agent, client_ip=sent.ip)  # fmt: skip
+            assert (await send_http(http, visit)).ok
+            previous = f"{origin}{path}"
+        for kind, what in sent.events:
+            clock.at += timedelta(seconds=1)
+            if kind == "custom":
+                answer = await send_custom_http(http, Custom(name=what, visit=visit))
+            else:
+                answer = await send_click_http(http, Click(target=what, kind=kind, visit=visit))
+            assert answer.ok, answer
+    await core.flush()
+    clock.at = T0 + timedelta(hours=3)
+    return TRAFFIC
+
+
+Ask = Callable[..., Any]
+
+
+@pytest.fixture(params=["http", "grpc"])
+def ask(
+    request: pytest.FixtureRequest, http: HttpClient, stats_stub: stats_grpc.StatsServiceAsyncStub
+) -> Ask:
+    """``ask(route, **params)``: the answer's JSON (over gRPC, the same shape)."""
+
+    async def over_http(route: str, **params: str) -> dict[str, Any]:
+        response = await http.get(f"/api/v1/stats/{route}", params=params, headers=AUTH)
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body
+
+    async def over_grpc(route: str, **params: str) -> dict[str, Any]:
+        query = stats_pb.StatsQuery(**{k.replace("-", "_"): v for k, v in params.items()})
+        metadata = (("authorization", f"Bearer {STATS_TOKEN}"),)
+        if route in TIMESERIES:
+            call = stats_stub.GetTimeseries(
+                stats_pb.GetTimeseriesRequest(metric=route, query=query), metadata=metadata
+            )
+        else:
+            call = stats_stub.GetTop(stats_pb.GetTopRequest(metric=route, query=query),
+                                     metadata=metadata)  # fmt: skip
+        answer = await call
+        body = {"from": getattr(answer, "from"), "to": answer.to, "keys": list(answer.keys),
+                "values": list(answer.values)}  # fmt: skip
+        if answer.HasField("totals"):
+            body["totals"] = {"visitors": answer.totals.visitors,
+                              "sessions": answer.totals.sessions}  # fmt: skip
+        return body
+
+    return over_http if request.param == "http" else over_grpc
+
+
+FROM, TO = T0 - timedelta(hours=1), T0 + timedelta(hours=3)
+RANGE = {
+    "from": FROM.isoformat().replace("+00:00", "Z"),
+    "to": TO.isoformat().replace("+00:00", "Z"),
+}
+
+
+def bucket(at: datetime, start: datetime = FROM, end: datetime = TO) -> int:
+    width = max(1, int((end - start).total_seconds()) // 32) * 1000
+    ms = int(at.timestamp() * 1000)
+    return ms - ms % width
+
+
+def series(counts: dict[int, float]) -> dict[str, list[Any]]:
+    keys = sorted(counts)
+    return {"keys": keys, "values": [int(counts[k]) for k in keys]}
+
+
+def expected_series(route: str, traffic: list[Sent]) -> dict[str, list[Any]]:
+    by: dict[int, list[Sent]] = {}
+    for sent in traffic:
+        by.setdefault(bucket(sent.entry), []).append(sent)
+    if route == "sessions":
+        return series({k: len(v) for k, v in by.items()})
+    if route == "visitors":
+        return series({k: len({s.visitor for s in v}) for k, v in by.items()})
+    if route == "bounces":
+        return series({k: n for k, v in by.items() if (n := sum(len(s.views) == 1 for s in v))})
+    if route == "sessions-duration":
+        means = {
+            k: sum((s.exit - s.entry).total_seconds() for s in v) / len(v) for k, v in by.items()
+        }
+        return series({k: int(m) for k, m in means.items()})
+    if route == "pageviews":
+        views = Counter(bucket(T0 + timedelta(seconds=t)) for s in traffic for t, _ in s.views)
+        return series(dict(views))
+    raise AssertionError(route)
+
+
+def expected_top(route: str, traffic: list[Sent]) -> dict[str, Any]:
+    if route == "top-pages":
+        counted = Counter(path for s in traffic for _, path in s.views)
+    elif route in {"top-custom-events", "top-outbound-links", "top-file-downloads"}:
+        kind = {"top-custom-events": "custom", "top-outbound-links": "outbound-links",
+                "top-file-downloads": "file-downloads"}[route]  # fmt: skip
+        counted = Counter(what for s in traffic for k, what in s.events if k == kind)
+    else:
+        name = {
+            "top-entry-pages": "entry_path", "top-exit-pages": "exit_path",
+            "top-referrers": "referrer_domain", "top-countries": "country_code",
+            "top-operating-systems": "operating_system", "top-browsers": "browser_family",
+            "top-devices": "device", "top-utm-sources": "utm_source",
+        }.get(route, route.removeprefix("top-utm-").rstrip("s"))  # fmt: skip
+        counted = Counter(s.attribute(name) for s in traffic)
+    ranked = sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    return {"keys": [k for k, _ in ranked], "values": [v for _, v in ranked]}
+
+
+@pytest.mark.parametrize("route", sorted(TIMESERIES - {"live-visitors"}))
+async def test_each_time_series_counts_what_was_sent(
+    ask: Ask, seeded: list[Sent], route: str
+) -> None:
+    answer = await ask(route, **RANGE)
+    assert (answer["from"], answer["to"]) == (int(FROM.timestamp()), int(TO.timestamp()))
+    assert {"keys": answer["keys"], "values": answer["values"]} == expected_series(route, seeded)
+
+
+@pytest.mark.parametrize("route", sorted(TOP))
+async def test_each_ranked_list_counts_what_was_sent(
+    ask: Ask, seeded: list[Sent], route: str
+) -> None:
+    answer = await ask(route, **RANGE)
+    assert {"keys": answer["keys"], "values": answer["values"]} == expected_top(route, seeded)
+
+
+async def test_live_visitors_are_those_seen_in_the_15_minutes_before_to(
+    ask: Ask, seeded: list[Sent]
+) -> None:
+    last = seeded[-1].exit  # the only visit within 15 minutes of this `to`
+    to = last + timedelta(minutes=10)
+    answer = await ask("live-visitors", **{"from": RANGE["from"], "to": to.isoformat()})
+    assert answer["keys"] == [bucket(seeded[-1].entry, FROM, to)]
+    assert answer["values"] == [1]
+
+
+@pytest.mark.parametrize(
+    ("filters", "chosen"),
+    [
+        ({"domain": "example.com"}, [3]),
+        ({"path": "/pricing"}, [2]),
+        ({"referrer": "direct,search.example"}, [0, 1, 2, 3]),
+        ({"country": "DE"}, [0, 3]),
+        ({"browser": "Chrome"}, [1]),
+        ({"utm-source": "news", "domain": "localhost"}, [0]),
+        ({"entry-path": "/a", "exit-path": "/c"}, [0]),
+        ({"os": "Linux", "country": "GB,US"}, [2]),
+    ],
+)
+async def test_filters_select_sessions(
+    ask: Ask, seeded: list[Sent], filters: dict[str, str], chosen: list[int]
+) -> None:
+    kept = [seeded[i] for i in chosen]
+    for route in ("sessions", "pageviews"):
+        assert (await ask(route, **RANGE, **filters))["values"] == expected_series(route, kept)[
+            "values"
+        ]
+    for route in ("top-pages", "top-referrers", "top-custom-events"):
+        answer = await ask(route, **RANGE, **filters)
+        assert {"keys": answer["keys"], "values": answer["values"]} == expected_top(route, kept)
+
+
+async def test_limit_and_totals(ask: Ask, seeded: list[Sent]) -> None:
+    answer = await ask("top-pages", **RANGE, limit="1")
+    assert (answer["keys"], answer["values"]) == (["/a"], [3])
+    assert (await ask("top-pages", **RANGE, limit="0"))["keys"] == []
+    totals = (await ask("sessions", **RANGE, totals="true"))["totals"]
+    assert (totals["visitors"], totals["sessions"]) == (4, 4)
+
+
+async def test_time_expressions_are_read_against_the_clock(ask: Ask, seeded: list[Sent]) -> None:
+    answer = await ask("sessions", **{"from": "now-1d/d", "to": "now"})  # now is T0 + 3 h
+    assert answer["from"] == int((T0 - timedelta(days=1)).replace(hour=0).timestamp())
+    assert answer["to"] == int((T0 + timedelta(hours=3)).timestamp())
+    assert sum(answer["values"]) == len(seeded)
