@@ -4,7 +4,9 @@ and every refusal."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -13,16 +15,20 @@ from typing import Any
 
 import grpc
 import pytest
+from prisme.v1 import event_service_pb2 as pb
+from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme.v1 import stats_service_pb2 as stats_pb
 from prisme.v1 import stats_service_pb2_grpc as stats_grpc
+from prisme_client import PrismeClient, PrismeError, error_from_rpc
 from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.ports import FixedClock
 from prisme_core.server import CoreServer, create_server
 from prisme_core.settings import Settings
 from prisme_core.stats.query import TIMESERIES, TOP
+from prisme_http.app import create_app
 
-from tests.conftest import STATS_TOKEN, core_deps
-from tests.support import FIREFOX, HttpClient
+from tests.conftest import STATS_TOKEN, changed, core_deps, facade_config
+from tests.support import FIREFOX, AiohttpClient, HttpClient
 from tests.transports import (
     Click,
     Custom,
@@ -40,6 +46,7 @@ CHROME = (
 SYSTEM = {FIREFOX: ("Linux", "Firefox"), CHROME: ("Windows", "Chrome")}
 COUNTRY = {"84.200.69.80": "DE", "8.8.8.8": "US", "81.2.69.160": "GB"}
 AUTH = {"Authorization": f"Bearer {STATS_TOKEN}"}
+GRPC_AUTH = (("authorization", f"Bearer {STATS_TOKEN}"),)
 
 
 @dataclass
@@ -148,9 +155,7 @@ Ask = Callable[..., Any]
 
 
 @pytest.fixture(params=["http", "grpc"])
-def ask(
-    request: pytest.FixtureRequest, http: HttpClient, stats_stub: stats_grpc.StatsServiceAsyncStub
-) -> Ask:
+def ask(request: pytest.FixtureRequest, http: HttpClient, core_target: str) -> Ask:
     """``ask(route, **params)``: the answer's JSON (over gRPC, the same shape)."""
 
     async def over_http(route: str, **params: str) -> dict[str, Any]:
@@ -160,19 +165,15 @@ def ask(
         return body
 
     async def over_grpc(route: str, **params: str) -> dict[str, Any]:
-        query = stats_pb.StatsQuery(**{k.replace("-", "_"): v for k, v in params.items()})
-        metadata = (("authorization", f"Bearer {STATS_TOKEN}"),)
-        if route in TIMESERIES:
-            call = stats_stub.GetTimeseries(
-                stats_pb.GetTimeseriesRequest(metric=route, query=query), metadata=metadata
-            )
-        else:
-            call = stats_stub.GetTop(stats_pb.GetTopRequest(metric=route, query=query),
-                                     metadata=metadata)  # fmt: skip
-        answer = await call
-        body = {"from": getattr(answer, "from"), "to": answer.to, "keys": list(answer.keys),
-                "values": list(answer.values)}  # fmt: skip
-        if answer.HasField("totals"):
+        given = {k.replace("-", "_"): v for k, v in params.items()}
+        start, end = given.pop("from"), given.pop("to")
+        limit = int(given.pop("limit")) if "limit" in given else None
+        totals = given.pop("totals", "") == "true"
+        async with PrismeClient(core_target, stats_token=STATS_TOKEN) as client:
+            answer = await client.stats(route, start, end, totals=totals, limit=limit, **given)
+        body: dict[str, Any] = {"from": answer.start, "to": answer.end, "keys": answer.keys,
+                                "values": answer.values}  # fmt: skip
+        if answer.totals is not None:
             body["totals"] = {"visitors": answer.totals.visitors,
                               "sessions": answer.totals.sessions}  # fmt: skip
         return body
@@ -304,3 +305,158 @@ async def test_time_expressions_are_read_against_the_clock(ask: Ask, seeded: lis
     assert answer["from"] == int((T0 - timedelta(days=1)).replace(hour=0).timestamp())
     assert answer["to"] == int((T0 + timedelta(hours=3)).timestamp())
     assert sum(answer["values"]) == len(seeded)
+
+
+# --- refusals ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong-token", f"Basic {STATS_TOKEN}", "Bearer test-token", "Bearer "],
+    ids=["none", "wrong", "scheme", "service-token", "empty"],
+)
+async def test_reading_needs_the_stats_token_before_anything_else(
+    http: HttpClient, stats_stub: stats_grpc.StatsServiceAsyncStub, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = await http.get("/api/v1/stats/visitors?from=bad&domian=x", headers=headers)
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert (await response.json())["error"] == "invalid stats token"
+    metadata = () if authorization is None else (("authorization", authorization),)
+    request = stats_pb.GetTimeseriesRequest(metric="visitors")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stats_stub.GetTimeseries(request, metadata=metadata)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("to=now", "from"),
+        ("from=&to=now", "from"),
+        ("from=now-7d", "to"),
+        ("from=yesterday&to=now", "from"),
+        ("from=now - 7d&to=now", "from"),
+        ("from=now-7D&to=now", "from"),
+        ("from=now/d-1d&to=now", "from"),
+        ("from=2024-02-30&to=now", "from"),
+        ("from=now&to=now-1d", "to"),
+        ("from=now-1d&to=now&utm_source=x", "utm_source"),
+        ("from=now-1d&to=now&domian=x", "domian"),
+        ("from=now-1d&to=now&limit=abc", "limit"),
+        ("from=now-1d&to=now&limit=-1", "limit"),
+        ("from=now-1d&to=now&limit=1001", "limit"),
+        ("from=now-1d&to=now&totals=yes", "totals"),
+        ("from=now-1d&to=now&interval=fortnight", "interval"),
+        ("from=now-1d&to=now&interval=day&tz=Mars/Olympus", "tz"),
+    ],
+)
+async def test_a_bad_parameter_is_400_naming_it(
+    http: HttpClient, stats_stub: stats_grpc.StatsServiceAsyncStub, query: str, parameter: str
+) -> None:
+    response = await http.get(f"/api/v1/stats/top-pages?{query}", headers=AUTH)
+    assert response.status == 400
+    body = await response.json()
+    assert (body["error"], body["parameter"]) == ("invalid query parameter", parameter)
+    fields = dict(pair.split("=", 1) for pair in query.split("&"))
+    known = {k.replace("-", "_"): v for k, v in fields.items() if k not in {"utm_source", "domian"}}
+    unknown = {k: v for k, v in fields.items() if k in {"utm_source", "domian"}}
+    query_message = stats_pb.StatsQuery(**known, unknown=unknown)
+    request = stats_pb.GetTopRequest(metric="top-pages", query=query_message)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stats_stub.GetTop(request, metadata=GRPC_AUTH)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_from_rpc(refused.value).field == parameter
+
+
+async def test_unknown_routes_are_404(http: HttpClient) -> None:
+    for path in ("/api/v1/stats/top-pages/", "/api/v1/stats/top-things", "/api/v1/stats/"):
+        assert (await http.get(f"{path}?from=now-1d&to=now", headers=AUTH)).status == 404
+
+
+async def test_a_range_under_32_seconds_has_one_second_buckets(
+    ask: Ask, seeded: list[Sent]
+) -> None:
+    answer = await ask(
+        "pageviews", **{"from": "2026-11-20T10:00:55Z", "to": "2026-11-20T10:01:05Z"}
+    )
+    assert (answer["keys"], answer["values"]) == (
+        [int((T0 + timedelta(seconds=60)).timestamp() * 1000)],
+        [1],
+    )
+
+
+async def test_calendar_buckets_follow_the_time_zone(ask: Ask, seeded: list[Sent]) -> None:
+    answer = await ask("pageviews", **RANGE, interval="hour", tz="Asia/Kolkata")  # UTC+5:30
+    half_past = T0 - timedelta(minutes=30)  # 10:00 UTC is 15:30 there: its hour began 09:30
+    hours = Counter(
+        int((half_past + (timedelta(seconds=t) + timedelta(minutes=30)) // timedelta(hours=1)
+             * timedelta(hours=1)).timestamp() * 1000)
+        for s in seeded for t, _ in s.views
+    )  # fmt: skip
+    assert answer["keys"] == sorted(hours)
+    assert answer["values"] == [hours[k] for k in sorted(hours)]
+
+
+async def test_only_listed_origins_may_read_across_origins(http: HttpClient) -> None:
+    preflight = await http.options("/api/v1/stats/visitors", headers={
+        "Origin": "https://app.example.com", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization",
+    })  # fmt: skip
+    assert preflight.status == 204  # no token needed
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert preflight.headers["Access-Control-Allow-Methods"] == "GET"
+    query = "/api/v1/stats/visitors?from=now-1d&to=now"
+    listed = await http.get(query, headers=AUTH | {"Origin": "https://app.example.com"})
+    assert listed.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert listed.headers["Vary"] == "Origin"
+    other = await http.get(query, headers=AUTH | {"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+async def test_the_stats_token_does_not_make_an_event_sender_trusted(
+    http: HttpClient, core_target: str
+) -> None:
+    async with grpc.aio.insecure_channel(core_target) as channel:
+        stub = pb_grpc.EventServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.SendPageView(pb.SendPageViewRequest(), metadata=GRPC_AUTH)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+class StuckStats:
+    """A store whose stats queries never finish."""
+
+    async def timeseries(self, query: object) -> list[tuple[int, float]]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def top(self, query: object) -> list[tuple[str, int]]:
+        return await self.timeseries(query)  # type: ignore[return-value]
+
+    async def totals(self, query: object) -> object:
+        return await self.timeseries(query)
+
+
+async def test_a_query_over_the_stats_timeout_is_503(
+    settings: Settings, user_agents: UserAgentsParser, aiohttp_client: AiohttpClient
+) -> None:
+    short = changed(settings, "stats", timeout=0.2)
+    deps = dataclasses.replace(core_deps(short, user_agents), stats=StuckStats())
+    server = create_server(short, deps, address="127.0.0.1:0")
+    await server.start()
+    try:
+        target = f"127.0.0.1:{server.port}"
+        http = await aiohttp_client(create_app(facade_config(target, short)))
+        started = time.monotonic()
+        response = await http.get("/api/v1/stats/top-pages?from=now-1d&to=now", headers=AUTH)
+        assert response.status == 503
+        assert time.monotonic() - started < 2
+        async with PrismeClient(target, stats_token=STATS_TOKEN, retries=0) as client:
+            with pytest.raises(PrismeError) as late:
+                await client.stats("visitors", "now-1d", "now")
+        assert late.value.code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await server.stop(grace=0)

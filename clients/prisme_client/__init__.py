@@ -1,4 +1,5 @@
-"""A typed asyncio client for `prisme.v1.EventService`, and the errors it raises."""
+"""A typed asyncio client for `prisme.v1.EventService` and `StatsService`, and the errors it
+raises."""
 
 from prisme_client.client import (
     Click,
@@ -7,6 +8,7 @@ from prisme_client.client import (
     OutboundLink,
     PageView,
     PrismeClient,
+    Stats,
 )
 from prisme_client.errors import PrismeError, error_from_rpc, error_from_status
 
@@ -18,6 +20,7 @@ __all__ = [
     "PageView",
     "PrismeClient",
     "PrismeError",
+    "Stats",
     "error_from_rpc",
     "error_from_status",
 ]

@@ -26,8 +26,11 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
+from google.api import annotations_pb2, http_pb2
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
+from prisme.v1 import stats_service_pb2 as stats_pb
+from prisme.v1 import stats_service_pb2_grpc as stats_grpc
 
 from prisme_client.errors import PrismeError, error_from_rpc, error_from_status
 
@@ -97,12 +100,38 @@ class FileDownload(Click):
 Event = PageView | CustomEvent | OutboundLink | FileDownload
 
 
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A stats answer: the range (Unix seconds), the keys (bucket starts in Unix ms for a
+    time series, the dimension's values for a ranked list) and their values."""
+
+    start: int
+    end: int
+    keys: list[int] | list[str]
+    values: list[int]
+    totals: stats_pb.StatsTotals | None = None
+
+
+def _metrics_of(rpc: str) -> frozenset[str]:
+    """The metrics whose routes the proto binds to ``rpc`` (``{metric=visitors}``, ...)."""
+    method = stats_pb.DESCRIPTOR.services_by_name["StatsService"].methods_by_name[rpc]
+    rule: http_pb2.HttpRule = method.GetOptions().Extensions[annotations_pb2.http]  # type: ignore[index]
+    paths = [rule.get, *(binding.get for binding in rule.additional_bindings)]
+    return frozenset(path.rsplit("=", 1)[1].rstrip("}") for path in paths)
+
+
+TIMESERIES = _metrics_of("GetTimeseries")
+TOP = _metrics_of("GetTop")
+QUERY_FIELDS = frozenset(stats_pb.StatsQuery.DESCRIPTOR.fields_by_name) - {"unknown"}
+
+
 class PrismeClient:
     def __init__(
         self,
         target: str,
         token: str | None = None,
         *,
+        stats_token: str | None = None,
         timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 0.2,
@@ -110,12 +139,14 @@ class PrismeClient:
     ) -> None:
         self._target = target
         self._token = token
+        self._stats_token = stats_token
         self._timeout = timeout
         self._retries = retries
         self._backoff = backoff
         self._credentials = credentials
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.EventServiceAsyncStub | None = None
+        self._stats: stats_grpc.StatsServiceAsyncStub | None = None
 
     async def __aenter__(self) -> PrismeClient:
         if self._credentials is None:
@@ -123,6 +154,7 @@ class PrismeClient:
         else:
             self._channel = grpc.aio.secure_channel(self._target, self._credentials)
         self._stub = pb_grpc.EventServiceStub(self._channel)
+        self._stats = stats_grpc.StatsServiceStub(self._channel)
         return self
 
     async def __aexit__(
@@ -133,7 +165,7 @@ class PrismeClient:
     ) -> None:
         if self._channel is not None:
             await self._channel.close()
-        self._channel = self._stub = None
+        self._channel = self._stub = self._stats = None
 
     async def send_pageview(
         self,
@@ -191,16 +223,61 @@ class PrismeClient:
         response = await self._call(lambda stub, meta: stub.CheckHealth(request, **meta))
         return response.store_ping_ms
 
+    async def stats(
+        self,
+        metric: str,
+        start: str,
+        end: str,
+        *,
+        limit: int | None = None,
+        totals: bool = False,
+        interval: str | None = None,
+        tz: str | None = None,
+        **filters: str,
+    ) -> Stats:
+        """Reads one stats route (``visitors``, ``top-pages``, ...) with the stats token:
+        ``start`` and ``end`` in Prisme's grammar (``now-7d``, ``2024-01-31``, RFC 3339),
+        ``filters`` by their field names (``domain``, ``entry_path``, ``utm_source``, ...),
+        each value a comma-separated list."""
+        if self._stats is None:
+            raise RuntimeError("use PrismeClient as an async context manager")
+        query = stats_pb.StatsQuery()
+        for name, values in filters.items():
+            if name not in QUERY_FIELDS:
+                raise TypeError(f"no stats filter {name!r}")
+            setattr(query, name, values)
+        setattr(query, "from", start)
+        query.to, query.totals = end, "true" if totals else ""
+        query.limit = "" if limit is None else str(limit)
+        query.interval, query.tz = interval or "", tz or ""
+        stub, options = self._stats, self._options(self._stats_token)
+        if metric in TOP:
+            top = stats_pb.GetTopRequest(metric=metric, query=query)
+            answer: Any = await self._retried(lambda: stub.GetTop(top, **options))
+        else:
+            series = stats_pb.GetTimeseriesRequest(metric=metric, query=query)
+            answer = await self._retried(lambda: stub.GetTimeseries(series, **options))
+        return Stats(getattr(answer, "from"), answer.to, list(answer.keys), list(answer.values),
+                     answer.totals if answer.HasField("totals") else None)  # fmt: skip
+
+    def _options(self, token: str | None) -> dict[str, Any]:
+        metadata = [("x-request-id", uuid.uuid4().hex), *bearer(token)]
+        return {"metadata": metadata, "timeout": self._timeout}
+
     async def _call(
         self, send: Callable[[pb_grpc.EventServiceAsyncStub, dict[str, Any]], Awaitable[T]]
     ) -> T:
-        if self._stub is None:
+        stub = self._stub
+        if stub is None:
             raise RuntimeError("use PrismeClient as an async context manager")
-        metadata = [("x-request-id", uuid.uuid4().hex), *bearer(self._token)]
-        options = {"metadata": metadata, "timeout": self._timeout}
+        options = self._options(self._token)
+        return await self._retried(lambda: send(stub, options))
+
+    async def _retried(self, send: Callable[[], Awaitable[T]]) -> T:
+        """``send``, again with backoff while the service answers UNAVAILABLE."""
         for attempt in range(self._retries + 1):
             try:
-                return await send(self._stub, options)
+                return await send()
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in RETRYABLE or attempt == self._retries:
                     raise error_from_rpc(exc) from exc

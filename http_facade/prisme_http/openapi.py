@@ -78,10 +78,13 @@ def _operation(route: Route) -> dict[str, Any]:
         for status, text in ERRORS.items()
     }
     operation: dict[str, Any] = {
-        "operationId": route.rpc_path.rsplit("/", 1)[1],
+        "operationId": _operation_id(route),
         "parameters": parameters,
         "responses": responses,
     }
+    if route.caller_authorization:
+        operation["security"] = [{"statsToken": []}]
+        responses["401"] = {"description": "no valid stats token (`WWW-Authenticate: Bearer`)"}
     if route.body_is_text:
         text = {"type": "string", "description": "an absolute URL, or PING"}
         operation["requestBody"] = {"required": True, "content": {"text/plain": {"schema": text}}}
@@ -91,6 +94,14 @@ def _operation(route: Route) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"type": "object"}}},
         }
     return operation
+
+
+def _operation_id(route: Route) -> str:
+    """Unique per route: the RPC's name, the route's metric, and ``Noscript`` for those."""
+    name = route.rpc_path.rsplit("/", 1)[1]
+    for _, value in route.fixed_fields:
+        name += "".join(part.title() for part in value.split("-"))
+    return name + ("Noscript" if route.noscript else "")
 
 
 def openapi_document() -> dict[str, Any]:
@@ -106,5 +117,8 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Prisme events API", "version": "1"},
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR}},
+        "components": {
+            "schemas": {"Error": ERROR},
+            "securitySchemes": {"statsToken": {"type": "http", "scheme": "bearer"}},
+        },
     }
