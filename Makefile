@@ -11,7 +11,7 @@ TRACKER := http_facade/prisme_http/static/wa.js
 TERSER := npx --no-install terser --compress --mangle --comments false
 GEOIP_DB := .prisme-data/geoip/geo-whois-asn-country.mmdb
 
-.PHONY: run test bench check gen lint typecheck buflint protodeps gen-check tracker tracker-check install geoip browser clean
+.PHONY: run test bench bench-stats check gen lint typecheck buflint protodeps gen-check tracker tracker-check install geoip browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-stats: $(STAMP)
+	$(BIN)/python bench/stats.py
 
 test: $(STAMP) $(GEOIP_DB) browser
 	PRISME_DEFAULT_GEOIP_DB=$(GEOIP_DB) $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -3,9 +3,11 @@ restarted on the same data."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -128,3 +130,24 @@ def test_admin_metrics_show_the_facade_and_the_core(data_dir: Path, tmp_path: Pa
     assert re.search(r'prisme_http_requests_total\{.*status="200"\} 1\.0', text)
     assert re.search(r'prisme_events_total\{kind="pageview",outcome="accepted"\} 1\.0', text)
     assert text.count("# TYPE process_cpu_seconds_total") == 1  # one process's runtime metrics
+
+
+@pytest.mark.timeout(90)
+def test_serve_prints_a_generated_stats_token_that_reads_the_stats(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    service = start_service(tmp_path / "serve.log", PRISME_DATA_DIR=str(data_dir))
+    try:
+        deadline = time.monotonic() + 20
+        while not (found := re.search(r"Authorization: Bearer (\S+)", service.log.read_text())):
+            assert time.monotonic() < deadline, service.log.read_text()[-2000:]
+            time.sleep(0.1)
+        url = f"{service.base}/api/v1/stats/visitors?from=now-1d&to=now"
+        read = urllib.request.Request(url, headers={"Authorization": f"Bearer {found[1]}"})
+        with urllib.request.urlopen(read, timeout=10) as answer:
+            assert json.loads(answer.read())["keys"] == []
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code == 401
+    finally:
+        assert service.stop() == 0

@@ -1,0 +1,165 @@
+"""`make bench-stats`: every stats route timed over 100,000 page views on the embedded store.
+
+    .venv/bin/python bench/stats.py [--pageviews N]
+
+Loads realistic traffic straight into the store (sessions of 1 to 8 page views over 30 days
+on two domains, with referrers, UTM tags, countries, browsers, custom events, outbound links
+and downloads), starts the core in this process and asks every route through the typed
+client, for the last 7 and 30 days of one domain (the dashboard's queries) and of all
+domains. Prints a Markdown table of the times (the median of three calls, in ms) and ends with
+``bench-stats: routes=N slowest_ms=... over_2s=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prisme_cli.embedded import EmbeddedStore
+from prisme_client import PrismeClient
+from prisme_client.client import TIMESERIES, TOP
+from prisme_core.adapters.mongo import (
+    EVENTS_CUSTOM,
+    FILE_DOWNLOADS,
+    OUTBOUND_LINK_CLICKS,
+    PAGEVIEWS,
+    SESSIONS,
+    MongoEventStore,
+    click_document,
+    custom_event_document,
+    pageview_document,
+    session_document,
+)
+from prisme_core.enrich import uuid7
+from prisme_core.model import Click, CustomEvent, PageView, SessionAttributes, SessionStart
+from prisme_core.server import CoreDeps, create_server
+from prisme_core.settings import GrpcSettings, Settings, StatsSettings, StoreSettings
+
+DOMAINS = ("shop.example", "blog.example")
+PAGES = ("/", "/pricing", "/blog", "/blog/launch", "/docs", "/docs/install", "/about", "/contact")
+REFERRERS = ("direct", "direct", "direct", "www.google.com", "news.ycombinator.com", "t.co")
+UTM = ("", "", "", "", "newsletter", "ads")
+COUNTRIES = ("US", "DE", "FR", "GB", "IN", "BR", "XX")
+SYSTEMS = (("Windows", "Chrome"), ("Mac OS X", "Safari"), ("Linux", "Firefox"),
+           ("Android", "Chrome Mobile"), ("iOS", "Mobile Safari"))  # fmt: skip
+TOKEN = "bench-stats-token"
+GOAL_MS = 2000
+
+
+def traffic(pageviews: int, now: datetime) -> dict[str, list[dict[str, object]]]:
+    """Documents for about ``pageviews`` page views, by collection."""
+    rng = random.Random(7)
+    docs: dict[str, list[dict[str, object]]] = {
+        SESSIONS: [], PAGEVIEWS: [], EVENTS_CUSTOM: [], OUTBOUND_LINK_CLICKS: [], FILE_DOWNLOADS: [],
+    }  # fmt: skip
+    visitors = [f"prisme_{rng.getrandbits(64):016X}" for _ in range(pageviews // 5)]
+    while len(docs[PAGEVIEWS]) < pageviews:
+        start = now - timedelta(seconds=rng.uniform(0, 30 * 86400))
+        system, browser = rng.choice(SYSTEMS)
+        domain = DOMAINS[0] if rng.random() < 0.7 else DOMAINS[1]
+        attributes = SessionAttributes(
+            domain=domain, visitor_id=rng.choice(visitors), session_uuid=uuid7(start),
+            operating_system=system, browser_family=browser, device="Other",
+            referrer_domain=rng.choice(REFERRERS), country_code=rng.choice(COUNTRIES),
+            utm_source=rng.choice(UTM), utm_medium="", utm_campaign="", utm_term="",
+            utm_content="",
+        )  # fmt: skip
+        views = [(start, rng.choice(PAGES))]
+        for _ in range(rng.choice((0, 0, 0, 1, 1, 2, 3, 5, 7))):
+            views.append((views[-1][0] + timedelta(seconds=rng.uniform(5, 300)), rng.choice(PAGES)))
+        entry = SessionStart(f"D{uuid.uuid4().hex[:16]}", views[0][1], views[0][0], attributes)
+        session = session_document(entry)
+        session |= {"exit_path": views[-1][1], "exit_timestamp": views[-1][0],
+                    "pageviews": len(views)}  # fmt: skip
+        docs[SESSIONS].append(session)
+        for at, path in views:
+            docs[PAGEVIEWS].append(pageview_document(PageView(at, path, attributes)))
+        at, path = views[-1]
+        if rng.random() < 0.3:
+            event = CustomEvent(at, path, attributes, rng.choice(("signup", "buy", "share")), {})
+            docs[EVENTS_CUSTOM].append(custom_event_document(event))
+        if rng.random() < 0.1:
+            click = Click(at, path, attributes, f"https://{rng.choice(REFERRERS)}.example/")
+            docs[OUTBOUND_LINK_CLICKS].append(click_document(click, "link"))
+        if rng.random() < 0.05:
+            click = Click(at, path, attributes, f"https://{domain}/files/report.pdf")
+            docs[FILE_DOWNLOADS].append(click_document(click, "url"))
+    return docs
+
+
+async def load(store: MongoEventStore, docs: dict[str, list[dict[str, object]]]) -> None:
+    await store.ensure_schema()
+    for collection, documents in docs.items():
+        for first in range(0, len(documents), 1000):
+            await store.database[collection].insert_many(documents[first : first + 1000])
+
+
+async def timed(client: PrismeClient, route: str, days: int, domain: str | None) -> float:
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        if domain is None:
+            await client.stats(route, f"now-{days}d", "now")
+        else:
+            await client.stats(route, f"now-{days}d", "now", domain=domain)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+async def main(pageviews: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="prisme-bench-stats-") as work:
+        embedded = EmbeddedStore(Path(work) / "store", cache_size="512M")
+        uri = embedded.start()
+        try:
+            settings = Settings(
+                grpc=GrpcSettings(token="bench"),
+                store=StoreSettings(mongodb_uri=uri, database="bench", timeout=30.0),
+                stats=StatsSettings(token=TOKEN, timeout=60.0),
+            )
+            deps = CoreDeps.from_settings(settings)
+            assert isinstance(deps.store, MongoEventStore)
+            docs = traffic(pageviews, datetime.now(UTC))
+            started = time.perf_counter()
+            await load(deps.store, docs)
+            counts = ", ".join(f"{len(v):,} {k}" for k, v in docs.items())
+            print(f"loaded {counts} in {time.perf_counter() - started:.1f}s")
+            server = create_server(settings, deps, address="127.0.0.1:0")
+            await server.start()
+            try:
+                await report(f"127.0.0.1:{server.port}")
+            finally:
+                await server.stop(grace=1)
+        finally:
+            embedded.stop()
+
+
+async def report(target: str) -> None:
+    print("\n| route | 7 days, one domain | 30 days, one domain | 30 days, all domains |")
+    print("|---|---|---|---|")
+    slowest, over = 0.0, []
+    async with PrismeClient(target, stats_token=TOKEN, timeout=120.0) as client:
+        for route in [*sorted(TIMESERIES), *sorted(TOP)]:
+            row = [
+                await timed(client, route, 7, DOMAINS[0]),
+                await timed(client, route, 30, DOMAINS[0]),
+                await timed(client, route, 30, None),
+            ]
+            slowest = max(slowest, *row)
+            if max(row) > GOAL_MS:
+                over.append(route)
+            print(f"| `{route}` | " + " | ".join(f"{ms:,.0f} ms" for ms in row) + " |", flush=True)
+    routes = len(TIMESERIES) + len(TOP)
+    print(f"\nbench-stats: routes={routes} slowest_ms={slowest:.0f} over_2s={','.join(over) or 0}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pageviews", type=int, default=100_000)
+    asyncio.run(main(parser.parse_args().pageviews))
