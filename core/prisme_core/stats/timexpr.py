@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 UNITS = "yQMwdhms"
 _TOKEN = re.compile(
-    r"\s*(?:(?P<now>now)|(?P<offset>[+-]\d+[yQMwdhms])|/(?P<round>[yQMwdhms])\s*$|(?P<date>[0-9TZtz:.+-]+))"
+    r"\s*(?:(?P<now>now)|(?P<offset>[+-]\d+[yQMwdhms])|/(?P<round>[yQMwdhms])\s*$"
+    r"|(?P<date>\d{4}-\d{2}-\d{2}(?:[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2}))?))"
 )
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 MAX_OFFSET = 100_000
