@@ -53,11 +53,6 @@ INDEXES: Final[dict[str, list[IndexModel]]] = {
     PAGEVIEWS: [
         IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
         IndexModel([("session_uuid", ASCENDING), ("timestamp", ASCENDING)], name="session_ts"),
-        # the stats' sessions that saw a page (the `path` filter)
-        IndexModel(
-            [("domain", ASCENDING), ("path", ASCENDING), ("timestamp", ASCENDING)],
-            name="domain_path_ts",
-        ),
     ],
     EVENTS_CUSTOM: [
         IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
@@ -72,7 +67,8 @@ INDEXES: Final[dict[str, list[IndexModel]]] = {
     # index would be rewritten by every progress update (docs/performance.md).
     SESSIONS: [
         IndexModel([("device_id", ASCENDING), ("entry_timestamp", DESCENDING)], name="device"),
-        # the stats' sessions of a domain that overlap a range (they end after its start)
+        # the stats' sessions of a domain that overlap a range (they end after its start); the
+        # stats' page views use domain_ts (docs/performance.md, "The stats API")
         IndexModel([("domain", ASCENDING), ("exit_timestamp", ASCENDING)], name="domain_exit"),
     ],
     KEYS: [IndexModel([("expires_at", ASCENDING)], name="expiry", expireAfterSeconds=0)],
