@@ -83,8 +83,9 @@ async def test_ensure_schema_is_idempotent(
     assert indexes["pageviews"]["domain_ts"]["key"] == {"domain": 1, "timestamp": 1}
     assert indexes["pageviews"]["session_ts"]["key"] == {"session_uuid": 1, "timestamp": 1}
     assert indexes["events_custom"]["domain_ts"]["key"] == {"domain": 1, "timestamp": 1}
-    assert set(indexes["sessions"]) == {"_id_", "device"}  # _id is the session_uuid
+    assert set(indexes["sessions"]) == {"_id_", "device", "domain_exit"}  # _id: session_uuid
     assert indexes["sessions"]["device"]["key"] == {"device_id": 1, "entry_timestamp": -1}
+    assert indexes["sessions"]["domain_exit"]["key"] == {"domain": 1, "exit_timestamp": 1}
     assert indexes["keys"]["expiry"]["expireAfterSeconds"] == 0
 
 
