@@ -148,6 +148,7 @@ def test_serve_prints_a_generated_stats_token_that_reads_the_stats(
             assert json.loads(answer.read())["keys"] == []
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url, timeout=10)
+        refused.value.close()
         assert refused.value.code == 401
     finally:
         assert service.stop() == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDict
 from prisme.v1 import event_service_pb2 as pb
+from prisme_core.stats.query import TIMESERIES, TOP
 from prisme_http.app import create_app
 from prisme_http.routes import HeaderBinding, Route, routes_of
 from prisme_http.transcode import to_message
@@ -17,7 +18,12 @@ def _route(rpc: str) -> Route:
 
 def test_routes_are_the_annotated_rpcs() -> None:
     table = {(route.http_method, route.path): route.rpc_path for route in routes_of()}
-    assert table == {
+    stats = {("GET", f"/api/v1/stats/{metric}"): "/prisme.v1.StatsService/GetTimeseries"
+             for metric in TIMESERIES} | {
+        ("GET", f"/api/v1/stats/{metric}"): "/prisme.v1.StatsService/GetTop" for metric in TOP
+    }  # fmt: skip
+    assert len(stats) == 22
+    assert table == stats | {
         ("POST", "/api/v1/events/pageviews"): "/prisme.v1.EventService/SendPageView",
         ("POST", "/api/v1/events/custom/{name}"): "/prisme.v1.EventService/SendCustomEvent",
         ("GET", "/api/v1/healthcheck"): "/prisme.v1.EventService/CheckHealth",

@@ -264,14 +264,19 @@ class EventServicer(pb_grpc.EventServiceServicer):
         """True for a caller with the service token; a wrong token is refused outright."""
         if authorization is None:
             return False
-        scheme, _, presented = str(authorization).partition(" ")
-        if (
-            self._token is None
-            or scheme.lower() != "bearer"
-            or not hmac.compare_digest(presented.strip().encode(), self._token)
-        ):
+        if not presents(authorization, self._token):
             raise Unauthenticated()
         return True
+
+
+def presents(authorization: str, token: bytes | None) -> bool:
+    """Whether ``authorization`` metadata is ``Bearer <token>`` (compared in constant time)."""
+    scheme, _, presented = authorization.partition(" ")
+    return (
+        token is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(presented.strip().encode(), token)
+    )
 
 
 def _given_ip(request: BatchedRequest | None) -> str:

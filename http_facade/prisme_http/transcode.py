@@ -48,12 +48,6 @@ def to_message(
             *where, field = binding.path
             _set(_parent(parents, tuple(where)), field, *found)
     _fill_query_maps(route, parents, query)
-    if route.query_rest is not None:
-        *where, field = route.query_rest
-        rest = getattr(_parent(parents, tuple(where)), field)
-        for key, value in query.items():
-            if key not in route.query_names:
-                _set_item(rest, key, value, key)
     for name in route.context_fields:
         context = getattr(message, name)
         context.client_ip = client_ip
@@ -63,6 +57,12 @@ def to_message(
         _set(message, name, path_params[name], f"path segment {{{name}}}")
     for name, value in route.fixed_fields:
         setattr(message, name, value)
+    _fill_body(route, message, headers, body)
+    return message
+
+
+def _fill_body(route: Route, message: Message, headers: Mapping[str, str], body: bytes) -> None:
+    """The body into its field: text, or a `google.api.HttpBody` with its content type."""
     if route.body_field is not None and route.body_is_text:
         try:
             _set(message, route.body_field, body.decode("utf-8"), "body")
@@ -72,19 +72,25 @@ def to_message(
         http_body = getattr(message, route.body_field)
         _set(http_body, "content_type", headers.get("Content-Type", ""), "Content-Type")
         http_body.data = body
-    return message
 
 
 def _fill_query_maps(
     route: Route, parents: dict[tuple[str, ...], Message], query: Mapping[str, str]
 ) -> None:
-    """Every ``<prefix><key>`` parameter into its map field, at ``<key>``."""
+    """Every ``<prefix><key>`` parameter into its map field, at ``<key>``; and the parameters
+    no field is bound to into the route's field for them."""
     for mapping in route.query_maps:
         *where, field = mapping.path
         values = getattr(_parent(parents, tuple(where)), field)
         for key, value in query.items():
             if key.startswith(mapping.prefix) and len(key) > len(mapping.prefix):
                 _set_item(values, key[len(mapping.prefix) :], value, key)
+    if route.query_rest is not None:
+        *where, field = route.query_rest
+        rest = getattr(_parent(parents, tuple(where)), field)
+        for key, value in query.items():
+            if key not in route.query_names:
+                _set_item(rest, key, value, key)
 
 
 def referer_origin(referer: str) -> str:

@@ -9,7 +9,6 @@ Must not import aiohttp or pymongo.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any, Protocol
 
 import grpc
@@ -21,7 +20,7 @@ from prisme.v1 import stats_service_pb2_grpc as pb_grpc
 from prisme_core.errors import CoreError, InvalidInput, Reason, StatsTokenRefused
 from prisme_core.outcomes import store_deadline
 from prisme_core.ports import Clock
-from prisme_core.servicer import refuse
+from prisme_core.servicer import presents, refuse
 from prisme_core.stats.query import TIMESERIES, TOP, Query, parse_query
 from prisme_core.status import rich_status
 
@@ -92,12 +91,7 @@ class StatsServicer(pb_grpc.StatsServiceServicer):
 
     def _check_token(self, context: Context) -> None:
         metadata = {key: str(value) for key, value in context.invocation_metadata() or ()}
-        scheme, _, presented = metadata.get("authorization", "").partition(" ")
-        if (
-            self._token is None
-            or scheme.lower() != "bearer"
-            or not hmac.compare_digest(presented.strip().encode(), self._token)
-        ):
+        if not presents(metadata.get("authorization", ""), self._token):
             raise StatsTokenRefused()
 
     async def _fill(self, answer: Message, query: Query) -> None:
