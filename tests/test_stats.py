@@ -26,9 +26,10 @@ from prisme_core.server import CoreServer, create_server
 from prisme_core.settings import Settings
 from prisme_core.stats.query import TIMESERIES, TOP
 from prisme_http.app import create_app
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.conftest import STATS_TOKEN, changed, core_deps, facade_config
-from tests.support import FIREFOX, AiohttpClient, HttpClient
+from tests.support import FIREFOX, AiohttpClient, Document, HttpClient
 from tests.transports import (
     Click,
     Custom,
@@ -460,3 +461,32 @@ async def test_a_query_over_the_stats_timeout_is_503(
         assert late.value.code == grpc.StatusCode.UNAVAILABLE
     finally:
         await server.stop(grace=0)
+
+
+async def test_page_views_of_a_domain_are_counted_by_the_hour_once_sealed(
+    http: HttpClient, clock: FixedClock, ask: Ask, core: CoreServer, mongo: AsyncDatabase[Document]
+) -> None:
+    """The domain's page-view routes read sealed hours from hourly counts, filled by the first
+    query that needs them, and the rest from the page views: the same answers either way."""
+    sent = [T0 + timedelta(minutes=37 * k) for k in range(60)]  # over 37 hours
+    for k, at in enumerate(sent):
+        clock.at = at
+        visit = Visit(page_url=f"http://localhost/p{k % 3}", client_ip=f"84.200.69.{k + 1}")
+        assert (await send_http(http, visit)).ok
+    clock.at = sent[-1] + timedelta(minutes=30)  # the last hours are not sealed yet
+    window = {"from": "2026-11-20T09:00:00Z", "to": "now", "domain": "localhost"}
+    start, end = T0 - timedelta(hours=1), clock.at
+    width = max(1, int((end - start).total_seconds()) // 32) * 1000
+    expected_series = Counter(int(at.timestamp() * 1000) // width * width for at in sent)
+    expected_pages = Counter(f"/p{k % 3}" for k in range(len(sent)))
+    for _ in range(2):  # counted by the first, read by the second
+        series = await ask("pageviews", **window)
+        assert dict(zip(series["keys"], series["values"], strict=True)) == expected_series
+        pages = await ask("top-pages", **window)
+        assert dict(zip(pages["keys"], pages["values"], strict=True)) == expected_pages
+    assert await mongo.pageview_hours_done.count_documents({}) > 0
+    clock.advance(seconds=10)
+    late = Visit(page_url="http://localhost/late", client_ip="84.200.69.200")
+    assert (await send_http(http, late)).ok  # into an hour not counted yet
+    pages = await ask("top-pages", **window)
+    assert dict(zip(pages["keys"], pages["values"], strict=True)) == expected_pages | {"/late": 1}

@@ -47,6 +47,9 @@ OUTBOUND_LINK_CLICKS: Final = "outbound_link_clicks"
 FILE_DOWNLOADS: Final = "file_downloads"
 SESSIONS: Final = "sessions"
 KEYS: Final = "keys"
+HOURS: Final = "pageview_hours"
+HOURS_DONE: Final = "pageview_hours_done"
+"""The stats' page views counted per domain, hour and path (`mongo_rollups`), written by reads."""
 DUPLICATE_KEY: Final = 11000
 
 INDEXES: Final[dict[str, list[IndexModel]]] = {
@@ -72,6 +75,8 @@ INDEXES: Final[dict[str, list[IndexModel]]] = {
         IndexModel([("domain", ASCENDING), ("exit_timestamp", ASCENDING)], name="domain_exit"),
     ],
     KEYS: [IndexModel([("expires_at", ASCENDING)], name="expiry", expireAfterSeconds=0)],
+    HOURS: [IndexModel([("domain", ASCENDING), ("hour", ASCENDING)], name="domain_hour")],
+    HOURS_DONE: [IndexModel([("domain", ASCENDING), ("hour", ASCENDING)], name="domain_hour")],
 }
 
 Document = dict[str, Any]

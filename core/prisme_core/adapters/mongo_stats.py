@@ -21,6 +21,7 @@ import pymongo
 from pymongo.asynchronous.database import AsyncDatabase
 
 from prisme_core.adapters.mongo import PAGEVIEWS, SESSIONS, Document, map_pymongo_errors
+from prisme_core.adapters.mongo_rollups import PageviewHours
 from prisme_core.stats.query import LIVE_WINDOW, TOP, Query, Unit
 
 SESSION_FIELDS_ON_EVENTS: Final = frozenset({"domain"})
@@ -47,6 +48,7 @@ class MongoStats:
     def __init__(self, db: AsyncDatabase[Document], timeout: float) -> None:
         self._db = db
         self._timeout = timeout
+        self._hours = PageviewHours(db, self._aggregate, self._bounded)
 
     @contextmanager
     def _bounded(self, what: str) -> Iterator[None]:
@@ -61,6 +63,11 @@ class MongoStats:
     async def timeseries(self, query: Query) -> list[tuple[int, float]]:
         """The buckets that have data, in order: (start in Unix ms, value)."""
         metric = query.metric
+        if metric == "pageviews" and _by_domain(query) and query.interval is None:
+            found = await self._hours.count(
+                query.filters["domain"], query.start, query.end, query.now, query.bucket_ms
+            )
+            return sorted((int(key), float(n)) for key, n in found.items())
         if metric == "pageviews":
             match = await self._events_match(query, SESSION_FIELDS_ON_PAGEVIEWS)
             stages = [{"$match": match}, _count_by(_bucket("timestamp", query))]
@@ -89,6 +96,12 @@ class MongoStats:
     async def top(self, query: Query) -> list[tuple[str, int]]:
         """The most frequent values of the metric's dimension, highest first, then by key."""
         dimension = TOP[query.metric]
+        if query.metric == "top-pages" and _by_domain(query):
+            found = await self._hours.count(
+                query.filters["domain"], query.start, query.end, query.now, None
+            )
+            ranked = sorted(found.items(), key=lambda row: (-row[1], row[0]))
+            return [(str(key), int(n)) for key, n in ranked[: query.limit]]
         if dimension.unit is Unit.SESSIONS:
             match = await self._select(query)
             if dimension.field in {"entry_path", "exit_path"}:  # clipped to the range
@@ -175,6 +188,11 @@ class MongoStats:
                 ids = await self._db[SESSIONS].distinct("session_uuid", select)
             match["session_uuid"] = {"$in": ids}
         return match
+
+
+def _by_domain(query: Query) -> bool:
+    """Whether the hourly counts answer the query: it names domains and filters nothing else."""
+    return set(query.filters) == {"domain"}
 
 
 def _count_by(key: Any) -> Document:

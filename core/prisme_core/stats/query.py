@@ -92,6 +92,8 @@ class Query:
     totals: bool
     interval: str | None
     tz: ZoneInfo
+    now: datetime
+    """When the query was asked: no page view can still arrive long before it."""
 
     @property
     def bucket_ms(self) -> int:
@@ -129,6 +131,7 @@ def parse_query(
         totals=_flag(given.get("totals", ""), "totals"),
         interval=_interval(given.get("interval", "")),
         tz=_zone(given.get("tz", "")),
+        now=now,
     )
 
 

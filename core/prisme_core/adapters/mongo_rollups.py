@@ -1,0 +1,181 @@
+"""`PageviewHours`: page views counted per domain, hour and path, for the stats' page-view
+routes (``pageviews``, ``top-pages``) of one or more domains.
+
+An hour is counted once it is sealed, the first time a query needs it: it ended `SEAL` ago, and
+no page view can be stored into it any more (a page view's time is when it arrived, and it is
+stored within the store's deadline or not at all). The counts go to ``pageview_hours`` (a
+document per domain, hour and path) and a marker to ``pageview_hours_done`` (a document per
+domain and hour) once they are there. Counting is idempotent (``$set``), so racing queries, or
+instances, count the same. A query reads its range's sealed hours from the counts and the rest
+(its edges, the hours not sealed yet, and for a time series the hours a bucket boundary cuts)
+from the page views themselves.
+
+Only the read side writes here: ingestion costs what it did.
+
+Must not import grpc or aiohttp.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from prisme_core.adapters.mongo import HOURS, HOURS_DONE, PAGEVIEWS, Document
+
+HOUR_MS: Final = 3_600_000
+SEAL: Final = timedelta(minutes=2)
+"""How long after an hour ends no page view can still be stored into it (the store's deadline
+is seconds), with room to spare."""
+FILL_HOURS: Final = 24
+"""Hours counted per store call: a query stopped by its deadline keeps what it counted."""
+HORIZON: Final = timedelta(days=400)
+"""Hours older than this are read from the page views (a range from the year 2000 is not
+counted hour by hour)."""
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+Aggregate = Callable[[str, list[Document]], Awaitable[list[Document]]]
+Bounded = Callable[[str], AbstractContextManager[None]]
+
+
+class PageviewHours:
+    def __init__(self, db: AsyncDatabase[Document], aggregate: Aggregate, bounded: Bounded) -> None:
+        self._db = db
+        self._aggregate = aggregate
+        self._bounded = bounded
+
+    async def count(
+        self,
+        domains: Sequence[str],
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        bucket_ms: int | None,
+    ) -> Counter[int] | Counter[str]:
+        """The page views of ``domains`` in [``start``, ``end``]: per bucket of
+        ``bucket_ms`` (by the bucket's start in ms), or without one per path."""
+        start_ms, end_ms = _ms(start), _ms(end) + 1
+        hours = _sealed_hours(start_ms, end_ms, _ms(now - SEAL), _ms(now - HORIZON), bucket_ms)
+        await self._fill(domains, hours)
+        found: Counter[int] | Counter[str] = Counter()
+        for row in await self._rolled(domains, hours, bucket_ms):
+            found[row["_id"]] += row["n"]
+        for low, high in _gaps(start_ms, end_ms, hours):
+            for row in await self._raw(domains, low, high, bucket_ms):
+                found[row["_id"]] += row["n"]
+        return found
+
+    async def _rolled(
+        self, domains: Sequence[str], hours: list[int], bucket_ms: int | None
+    ) -> list[Document]:
+        if not hours:
+            return []
+        match: Document = {
+            "domain": {"$in": list(domains)},
+            "hour": {"$gte": _at(hours[0]), "$lte": _at(hours[-1])},
+        }
+        skipped = sorted(set(range(hours[0], hours[-1], HOUR_MS)) - set(hours))
+        if skipped:  # a time series' hours that a bucket boundary cuts
+            match["hour"]["$nin"] = [_at(h) for h in skipped]
+        key: object = "$path" if bucket_ms is None else _bucket("$hour", bucket_ms)
+        group = {"$group": {"_id": key, "n": {"$sum": "$n"}}}
+        return await self._aggregate(HOURS, [{"$match": match}, group])
+
+    async def _raw(
+        self, domains: Sequence[str], low: int, high: int, bucket_ms: int | None
+    ) -> list[Document]:
+        match = {"domain": {"$in": list(domains)},
+                 "timestamp": {"$gte": _at(low), "$lt": _at(high)}}  # fmt: skip
+        key: object = "$path" if bucket_ms is None else _bucket("$timestamp", bucket_ms)
+        group = {"$group": {"_id": key, "n": {"$sum": 1}}}
+        return await self._aggregate(PAGEVIEWS, [{"$match": match}, group])
+
+    async def _fill(self, domains: Sequence[str], hours: list[int]) -> None:
+        """Counts the hours of ``hours`` that are not counted yet, a few at a time."""
+        if not hours:
+            return
+        with self._bounded("read the counted hours"):
+            done = self._db[HOURS_DONE].find(
+                {"domain": {"$in": list(domains)},
+                 "hour": {"$gte": _at(hours[0]), "$lte": _at(hours[-1])}},
+                {"domain": 1, "hour": 1},
+            )  # fmt: skip
+            counted = {(doc["domain"], _ms(doc["hour"])) async for doc in done}
+        for domain in domains:
+            missing = [h for h in hours if (domain, h) not in counted]
+            for first in range(0, len(missing), FILL_HOURS):
+                await self._count(domain, missing[first : first + FILL_HOURS])
+
+    async def _count(self, domain: str, hours: list[int]) -> None:
+        """Counts ``hours`` (sorted) of ``domain``, then marks them counted."""
+        span = {"$gte": _at(hours[0]), "$lt": _at(hours[-1] + HOUR_MS)}
+        match = {"domain": domain, "timestamp": span}
+        rows = await self._aggregate(PAGEVIEWS, [
+            {"$match": match},
+            {"$group": {"_id": {"h": _bucket("$timestamp", HOUR_MS), "p": "$path"},
+                        "n": {"$sum": 1}}},
+        ])  # fmt: skip
+        wanted = set(hours)
+        counts = [
+            UpdateOne(
+                {"_id": {"d": domain, "h": row["_id"]["h"], "p": row["_id"]["p"]}},
+                {"$set": {"domain": domain, "hour": _at(row["_id"]["h"]),
+                          "path": row["_id"]["p"], "n": row["n"]}},
+                upsert=True,
+            )
+            for row in rows
+            if row["_id"]["h"] in wanted
+        ]  # fmt: skip
+        markers = [
+            UpdateOne({"_id": {"d": domain, "h": h}}, {"$set": {"domain": domain, "hour": _at(h)}},
+                      upsert=True)
+            for h in hours
+        ]  # fmt: skip
+        with self._bounded("count page views by hour"):
+            if counts:
+                await self._db[HOURS].bulk_write(counts, ordered=False)
+            await self._db[HOURS_DONE].bulk_write(markers, ordered=False)
+
+
+def _sealed_hours(
+    start_ms: int, end_ms: int, sealed_ms: int, horizon_ms: int, bucket_ms: int | None
+) -> list[int]:
+    """The whole hours within [start_ms, end_ms) that ended before ``sealed_ms`` and began
+    after ``horizon_ms`` (and, for a time series, lie within one bucket)."""
+    first = max(-(-start_ms // HOUR_MS) * HOUR_MS, -(-horizon_ms // HOUR_MS) * HOUR_MS)
+    last = min(end_ms, sealed_ms) - HOUR_MS
+    return [
+        hour
+        for hour in range(first, last + 1, HOUR_MS)
+        if bucket_ms is None or hour // bucket_ms == (hour + HOUR_MS - 1) // bucket_ms
+    ]
+
+
+def _gaps(start_ms: int, end_ms: int, hours: list[int]) -> list[tuple[int, int]]:
+    """[start_ms, end_ms) without the given hours, as half-open spans."""
+    gaps, cursor = [], start_ms
+    for hour in hours:
+        if hour > cursor:
+            gaps.append((cursor, hour))
+        cursor = hour + HOUR_MS
+    if cursor < end_ms:
+        gaps.append((cursor, end_ms))
+    return gaps
+
+
+def _bucket(field: str, width_ms: int) -> Document:
+    ms = {"$toLong": field}
+    return {"$subtract": [ms, {"$mod": [ms, width_ms]}]}
+
+
+def _ms(at: datetime) -> int:
+    return (at - EPOCH) // timedelta(milliseconds=1)
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
