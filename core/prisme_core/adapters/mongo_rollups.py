@@ -6,9 +6,11 @@ no page view can be stored into it any more (a page view's time is when it arriv
 stored within the store's deadline or not at all). The counts go to ``pageview_hours`` (a
 document per domain, hour and path) and a marker to ``pageview_hours_done`` (a document per
 domain and hour) once they are there. Counting is idempotent (``$set``), so racing queries, or
-instances, count the same. A query reads its range's sealed hours from the counts and the rest
-(its edges, the hours not sealed yet, and for a time series the hours a bucket boundary cuts)
-from the page views themselves.
+instances, count the same. Both are keyed by text (``domain|hour|path``: neither a host nor a
+number holds ``|``), which the embedded store finds by its primary key; an embedded document
+as ``_id`` it scans for, which made each write cost as much as the collection. A query reads
+its range's sealed hours from the counts, and the rest (its edges, the hours not sealed yet,
+and for a time series the hours a bucket boundary cuts) from the page views themselves.
 
 Only the read side writes here: ingestion costs what it did.
 
@@ -76,7 +78,7 @@ class PageviewHours:
         if not hours:
             return []
         match: Document = {
-            "domain": {"$in": list(domains)},
+            "domain": one_of(domains),
             "hour": {"$gte": _at(hours[0]), "$lte": _at(hours[-1])},
         }
         skipped = sorted(set(range(hours[0], hours[-1], HOUR_MS)) - set(hours))
@@ -89,7 +91,7 @@ class PageviewHours:
     async def _raw(
         self, domains: Sequence[str], low: int, high: int, bucket_ms: int | None
     ) -> list[Document]:
-        match = {"domain": {"$in": list(domains)},
+        match = {"domain": one_of(domains),
                  "timestamp": {"$gte": _at(low), "$lt": _at(high)}}  # fmt: skip
         key: object = "$path" if bucket_ms is None else _bucket("$timestamp", bucket_ms)
         group = {"$group": {"_id": key, "n": {"$sum": 1}}}
@@ -101,7 +103,7 @@ class PageviewHours:
             return
         with self._bounded("read the counted hours"):
             done = self._db[HOURS_DONE].find(
-                {"domain": {"$in": list(domains)},
+                {"domain": one_of(domains),
                  "hour": {"$gte": _at(hours[0]), "$lte": _at(hours[-1])}},
                 {"domain": 1, "hour": 1},
             )  # fmt: skip
@@ -123,7 +125,7 @@ class PageviewHours:
         wanted = set(hours)
         counts = [
             UpdateOne(
-                {"_id": {"d": domain, "h": row["_id"]["h"], "p": row["_id"]["p"]}},
+                {"_id": f"{domain}|{row['_id']['h']}|{row['_id']['p']}"},
                 {"$set": {"domain": domain, "hour": _at(row["_id"]["h"]),
                           "path": row["_id"]["p"], "n": row["n"]}},
                 upsert=True,
@@ -132,7 +134,7 @@ class PageviewHours:
             if row["_id"]["h"] in wanted
         ]  # fmt: skip
         markers = [
-            UpdateOne({"_id": {"d": domain, "h": h}}, {"$set": {"domain": domain, "hour": _at(h)}},
+            UpdateOne({"_id": f"{domain}|{h}"}, {"$set": {"domain": domain, "hour": _at(h)}},
                       upsert=True)
             for h in hours
         ]  # fmt: skip
@@ -166,6 +168,12 @@ def _gaps(start_ms: int, end_ms: int, hours: list[int]) -> list[tuple[int, int]]
     if cursor < end_ms:
         gaps.append((cursor, end_ms))
     return gaps
+
+
+def one_of(values: Sequence[str]) -> object:
+    """A match of any of ``values``: the value itself when there is one, which the embedded
+    store serves from an index (an ``$in`` it answers by scanning)."""
+    return values[0] if len(values) == 1 else {"$in": list(values)}
 
 
 def _bucket(field: str, width_ms: int) -> Document:

@@ -21,7 +21,7 @@ import pymongo
 from pymongo.asynchronous.database import AsyncDatabase
 
 from prisme_core.adapters.mongo import PAGEVIEWS, SESSIONS, Document, map_pymongo_errors
-from prisme_core.adapters.mongo_rollups import PageviewHours
+from prisme_core.adapters.mongo_rollups import PageviewHours, one_of
 from prisme_core.stats.query import LIVE_WINDOW, TOP, Query, Unit
 
 SESSION_FIELDS_ON_EVENTS: Final = frozenset({"domain"})
@@ -164,12 +164,12 @@ class MongoStats:
         }
         for field, values in query.filters.items():
             if field != "path":
-                match[field] = {"$in": list(values)}
+                match[field] = one_of(values)
         if "path" in query.filters:
-            seen: Document = {"path": {"$in": list(query.filters["path"])},
+            seen: Document = {"path": one_of(query.filters["path"]),
                               "timestamp": {"$lte": query.end}}  # fmt: skip
             if "domain" in query.filters:
-                seen["domain"] = {"$in": list(query.filters["domain"])}
+                seen["domain"] = one_of(query.filters["domain"])
             with self._bounded("find sessions by page"):
                 ids = await self._db[PAGEVIEWS].distinct("session_uuid", seen)
             match["session_uuid"] = {"$in": ids}
@@ -181,7 +181,7 @@ class MongoStats:
         match: Document = {"timestamp": {"$gte": query.start, "$lte": query.end}}
         for field, values in query.filters.items():
             if field in answers:
-                match[field] = {"$in": list(values)}
+                match[field] = one_of(values)
         if set(query.filters) - answers:
             select = await self._select(query)
             with self._bounded("select sessions"):
