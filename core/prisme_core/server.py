@@ -102,6 +102,8 @@ class CoreServer:
         await self.server.stop(grace)
         await self.pipeline.close()
         await self.monitor.stop()
+        if self.deps.stats is not None:
+            await self.deps.stats.close()
         await self.deps.store.close()
         self.deps.geo.close()
 

@@ -1,7 +1,9 @@
 """`PageviewHours`: page views counted per domain, hour and path, for the stats' page-view
 routes (``pageviews``, ``top-pages``) of one or more domains.
 
-An hour is counted once it is sealed, the first time a query needs it: it ended `SEAL` ago, and
+An hour is counted once it is sealed, after the first query that needs it (in the background:
+that query reads it from the page views, like the ones that come before the counting is done):
+it ended `SEAL` ago, and
 no page view can be stored into it any more (a page view's time is when it arrived, and it is
 stored within the store's deadline or not at all). The counts go to ``pageview_hours`` (a
 document per domain, hour and path) and a marker to ``pageview_hours_done`` (a document per
@@ -19,6 +21,9 @@ Must not import grpc or aiohttp.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
@@ -29,13 +34,17 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from prisme_core.adapters.mongo import HOURS, HOURS_DONE, PAGEVIEWS, Document
+from prisme_core.errors import CoreError
+
+logger = logging.getLogger(__name__)
 
 HOUR_MS: Final = 3_600_000
 SEAL: Final = timedelta(minutes=2)
 """How long after an hour ends no page view can still be stored into it (the store's deadline
 is seconds), with room to spare."""
 FILL_HOURS: Final = 24
-"""Hours counted per store call: a query stopped by its deadline keeps what it counted."""
+"""Hours counted per store call: a counting stopped (a restart, the store down) keeps what it
+counted."""
 HORIZON: Final = timedelta(days=400)
 """Hours older than this are read from the page views (a range from the year 2000 is not
 counted hour by hour)."""
@@ -50,6 +59,7 @@ class PageviewHours:
         self._db = db
         self._aggregate = aggregate
         self._bounded = bounded
+        self._filling: asyncio.Task[None] | None = None
 
     async def count(
         self,
@@ -62,8 +72,12 @@ class PageviewHours:
         """The page views of ``domains`` in [``start``, ``end``]: per bucket of
         ``bucket_ms`` (by the bucket's start in ms), or without one per path."""
         start_ms, end_ms = _ms(start), _ms(end) + 1
-        hours = _sealed_hours(start_ms, end_ms, _ms(now - SEAL), _ms(now - HORIZON), bucket_ms)
-        await self._fill(domains, hours)
+        sealed = _sealed_hours(start_ms, end_ms, _ms(now - SEAL), _ms(now - HORIZON), bucket_ms)
+        counted = await self._counted(domains, sealed)
+        hours = [h for h in sealed if all((d, h) in counted for d in domains)]
+        missing = {d: [h for h in sealed if (d, h) not in counted] for d in domains}
+        if any(missing.values()):
+            self._fill_later(missing)
         found: Counter[int] | Counter[str] = Counter()
         for row in await self._rolled(domains, hours, bucket_ms):
             found[row["_id"]] += row["n"]
@@ -97,21 +111,38 @@ class PageviewHours:
         group = {"$group": {"_id": key, "n": {"$sum": 1}}}
         return await self._aggregate(PAGEVIEWS, [{"$match": match}, group])
 
-    async def _fill(self, domains: Sequence[str], hours: list[int]) -> None:
-        """Counts the hours of ``hours`` that are not counted yet, a few at a time."""
+    async def close(self) -> None:
+        """Stops a counting in progress (what it counted stays)."""
+        if self._filling is not None:
+            self._filling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._filling
+
+    async def _counted(self, domains: Sequence[str], hours: list[int]) -> set[tuple[str, int]]:
+        """Which of ``hours`` are counted, per domain."""
         if not hours:
-            return
+            return set()
         with self._bounded("read the counted hours"):
             done = self._db[HOURS_DONE].find(
                 {"domain": one_of(domains),
                  "hour": {"$gte": _at(hours[0]), "$lte": _at(hours[-1])}},
                 {"domain": 1, "hour": 1},
             )  # fmt: skip
-            counted = {(doc["domain"], _ms(doc["hour"])) async for doc in done}
-        for domain in domains:
-            missing = [h for h in hours if (domain, h) not in counted]
-            for first in range(0, len(missing), FILL_HOURS):
-                await self._count(domain, missing[first : first + FILL_HOURS])
+            return {(doc["domain"], _ms(doc["hour"])) async for doc in done}
+
+    def _fill_later(self, missing: dict[str, list[int]]) -> None:
+        """Counts the ``missing`` hours in the background, one filling at a time (a query
+        that comes meanwhile reads them from the page views, and asks again after)."""
+        if self._filling is None or self._filling.done():
+            self._filling = asyncio.create_task(self._fill(missing), name="stats-hours")
+
+    async def _fill(self, missing: dict[str, list[int]]) -> None:
+        try:
+            for domain, hours in missing.items():
+                for first in range(0, len(hours), FILL_HOURS):
+                    await self._count(domain, hours[first : first + FILL_HOURS])
+        except CoreError as error:  # counted next time
+            logger.warning("counting page views by hour stopped: %s", error)
 
     async def _count(self, domain: str, hours: list[int]) -> None:
         """Counts ``hours`` (sorted) of ``domain``, then marks them counted."""

@@ -60,6 +60,9 @@ class MongoStats:
             cursor = await self._db[collection].aggregate(pipeline)
             return await cursor.to_list()
 
+    async def close(self) -> None:
+        await self._hours.close()
+
     async def timeseries(self, query: Query) -> list[tuple[int, float]]:
         """The buckets that have data, in order: (start in Unix ms, value)."""
         metric = query.metric

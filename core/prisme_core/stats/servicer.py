@@ -41,6 +41,9 @@ class StatsStore(Protocol):
 
     async def totals(self, query: Query) -> Any: ...
 
+    async def close(self) -> None:
+        """Stops what it does in the background."""
+
 
 class StatsServicer(pb_grpc.StatsServiceServicer):
     def __init__(self, store: StatsStore, token: str | None, timeout: float, clock: Clock) -> None:
