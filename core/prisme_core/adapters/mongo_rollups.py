@@ -71,8 +71,8 @@ class PageviewHours:
     ) -> Counter[int] | Counter[str]:
         """The page views of ``domains`` in [``start``, ``end``]: per bucket of
         ``bucket_ms`` (by the bucket's start in ms), or without one per path."""
-        start_ms, end_ms = _ms(start), _ms(end) + 1
-        sealed = _sealed_hours(start_ms, end_ms, _ms(now - SEAL), _ms(now - HORIZON), bucket_ms)
+        start_ms, end_ms = to_ms(start), to_ms(end) + 1
+        sealed = _sealed_hours(start_ms, end_ms, to_ms(now - SEAL), to_ms(now - HORIZON), bucket_ms)
         counted = await self._counted(domains, sealed)
         hours = [h for h in sealed if all((d, h) in counted for d in domains)]
         missing = {d: [h for h in sealed if (d, h) not in counted] for d in domains}
@@ -98,7 +98,7 @@ class PageviewHours:
         skipped = sorted(set(range(hours[0], hours[-1], HOUR_MS)) - set(hours))
         if skipped:  # a time series' hours that a bucket boundary cuts
             match["hour"]["$nin"] = [_at(h) for h in skipped]
-        key: object = "$path" if bucket_ms is None else _bucket("$hour", bucket_ms)
+        key: object = "$path" if bucket_ms is None else epoch_bucket("$hour", bucket_ms)
         group = {"$group": {"_id": key, "n": {"$sum": "$n"}}}
         return await self._aggregate(HOURS, [{"$match": match}, group])
 
@@ -107,7 +107,7 @@ class PageviewHours:
     ) -> list[Document]:
         match = {"domain": one_of(domains),
                  "timestamp": {"$gte": _at(low), "$lt": _at(high)}}  # fmt: skip
-        key: object = "$path" if bucket_ms is None else _bucket("$timestamp", bucket_ms)
+        key: object = "$path" if bucket_ms is None else epoch_bucket("$timestamp", bucket_ms)
         group = {"$group": {"_id": key, "n": {"$sum": 1}}}
         return await self._aggregate(PAGEVIEWS, [{"$match": match}, group])
 
@@ -128,7 +128,7 @@ class PageviewHours:
                  "hour": {"$gte": _at(hours[0]), "$lte": _at(hours[-1])}},
                 {"domain": 1, "hour": 1},
             )  # fmt: skip
-            return {(doc["domain"], _ms(doc["hour"])) async for doc in done}
+            return {(doc["domain"], to_ms(doc["hour"])) async for doc in done}
 
     def _fill_later(self, missing: dict[str, list[int]]) -> None:
         """Counts the ``missing`` hours in the background, one filling at a time (a query
@@ -150,7 +150,7 @@ class PageviewHours:
         match = {"domain": domain, "timestamp": span}
         rows = await self._aggregate(PAGEVIEWS, [
             {"$match": match},
-            {"$group": {"_id": {"h": _bucket("$timestamp", HOUR_MS), "p": "$path"},
+            {"$group": {"_id": {"h": epoch_bucket("$timestamp", HOUR_MS), "p": "$path"},
                         "n": {"$sum": 1}}},
         ])  # fmt: skip
         wanted = set(hours)
@@ -207,12 +207,15 @@ def one_of(values: Sequence[str]) -> object:
     return values[0] if len(values) == 1 else {"$in": list(values)}
 
 
-def _bucket(field: str, width_ms: int) -> Document:
+def epoch_bucket(field: str, width_ms: int) -> Document:
+    """The start (Unix ms) of the ``width_ms`` slice, aligned to the epoch, that ``field``
+    falls in."""
     ms = {"$toLong": field}
     return {"$subtract": [ms, {"$mod": [ms, width_ms]}]}
 
 
-def _ms(at: datetime) -> int:
+def to_ms(at: datetime) -> int:
+    """``at`` in Unix ms, exactly (no float rounding)."""
     return (at - EPOCH) // timedelta(milliseconds=1)
 
 

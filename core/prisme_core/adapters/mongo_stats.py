@@ -21,7 +21,7 @@ import pymongo
 from pymongo.asynchronous.database import AsyncDatabase
 
 from prisme_core.adapters.mongo import PAGEVIEWS, SESSIONS, Document, map_pymongo_errors
-from prisme_core.adapters.mongo_rollups import PageviewHours, one_of
+from prisme_core.adapters.mongo_rollups import PageviewHours, epoch_bucket, one_of, to_ms
 from prisme_core.stats.query import LIVE_WINDOW, TOP, Query, Unit
 
 SESSION_FIELDS_ON_EVENTS: Final = frozenset({"domain"})
@@ -74,7 +74,7 @@ class MongoStats:
         if metric == "pageviews":
             match = await self._events_match(query, SESSION_FIELDS_ON_PAGEVIEWS)
             stages = [{"$match": match}, _count_by(_bucket("timestamp", query))]
-            return _series(await self._aggregate(PAGEVIEWS, stages), query)
+            return _series(await self._aggregate(PAGEVIEWS, stages))
         select = await self._select(query)
         if metric == "bounces":
             select["pageviews"] = 1
@@ -91,7 +91,7 @@ class MongoStats:
             group = [{"$group": {"_id": bucket, "n": {"$avg": duration}}}]
         else:
             group = [_count_by(bucket)]
-        rows = _series(await self._aggregate(SESSIONS, [{"$match": select}, *group]), query)
+        rows = _series(await self._aggregate(SESSIONS, [{"$match": select}, *group]))
         if metric == "sessions-duration":
             return [(key, float(int(value // 1000))) for key, value in rows]
         return rows
@@ -99,6 +99,8 @@ class MongoStats:
     async def top(self, query: Query) -> list[tuple[str, int]]:
         """The most frequent values of the metric's dimension, highest first, then by key."""
         dimension = TOP[query.metric]
+        if query.limit == 0:
+            return []
         if query.metric == "top-pages" and _by_domain(query):
             found = await self._hours.count(
                 query.filters["domain"], query.start, query.end, query.now, None
@@ -121,8 +123,6 @@ class MongoStats:
             {"$sort": {"n": -1, "_id": 1}},
             {"$limit": query.limit},
         ]
-        if query.limit == 0:
-            return []
         rows = await self._aggregate(dimension.collection, stages)
         return [(str(row["_id"]), int(row["n"])) for row in rows]
 
@@ -146,7 +146,7 @@ class MongoStats:
             {"$match": live}, {"$group": {"_id": "$visitor_id"}}, {"$count": "n"},
         ])  # fmt: skip
         views = await self._aggregate(PAGEVIEWS, [
-            {"$match": await self._events_match(query, SESSION_FIELDS_ON_PAGEVIEWS)},
+            {"$match": await self._events_match(query, SESSION_FIELDS_ON_PAGEVIEWS, select)},
             {"$count": "n"},
         ])  # fmt: skip
         row = sessions[0] if sessions else {}
@@ -178,15 +178,18 @@ class MongoStats:
             match["session_uuid"] = {"$in": ids}
         return match
 
-    async def _events_match(self, query: Query, answers: frozenset[str]) -> Document:
+    async def _events_match(
+        self, query: Query, answers: frozenset[str], select: Document | None = None
+    ) -> Document:
         """The `$match` of page views (or events) in the range whose sessions match the
-        filters: by their own copied fields when they have them, else by session id."""
+        filters: by their own copied fields when they have them, else by session id (of the
+        sessions ``select`` matches, when the caller has it)."""
         match: Document = {"timestamp": {"$gte": query.start, "$lte": query.end}}
         for field, values in query.filters.items():
             if field in answers:
                 match[field] = one_of(values)
         if set(query.filters) - answers:
-            select = await self._select(query)
+            select = select or await self._select(query)
             with self._bounded("select sessions"):
                 ids = await self._db[SESSIONS].distinct("session_uuid", select)
             match["session_uuid"] = {"$in": ids}
@@ -208,18 +211,17 @@ def _bucket(field: str, query: Query) -> Document:
     if query.interval is not None:
         return {"$dateTrunc": {"date": f"${field}", "unit": query.interval,
                                "timezone": query.tz.key, "startOfWeek": "sunday"}}  # fmt: skip
-    ms = {"$toLong": f"${field}"}
-    return {"$subtract": [ms, {"$mod": [ms, query.bucket_ms]}]}
+    return epoch_bucket(f"${field}", query.bucket_ms)
 
 
-def _series(rows: list[Document], query: Query) -> list[tuple[int, float]]:
-    found = [(_ms(row["_id"]), float(row["n"])) for row in rows if row["_id"] is not None]
+def _series(rows: list[Document]) -> list[tuple[int, float]]:
+    found = [(_key_ms(row["_id"]), float(row["n"])) for row in rows if row["_id"] is not None]
     return sorted(found)
 
 
-def _ms(key: object) -> int:
+def _key_ms(key: object) -> int:
+    """A bucket's key in Unix ms: an epoch slice's already is; a calendar unit's is a date."""
     if isinstance(key, datetime):
-        at = key if key.tzinfo is not None else key.replace(tzinfo=UTC)
-        return int(at.timestamp() * 1000)
+        return to_ms(key if key.tzinfo is not None else key.replace(tzinfo=UTC))
     assert isinstance(key, int | float)
     return int(key)

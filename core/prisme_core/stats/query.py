@@ -109,10 +109,9 @@ def refuse(parameter: str, why: str) -> InvalidInput:
 def parse_query(
     metric: str, given: Mapping[str, str], unknown: Mapping[str, str], now: datetime
 ) -> Query:
-    """The query of ``metric`` from its parameters (``given`` by name, ``unknown`` those no
-    field takes); raises `InvalidInput` naming the first bad one."""
-    if metric not in TIMESERIES and metric not in TOP:
-        raise InvalidInput(Reason.UNKNOWN_METRIC, f"no metric {metric!r}", "metric")
+    """The query of ``metric`` (one of `TIMESERIES` or `TOP`, which the caller checked) from
+    its parameters (``given`` by name, ``unknown`` those no field takes); raises
+    `InvalidInput` naming the first bad one."""
     for name in sorted(unknown):
         raise refuse(name, "unknown parameter")
     start, end = _time(given, "from", now, end=False), _time(given, "to", now, end=True)
