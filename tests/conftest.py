@@ -19,6 +19,7 @@ import grpc
 import hypothesis
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme_cli import serve
 from prisme_cli.embedded import EmbeddedStore
@@ -136,8 +137,16 @@ def core_target(core: CoreServer) -> str:
 
 @pytest.fixture
 async def http(aiohttp_client: AiohttpClient, core_target: str) -> HttpClient:
-    """A real aiohttp server running the façade, wired to the real core."""
-    return await aiohttp_client(create_app(facade_config(core_target)))
+    """A real aiohttp server running the façade, wired to the real core; as `FacadeRunner`
+    does, it leaves request bodies encoded for the façade to decode."""
+    return await aiohttp_client(FacadeTestServer(create_app(facade_config(core_target))))
+
+
+class FacadeTestServer(TestServer):
+    """aiohttp's test server behind the façade's own runner."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return FacadeRunner(self.app, **kwargs)
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from prisme_http.app import ACCESS_LOG
 from prometheus_client import REGISTRY
 
 Document = dict[str, Any]
 HttpClient = TestClient[web.Request, web.Application]
-AiohttpClient = Callable[[web.Application], Awaitable[HttpClient]]
+AiohttpClient = Callable[[web.Application | TestServer], Awaitable[HttpClient]]
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0"
 

@@ -31,8 +31,13 @@ def test_openapi_document_describes_exactly_the_routes() -> None:
     assert headers == {
         "Origin", "X-Prisme-Referrer", "Referer", "X-Prisme-Document-Referrer", "User-Agent",
         "X-Prisme-Event-Id", "X-Prisme-Status", "X-Prisme-Visitor-Id", "Sec-CH-UA-Platform",
-        "Sec-CH-UA-Model",
+        "Sec-CH-UA-Model", "Content-Encoding",
     }  # fmt: skip
+    batch = DOCUMENT["paths"]["/api/v1/events/batch"]["post"]
+    assert batch["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Batch"
+    }
+    assert "415" in batch["responses"]
     json.dumps(DOCUMENT)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
@@ -295,8 +295,11 @@ async def test_a_device_forgotten_by_the_cache_is_looked_up_again(clock: FixedCl
             written = asyncio.get_running_loop().create_future()
             written.set_result(None)
             tracker.begin(start, written)
-        assert tracker.unseen("D3")
-        assert not tracker.unseen("D2")  # cached
-        assert not tracker.unseen("D1")  # forgotten here: the store may have it
+        now = clock.now()
+        assert tracker.unseen(now, "D3")
+        assert not tracker.unseen(now, "D2")  # cached
+        assert not tracker.unseen(now, "D1")  # forgotten here: the store may have it
+        # A page view from before the store said: a reload of a session it ended then.
+        assert not tracker.unseen(now - timedelta(seconds=1), "D3")
     finally:
         await tracker.close()

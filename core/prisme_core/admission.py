@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from prisme_core.errors import Dropped, InvalidInput, Reason
 from prisme_core.model import (
+    ON_ARRIVAL,
     ClickInput,
     ClickKind,
     ClientContext,
     ClientInfo,
     CustomEventInput,
     PageViewInput,
+    Timing,
 )
 from prisme_core.ports import Clock, UserAgentParser
 from prisme_core.properties import parse_properties, query_properties
@@ -34,6 +36,7 @@ from prisme_core.urls import Url
 from prisme_core.validate import (
     OriginRegistry,
     drop_bot,
+    event_time,
     origin_root,
     validate_document_referrer,
     validate_event_id,
@@ -57,7 +60,10 @@ class Admitted:
     key: uuid.UUID | None
     """The event id, if the sender gave one."""
     now: datetime
-    """The receive time, to the millisecond."""
+    """The receive time, to the millisecond: which day's keys identify the device."""
+    at: datetime
+    """When the event happened (`event_time`), to the millisecond: its stored time, and
+    the time its session is decided by."""
     internal: bool
     """A navigation within the site: it continues the device's live session, if any."""
     device: tuple[str, str, str]
@@ -112,15 +118,17 @@ class Admission:
     agents: UserAgentParser
     clock: Clock
     max_body_bytes: int
+    max_age: timedelta
 
     @classmethod
     def of(cls, limits: LimitSettings, agents: UserAgentParser, clock: Clock) -> Admission:
-        return cls(OriginRegistry.of(limits.origins), agents, clock, limits.max_body_bytes)
+        max_age = timedelta(seconds=limits.max_event_age)
+        return cls(OriginRegistry.of(limits.origins), agents, clock, limits.max_body_bytes, max_age)
 
     def pageview(self, event: PageViewInput) -> AdmittedPageView | Dropped:
         """The shared steps, then the status and the site's visitor id."""
         context = event.context
-        admitted = self.admit(context, event.event_id, context.document_referrer)
+        admitted = self.admit(context, event.event_id, event.timing, context.document_referrer)
         if isinstance(admitted, Dropped):
             return admitted
         status, visitor_id = validate_status(event.status), validate_visitor_id(event.visitor_id)
@@ -128,7 +136,7 @@ class Admission:
 
     def custom_event(self, event: CustomEventInput) -> AdmittedCustomEvent | Dropped:
         """The shared steps, then the name and the properties."""
-        admitted = self.admit(event.context, event.event_id)
+        admitted = self.admit(event.context, event.event_id, event.timing)
         if isinstance(admitted, Dropped):
             return admitted
         name = validate_event_name(event.name)
@@ -146,7 +154,7 @@ class Admission:
         if target == PING:
             page = event.ping_from or origin_root(context.origin)
             context, target = replace(context, page_url=page), event.ping_to
-        admitted = self.admit(context, event.event_id)
+        admitted = self.admit(context, event.event_id, event.timing)
         if isinstance(admitted, Dropped):
             return admitted
         field = "link" if event.kind is ClickKind.OUTBOUND_LINK else "url"
@@ -156,20 +164,21 @@ class Admission:
         return AdmittedClick(admitted, event.kind, normalised)
 
     def admit(
-        self, context: ClientContext, event_id: str, document_referrer: str = ""
+        self, context: ClientContext, event_id: str, timing: Timing, document_referrer: str = ""
     ) -> Admitted | Dropped:
         """The shared steps; raises an `InvalidInput` (or `OriginNotRegistered`)."""
         validate_origin(context.origin, self.origins)
         page = validate_page_url(context.page_url)
         referrer = validate_document_referrer(document_referrer)
         key = validate_event_id(event_id)
+        now = to_milliseconds(self.clock.now())
+        at = now if timing is ON_ARRIVAL else to_milliseconds(event_time(now, timing, self.max_age))
         client = self.agents.parse(context.user_agent)
         if (reason := drop_bot(client)) is not None:
             return Dropped(reason, "bots are not recorded")
-        now = to_milliseconds(self.clock.now())
         internal = referrer is not None and referrer.host == page.host
         device = context.user_agent, context.client_ip or "", page.host
-        return Admitted(context, client, page, referrer, key, now, internal, device)
+        return Admitted(context, client, page, referrer, key, now, at, internal, device)
 
 
 def to_milliseconds(at: datetime) -> datetime:

@@ -32,6 +32,19 @@ class ClientContext:
 
 
 @dataclass(frozen=True, slots=True)
+class Timing:
+    """When the client says an event happened, and when it sent it, both by its own clock;
+    None when it does not say."""
+
+    timestamp: datetime | None = None
+    sent_at: datetime | None = None
+
+
+ON_ARRIVAL = Timing()
+"""An event that happened when it arrives."""
+
+
+@dataclass(frozen=True, slots=True)
 class PageViewInput:
     context: ClientContext
     event_id: str = ""
@@ -39,6 +52,7 @@ class PageViewInput:
     """The page's HTTP status as sent (decimal text; empty means 200)."""
     visitor_id: str = ""
     """The site's own visitor id as sent (empty means none)."""
+    timing: Timing = ON_ARRIVAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +64,7 @@ class CustomEventInput:
     event_id: str = ""
     query_properties: Mapping[str, str] = field(default_factory=dict)
     """Properties as JSON texts by key, from a noscript request without a body."""
+    timing: Timing = ON_ARRIVAL
 
 
 class ClickKind(StrEnum):
@@ -68,6 +83,7 @@ class ClickInput:
     ping_from: str = ""
     ping_to: str = ""
     event_id: str = ""
+    timing: Timing = ON_ARRIVAL
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,6 @@ class Pipeline:
         enrichers: Enrichers,
     ) -> None:
         self._session_wait = sessions.events_timeout
-        self._clock = clock
         self._deadline = stored.timeout
         self._store = store
         self._geo = enrichers.geo
@@ -188,7 +187,7 @@ class Pipeline:
         admitted = visit.admitted
         device_id, before = await self._device_ids(admitted)
         async with self._sessions.lock(device_id):
-            await self._sessions.load(device_id, before, admitted.now)
+            await self._sessions.load(device_id, before, admitted.at)
             await self._ids.visitor_id(*admitted.device, admitted.now)
             pending = self._decide(visit, device_id, loaded=True)
         if pending is None:
@@ -198,26 +197,27 @@ class Pipeline:
     def _decide(self, visit: AdmittedPageView, device_id: str, loaded: bool) -> PendingEvent | None:
         """The session rule (`SessionTracker.continued`): the page view continues one of the
         device's live sessions, or begins one, enriched. Decided from memory: None when
-        memory cannot tell, unless everything was ``loaded`` first."""
-        admitted, now = visit.admitted, visit.admitted.now
-        device = self._sessions.cached(device_id, now)
+        memory cannot tell, unless everything was ``loaded`` first. Decided by the time the
+        page view happened; the visitor id of a new session is the day's it arrived on."""
+        admitted, at = visit.admitted, visit.admitted.at
+        device = self._sessions.cached(device_id, at)
         if device is None and not loaded and not self._unseen(admitted, device_id):
             return None  # the store may know sessions this process does not
         path, referrer = admitted.page.path, admitted.referrer
         came_from = referrer.path if admitted.internal and referrer is not None else None
-        live = None if device is None else self._sessions.continued(device, path, came_from, now)
+        live = None if device is None else self._sessions.continued(device, path, came_from, at)
         if device is not None and live is not None:
-            self._sessions.touch(device, live, path, now)
+            self._sessions.touch(device, live, path, at)
             if visit.visitor_id is not None and visit.visitor_id != live.attributes.visitor_id:
                 self._sessions.identify(live, visit.visitor_id)
             return self._store_pageview(visit, live, None)
-        visitor_id = visit.visitor_id or self._ids.known_visitor_id(*admitted.device, now)
+        visitor_id = visit.visitor_id or self._ids.known_visitor_id(*admitted.device, admitted.now)
         if visitor_id is None:
             return None
         start = SessionStart(
             device_id=device_id,
             entry_path=path,
-            entry_timestamp=now,
+            entry_timestamp=at,
             attributes=session_attributes(admitted, visitor_id, self._geo),
         )
         starting = self._session_starts.submit(start)
@@ -229,7 +229,7 @@ class Pipeline:
         if admitted.internal:
             return False  # a tab begun before this process started may still be live
         before = self._ids.known_device_id(*admitted.device, admitted.now, days_back=1)
-        return before is not None and self._sessions.unseen(device_id, before)
+        return before is not None and self._sessions.unseen(admitted.at, device_id, before)
 
     def _store_pageview(
         self, visit: AdmittedPageView, session: LiveSession, starting: asyncio.Future[None] | None
@@ -237,12 +237,12 @@ class Pipeline:
         """Queues the page view; it is stored once its session is too. A page view that
         continues its session advances it once stored, not before."""
         admitted = visit.admitted
-        path, now = admitted.page.path, admitted.now
-        view = PageView(now, path, session.attributes, admitted.key, visit.status)
+        path, at = admitted.page.path, admitted.at
+        view = PageView(at, path, session.attributes, admitted.key, visit.status)
         written = self._pageviews.submit(view)
         stored = after_both(written, session.persisted)
         if starting is None:
-            stored.add_done_callback(self._sessions.advance_when_stored(session, path, now))
+            stored.add_done_callback(self._sessions.advance_when_stored(session, path, at))
         return PendingEvent(stored, lambda: self._withdraw(written, starting))
 
     def _withdraw(
@@ -266,9 +266,9 @@ class Pipeline:
         if admitted.key is not None and self._recent.knows(admitted.key):
             return None
         device_id = self._ids.known_device_id(*admitted.device, admitted.now)
-        device = None if device_id is None else self._sessions.cached(device_id, admitted.now)
+        device = None if device_id is None else self._sessions.cached(device_id, admitted.at)
         path = admitted.page.path
-        session = None if device is None else self._sessions.joined(device, path, admitted.now)
+        session = None if device is None else self._sessions.joined(device, path, admitted.at)
         if session is None or not session.is_stored:
             return None
         pending = self._store_joined(event, session)
@@ -278,14 +278,14 @@ class Pipeline:
 
     async def _joined_later(self, event: JoiningEvent) -> None:
         """Waits for the event's session (its page view may still be in flight), then stores."""
-        admitted, path = event.admitted, event.admitted.page.path
+        admitted, path, at = event.admitted, event.admitted.page.path, event.admitted.at
         device_id, before = await self._device_ids(admitted)
-        device = await self._sessions.load(device_id, before, admitted.now)
-        session = self._sessions.joined(device, path, admitted.now)
+        device = await self._sessions.load(device_id, before, at)
+        session = self._sessions.joined(device, path, at)
         if session is None:
-            waited = await self._sessions.wait_live(device_id, before, self._session_wait)
+            waited = await self._sessions.wait_live(device_id, before, at, self._session_wait)
             if waited is not None:
-                session = self._sessions.joined(waited, path, self._clock.now())
+                session = self._sessions.joined(waited, path, at)
         if session is None:
             raise SessionNotFound(self._session_wait)
         async with store_deadline(self._deadline):
@@ -296,13 +296,13 @@ class Pipeline:
     def _store_joined(self, event: JoiningEvent, session: LiveSession) -> PendingEvent:
         """Queues the event with its session's domain, visitor id and session id; its own page."""
         admitted, attributes = event.admitted, session.attributes
-        now, path, key = admitted.now, admitted.page.path, admitted.key
+        at, path, key = admitted.at, admitted.page.path, admitted.key
         if isinstance(event, AdmittedCustomEvent):
-            custom = CustomEvent(now, path, attributes, event.name, event.properties, key)
+            custom = CustomEvent(at, path, attributes, event.name, event.properties, key)
             written = self._custom_events.submit(custom)
             return PendingEvent(written, lambda: self._custom_events.withdraw(written))
         clicks = self._clicks[event.click]
-        written = clicks.submit(Click(now, path, attributes, event.target, key))
+        written = clicks.submit(Click(at, path, attributes, event.target, key))
         return PendingEvent(written, lambda: clicks.withdraw(written))
 
     async def forget_ended_devices(self) -> None:

@@ -35,7 +35,7 @@ def query_properties(values: Mapping[str, str], max_bytes: int) -> dict[str, Any
     rules of a body."""
     for key, text in values.items():
         try:
-            _loads(text)
+            json_value(text)
         except (ValueError, RecursionError) as exc:
             message = f"prop-{key} is not a JSON value: {exc}"
             raise _invalid(Reason.INVALID_JSON, message, "query_properties") from exc
@@ -43,31 +43,41 @@ def query_properties(values: Mapping[str, str], max_bytes: int) -> dict[str, Any
     return parse_properties("application/json", f"{{{pairs}}}".encode(), max_bytes)
 
 
-def _loads(text: str) -> Any:
+def json_value(text: str) -> Any:
+    """A JSON text, numbers kept as their JSON types: integers within 64 bits, other numbers
+    as finite doubles (``NaN`` and ``1e999999`` refused); raises `ValueError`."""
     return json.loads(text, parse_int=_integer, parse_float=_finite, parse_constant=_no_constant)
 
 
 def parse_properties(content_type: str, body: bytes, max_bytes: int) -> dict[str, Any]:
     """The body as a JSON object; an empty body is ``{}``."""
-    if len(body) > max_bytes:
-        raise _invalid(Reason.BODY_TOO_LARGE, f"body is over {max_bytes} bytes", "body.data")
     if not body:
         return {}
+    value = json_object(content_type, body, max_bytes, "body")
+    _check(value)
+    return value
+
+
+def json_object(content_type: str, body: bytes, max_bytes: int, what: str) -> dict[str, Any]:
+    """A body of ``Content-Type: application/json`` within ``max_bytes``, as a JSON object."""
+    if len(body) > max_bytes:
+        raise _invalid(Reason.BODY_TOO_LARGE, f"{what} is over {max_bytes} bytes", "body.data")
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
         raise _invalid(
             Reason.INVALID_CONTENT_TYPE,
-            "a non-empty body needs Content-Type: application/json",
+            f"a {what} needs Content-Type: application/json",
             "body.content_type",
         )
     try:
-        value = _loads(body.decode("utf-8"))
+        value = json_value(body.decode("utf-8"))
     except RecursionError as exc:
-        raise _invalid(Reason.PROPERTIES_TOO_DEEP, "body nests too deeply", "body.data") from exc
+        raise _invalid(Reason.PROPERTIES_TOO_DEEP, f"{what} nests too deeply", "body.data") from exc
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
-        raise _invalid(Reason.INVALID_JSON, f"body is not valid JSON: {exc}", "body.data") from exc
+        raise _invalid(
+            Reason.INVALID_JSON, f"{what} is not valid JSON: {exc}", "body.data"
+        ) from exc
     if not isinstance(value, dict):
-        raise _invalid(Reason.INVALID_JSON, "body must be a JSON object", "body.data")
-    _check(value)
+        raise _invalid(Reason.INVALID_JSON, f"{what} must be a JSON object", "body.data")
     return value
 
 

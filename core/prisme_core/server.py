@@ -128,7 +128,10 @@ def create_server(settings: Settings, deps: CoreDeps, address: str | None = None
         ],
     )
     events = EventServicer(
-        pipeline, grpc_settings.token, GrpcProxies(grpc_settings.trusted_proxies)
+        pipeline,
+        grpc_settings.token,
+        GrpcProxies(grpc_settings.trusted_proxies),
+        settings.limits.max_body_bytes,
     )
     link = FacadeLinkServicer(events, pipeline.store_deadline)
     pb_grpc.add_EventServiceServicer_to_server(events, server)

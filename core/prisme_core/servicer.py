@@ -19,10 +19,12 @@ import contextlib
 import hmac
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import google.rpc.status_pb2 as status_pb2
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_status import rpc_status
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
@@ -30,7 +32,16 @@ from prisme_client.request_id import valid_request_id
 
 from prisme_core.errors import CoreError, InvalidInput, Reason, Unauthenticated
 from prisme_core.health import RecentHealth
-from prisme_core.model import ClickInput, ClickKind, ClientContext, CustomEventInput, PageViewInput
+from prisme_core.json_batch import MAX_BATCH, InvalidEvent, read_batch
+from prisme_core.model import (
+    ON_ARRIVAL,
+    ClickInput,
+    ClickKind,
+    ClientContext,
+    CustomEventInput,
+    PageViewInput,
+    Timing,
+)
 from prisme_core.outcomes import Outcome, failure
 from prisme_core.peers import GrpcProxies, peer_ip
 from prisme_core.pipeline import Pipeline
@@ -40,7 +51,6 @@ from prisme_core.status import rich_status
 from prisme_core.validate import bounded, validate_context
 
 Context = grpc.aio.ServicerContext[Any, Any]
-MAX_BATCH = 1000
 KINDS = {
     "page_view": "pageview",
     "custom_event": "custom",
@@ -57,9 +67,11 @@ EventRequest = (
     | pb.SendFileDownloadRequest
 )
 BatchedRequest = EventRequest | pb.RefusedEvent
+Batched = pb.Event | InvalidEvent
+"""An event of a batch, or one of a JSON batch refused as it was read."""
 
 
-def too_many_events(events: Sequence[pb.Event], per: str) -> InvalidInput | None:
+def too_many_events(events: Sequence[Batched], per: str) -> InvalidInput | None:
     """The refusal of a batch over `MAX_BATCH` events (one ``per`` call, or stream batch)."""
     if len(events) <= MAX_BATCH:
         return None
@@ -97,8 +109,28 @@ def client_context(request: EventRequest, caller: Caller) -> ClientContext:
     )
 
 
+def timing(request: EventRequest, sent_at: Timestamp | None) -> Timing:
+    """When the request says its event happened, and when it was sent (its own ``sent_at``,
+    else its batch's), by the client's clock."""
+    if not request.HasField("timestamp"):
+        return ON_ARRIVAL
+    sent = request.sent_at if request.HasField("sent_at") else sent_at
+    happened = _datetime(request.timestamp, "timestamp")
+    return Timing(happened, None if sent is None else _datetime(sent, "sent_at"))
+
+
+def _datetime(stamp: Timestamp, field: str) -> datetime:
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        message = f"{field} must be a time from year 1 to 9999"
+        raise InvalidInput(Reason.INVALID_TIMESTAMP, message, field=field) from exc
+
+
 def click_input(
-    request: pb.SendOutboundLinkRequest | pb.SendFileDownloadRequest, caller: Caller
+    request: pb.SendOutboundLinkRequest | pb.SendFileDownloadRequest,
+    caller: Caller,
+    sent_at: Timestamp | None,
 ) -> ClickInput:
     if isinstance(request, pb.SendOutboundLinkRequest):
         kind, target = ClickKind.OUTBOUND_LINK, request.link
@@ -111,6 +143,7 @@ def click_input(
         ping_from=bounded(request.ping_from, "ping_from"),
         ping_to=bounded(request.ping_to, "ping_to"),
         event_id=request.event_id,
+        timing=timing(request, sent_at),
     )
 
 
@@ -120,8 +153,10 @@ class EventServicer(pb_grpc.EventServiceServicer):
         pipeline: Pipeline,
         token: str | None,
         proxies: GrpcProxies | None = None,
+        max_body_bytes: int = 64 * 1024,
     ) -> None:
         self._pipeline = pipeline
+        self._max_body_bytes = max_body_bytes
         self._token = token.encode() if token else None
         self._proxies = proxies or GrpcProxies(())
         self._health = RecentHealth(pipeline.check_health)
@@ -166,12 +201,40 @@ class EventServicer(pb_grpc.EventServiceServicer):
     ) -> pb.SendEventsResponse:
         try:
             caller = self.identify(context)
-            if (error := too_many_events(request.events, "call")) is not None:
-                raise error
         except CoreError as refused:
             refuse(context, rich_status(refused))
             return pb.SendEventsResponse()
-        return pb.SendEventsResponse(results=await self.send_all(request.events, caller))
+        sent_at = request.sent_at if request.HasField("sent_at") else None
+        events: Sequence[Batched] = request.events
+        try:
+            if request.HasField("body"):
+                events, sent_at = self._read_body(request, caller)
+            if (error := too_many_events(events, "call")) is not None:
+                raise error
+        except CoreError as refused:  # counted as one event, as the façade counts its own
+            refuse(context, rich_status(self._counted(refused, caller, request.context)))
+            return pb.SendEventsResponse()
+        return pb.SendEventsResponse(results=await self.send_all(events, caller, sent_at))
+
+    def _read_body(
+        self, request: pb.SendEventsRequest, caller: Caller
+    ) -> tuple[list[Batched], Timestamp | None]:
+        """The events of a JSON batch, each with the request's context."""
+        if request.events:
+            message = "a batch has its events in events or in body, not in both"
+            raise InvalidInput(Reason.INVALID_BATCH, message, field="events")
+        batch = read_batch(request.body, request.context, self._max_body_bytes)
+        given = request.sent_at if request.HasField("sent_at") else None
+        return batch.events, batch.sent_at or given
+
+    def _counted(self, refused: CoreError, caller: Caller, given: pb.ClientContext) -> CoreError:
+        """A call refused as a whole counts as one event: past the limit, it is refused as
+        rate limited."""
+        try:
+            self._pipeline.count(caller.client_ip(given.client_ip))
+        except CoreError as limited:
+            return limited.with_traceback(None)
+        return refused
 
     def identify(self, context: Context) -> Caller:
         """Who calls; a wrong token raises `Unauthenticated`."""
@@ -182,11 +245,13 @@ class EventServicer(pb_grpc.EventServiceServicer):
             peer = self._proxies.client(peer, metadata.get("x-forwarded-for", ""))
         return Caller(trusted=trusted, address=peer)
 
-    async def send_all(self, events: Sequence[pb.Event], caller: Caller) -> list[status_pb2.Status]:
-        """Starts every event at once, then answers all of them together: events that need no
-        waiting join their group commits right away (one deadline for all of them), the others
-        decide in tasks that keep their own deadlines."""
-        outcomes = [self.start(event, caller) for event in events]
+    async def send_all(
+        self, events: Sequence[Batched], caller: Caller, sent_at: Timestamp | None = None
+    ) -> list[status_pb2.Status]:
+        """Starts every event at once, in order, then answers all of them together: events
+        that need no waiting join their group commits right away (one deadline for all of
+        them), the others decide in tasks that keep their own deadlines."""
+        outcomes = [self.start(event, caller, sent_at) for event in events]
         pending = [o for o in outcomes if not isinstance(o, CoreError)]
         queued = [p.future for p in pending if not p.keeps_own_deadline]
         deciding = [p.future for p in pending if p.keeps_own_deadline]
@@ -200,16 +265,21 @@ class EventServicer(pb_grpc.EventServiceServicer):
                 late.withdraw()
         return [self.answer(e, o) for e, o in zip(events, outcomes, strict=True)]
 
-    def start(self, event: pb.Event, caller: Caller) -> Outcome:
-        """Begins one event of a batch."""
+    def start(self, event: Batched, caller: Caller, sent_at: Timestamp | None = None) -> Outcome:
+        """Begins one event of a batch (sent at ``sent_at`` by the client's clock)."""
+        if isinstance(event, InvalidEvent):
+            return self._counted(event.error, caller, pb.ClientContext(client_ip=event.client_ip))
         with _request_id(event):  # logs and tasks of this event carry its id
             kind = event.WhichOneof("kind")
             request = getattr(event, kind) if kind is not None else None
-            return self._start(request, caller)
+            return self._start(request, caller, sent_at)
 
-    def answer(self, event: pb.Event, outcome: Outcome) -> status_pb2.Status:
+    def answer(self, event: Batched, outcome: Outcome) -> status_pb2.Status:
         """The status of a started event whose outcome is known, counted."""
         error = failure(outcome)
+        if isinstance(event, InvalidEvent):
+            count_event("unknown", error)
+            return rich_status(error or event.error)
         kind = KINDS.get(event.WhichOneof("kind") or "", "unknown")
         if error is None:
             count_event(kind, None)
@@ -218,12 +288,15 @@ class EventServicer(pb_grpc.EventServiceServicer):
             count_event(kind, error)
         return rich_status(error)
 
-    def _start(self, request: BatchedRequest | None, caller: Caller) -> Outcome:
+    def _start(
+        self, request: BatchedRequest | None, caller: Caller, sent_at: Timestamp | None
+    ) -> Outcome:
         try:
             self._pipeline.count(caller.client_ip(_given_ip(request)))  # before any other rule
             if isinstance(request, pb.SendPageViewRequest):
                 context = client_context(request, caller)
-                view = PageViewInput(context, request.event_id, request.status, request.visitor_id)
+                view = PageViewInput(context, request.event_id, request.status,
+                                     request.visitor_id, timing(request, sent_at))  # fmt: skip
                 return self._pipeline.pageview(view)
             if isinstance(request, pb.SendCustomEventRequest):
                 event = CustomEventInput(
@@ -233,10 +306,11 @@ class EventServicer(pb_grpc.EventServiceServicer):
                     body=request.body.data,
                     event_id=request.event_id,
                     query_properties=request.query_properties,
+                    timing=timing(request, sent_at),
                 )
                 return self._pipeline.custom_event(event)
             if isinstance(request, pb.SendOutboundLinkRequest | pb.SendFileDownloadRequest):
-                return self._pipeline.click(click_input(request, caller))
+                return self._pipeline.click(click_input(request, caller, sent_at))
             if isinstance(request, pb.RefusedEvent):
                 raise InvalidInput(
                     Reason.REFUSED_BY_SENDER, "refused by its sender; counted", field="events"

@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from prisme_core.batching import Batcher
@@ -50,6 +50,10 @@ SWEEP_INTERVAL = 3600.0
 """How often ended sessions lose their lookup key (one store update over them all)."""
 STORE_POLL = 0.25
 """How often a waiting custom event asks the store for a session another instance began."""
+ARRIVAL_SLACK = timedelta(seconds=5)
+"""How much earlier than a session's first page view an event may be and still continue or
+join it (with the wait for a session that is still to begin): a sender's clock, corrected,
+and the order its events arrive in are this close to the service's."""
 
 
 @dataclass(eq=False, slots=True)
@@ -103,25 +107,41 @@ class Device:
     def __init__(self) -> None:
         self.sessions: OrderedDict[UUID, LiveSession] = OrderedDict()
 
-    def at(self, path: str, active_after: datetime) -> LiveSession | None:
-        """The most recently active session showing ``path``, active after ``active_after``."""
+    def at(self, path: str, active_after: datetime, begun_by: datetime) -> LiveSession | None:
+        """The most recently active session showing ``path``, active after ``active_after``,
+        that began by ``begun_by``."""
         for session in reversed(self.sessions.values()):
-            if session.latest_path == path and session.active_at > active_after:
+            if (
+                session.latest_path == path
+                and session.active_at > active_after
+                and session.start.entry_timestamp <= begun_by
+            ):
                 return session
         return None
 
-    def latest(self, active_after: datetime) -> LiveSession | None:
-        """The most recently active session, if active after ``active_after``."""
+    def latest(
+        self, active_after: datetime, begun_by: datetime | None = None
+    ) -> LiveSession | None:
+        """The most recently active session (that began by ``begun_by``), if active after
+        ``active_after``."""
         for session in reversed(self.sessions.values()):
-            return session if session.active_at > active_after else None
+            if session.active_at <= active_after:
+                return None
+            if begun_by is None or session.start.entry_timestamp <= begun_by:
+                return session
         return None
 
     def add(self, session: LiveSession) -> int:
-        """Keeps ``session`` as the most recently active, forgetting the least recently
-        active past the limit; returns how many more sessions the device has."""
+        """Keeps ``session`` in its place by activity (the most recently active last),
+        forgetting the least recently active past the limit; returns how many more sessions
+        the device has."""
         sessions, before = self.sessions, len(self.sessions)
+        last = next(reversed(sessions.values()), None)
         sessions[session.key] = session
         sessions.move_to_end(session.key)
+        if last is not None and last.active_at > session.active_at:  # a backdated event
+            for key in sorted(sessions, key=lambda k: sessions[k].active_at):
+                sessions.move_to_end(key)
         while len(sessions) > MAX_SESSIONS_PER_DEVICE:
             sessions.popitem(last=False)  # a dirty one stays in _dirty until flushed
         return len(sessions) - before
@@ -149,6 +169,8 @@ class SessionTracker:
         self._clock = clock
         self._ttl = timedelta(seconds=settings.inactive_ttl)
         self._reload_window = timedelta(seconds=settings.reload_window)
+        self._join_slack = ARRIVAL_SLACK + timedelta(seconds=settings.events_timeout)
+        """A joining event waits this long for its session to begin."""
         self._flush_interval = settings.flush_interval
         self._max_cached = max_cached
         """Sessions kept in memory, over every device."""
@@ -162,6 +184,8 @@ class SessionTracker:
         """Devices whose sessions the store may hold and this process does not, each until a
         reload can no longer continue them: those active in the reload window before this
         process started, and those it forgot since. None until the store said."""
+        self._known_since = datetime.max.replace(tzinfo=UTC)
+        """Since when ``_elsewhere`` knows the devices a reload could continue."""
         self._learning: asyncio.Task[None] | None = None
         self._dirty: dict[UUID, tuple[LiveSession, float]] = {}
         """Sessions with progress to write, by session id, and since when (monotonic), oldest
@@ -191,25 +215,26 @@ class SessionTracker:
         site (``internal_from``, the referrer's path) continues the session whose tab shows
         the page it came from, else one showing its own page (a reload, a duplicated tab).
         A direct or external page view continues a session showing its page only as a
-        reload: within the reload window."""
-        live = now - self._ttl
+        reload: within the reload window. ``now`` is when the page view happened: only a
+        session that was live then (begun before, active since) is continued."""
+        live, begun = now - self._ttl, now + ARRIVAL_SLACK
         if internal_from is not None:
-            return device.at(internal_from, live) or device.at(path, live)
-        return device.at(path, max(live, now - self._reload_window))
+            return device.at(internal_from, live, begun) or device.at(path, live, begun)
+        return device.at(path, max(live, now - self._reload_window), begun)
 
     def joined(self, device: Device, path: str, now: datetime) -> LiveSession | None:
-        """The session an event on ``path`` joins: the one showing its page, else the most
-        recently active."""
-        live = now - self._ttl
-        return device.at(path, live) or device.latest(live)
+        """The session an event on ``path`` that happened at ``now`` joins: the one showing
+        its page, else the most recently active, of those live then."""
+        live, begun = now - self._ttl, now + self._join_slack
+        return device.at(path, live, begun) or device.latest(live, begun)
 
-    def unseen(self, *device_ids: str) -> bool:
-        """Whether this process knows every session of these devices that a reload could
-        continue, and has none: then a direct page view of theirs begins a session without
-        asking the store. (A session another instance began meanwhile is not known: route by
-        client IP.)"""
+    def unseen(self, at: datetime, *device_ids: str) -> bool:
+        """Whether this process knows every session of these devices that a reload at ``at``
+        could continue, and has none: then a direct page view of theirs begins a session
+        without asking the store. (A session another instance began meanwhile is not known:
+        route by client IP.)"""
         elsewhere = self._elsewhere
-        if elsewhere is None:
+        if elsewhere is None or at < self._known_since:
             return False
         return not any(d in self._devices or d in elsewhere for d in device_ids)
 
@@ -227,7 +252,7 @@ class SessionTracker:
             logger.warning("new devices will be looked up in the store: %s", error)
             return
         until = now + self._reload_window
-        self._elsewhere = dict.fromkeys(active, until)
+        self._elsewhere, self._known_since = dict.fromkeys(active, until), now
 
     def cached(self, device_id: str, now: datetime) -> Device | None:
         """The device's sessions if the cache has a live one, else None (`load` asks the
@@ -283,11 +308,16 @@ class SessionTracker:
             lookup.found = {d: found[d] for d in lookup.device_ids if d in found}
 
     async def wait_live(
-        self, device_id: str, earlier_id: str, within: float, poll: float = STORE_POLL
+        self,
+        device_id: str,
+        earlier_id: str,
+        at: datetime,
+        within: float,
+        poll: float = STORE_POLL,
     ) -> Device | None:
-        """The device's sessions once it has a live one, waiting up to ``within`` seconds for
-        one to begin: here (woken at once) or on another instance (seen by polling the
-        store)."""
+        """The device's sessions once it has one live at ``at``, waiting up to ``within``
+        seconds for one to begin: here (woken at once) or on another instance (seen by polling
+        the store)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         arrived, waiters = self._arrivals.get(device_id, (asyncio.Event(), 0))
@@ -295,9 +325,8 @@ class SessionTracker:
         AWAITING_SESSION.inc()
         try:
             while True:
-                now = self._clock.now()
-                device = await self.load(device_id, earlier_id, now)
-                if device.latest(now - self._ttl) is not None:
+                device = await self.load(device_id, earlier_id, at)
+                if device.latest(at - self._ttl) is not None:
                     return device
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -336,8 +365,10 @@ class SessionTracker:
         return session
 
     def touch(self, device: Device, session: LiveSession, path: str, at: datetime) -> None:
-        """A page view of ``path`` continues ``session``: its tab shows ``path`` from now on."""
-        session.latest_path, session.active_at = path, max(at, session.active_at)
+        """A page view of ``path`` at ``at`` continues ``session``: its tab shows ``path``
+        from now on, unless the session was active later than that (a backdated page view)."""
+        if at >= session.active_at:
+            session.latest_path, session.active_at = path, at
         self._cached += device.add(session)
 
     def identify(self, session: LiveSession, visitor_id: str) -> None:

@@ -283,6 +283,8 @@ class LimitSettings:
     rate_limit_per_minute: int = setting("PRISME_RATE_LIMIT_PER_MINUTE", _positive_int, 60)
     max_body_bytes: int = setting("PRISME_MAX_BODY_BYTES", _positive_int, 64 * 1024)
     max_header_bytes: int = setting("PRISME_MAX_HEADER_BYTES", _positive_int, 32 * 1024)
+    max_event_age: float = setting("PRISME_MAX_EVENT_AGE", _positive_duration, 72 * 3600.0)
+    """Oldest an event may be, by its corrected time, when it arrives."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,12 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
 
 from prisme_core.errors import InvalidInput, OriginNotRegistered, Reason
-from prisme_core.model import ClientContext, ClientInfo
+from prisme_core.model import ClientContext, ClientInfo, Timing
 from prisme_core.urls import InvalidUrl, Url, parse_link, parse_url
 
 MAX_FIELD_BYTES: Final = 8 * 1024
@@ -207,3 +208,19 @@ def validate_event_name(name: str) -> str:
             field="name",
         )
     return name
+
+
+def event_time(received: datetime, timing: Timing, max_age: timedelta) -> datetime:
+    """When the event happened, by the service's clock: its arrival, moved back by how long
+    the client says it held the event (``sent_at`` - ``timestamp``), or without ``sent_at``
+    its ``timestamp``; never after its arrival, and not more than ``max_age`` before it."""
+    happened, sent = timing.timestamp, timing.sent_at
+    if happened is None:
+        return received
+    held = received - happened if sent is None else sent - happened
+    if held > max_age:
+        hours = max_age.total_seconds() / 3600
+        raise InvalidInput(
+            Reason.TOO_OLD, f"the event happened over {hours:g}h before it arrived", "timestamp"
+        )
+    return received - max(held, timedelta(0))

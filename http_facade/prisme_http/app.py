@@ -24,7 +24,14 @@ from prisme_client.client import bearer
 from prisme_http import noscript
 from prisme_http.access_log import AccessLog
 from prisme_http.config import FacadeConfig
-from prisme_http.errors import body_too_large, json_error
+from prisme_http.encodings import (
+    InvalidEncoding,
+    TooLarge,
+    UnsupportedEncoding,
+    decoded,
+    decoders,
+)
+from prisme_http.errors import body_too_large, event_result, json_error
 from prisme_http.link import LINK, CoreLink, count_refused
 from prisme_http.middleware import make_edge, request_client_ip
 from prisme_http.openapi import openapi_document
@@ -140,14 +147,24 @@ def _not_utf8(exc: NotUtf8) -> web.Response:
 async def _read_body(
     request: web.Request, route: Route, config: FacadeConfig
 ) -> bytes | web.Response:
-    """The body, read within the read timeout and the size limit; else the refusal (408, 413)."""
-    if not route.body_field:
-        return b""
+    """The body, read within the read timeout and decoded within the size limit; else the
+    refusal (408, 413, 415 for an encoding not known, 400 for a body not in its encoding).
+    A route that reads no body still refuses an unknown encoding."""
+    encoding = request.headers.get("Content-Encoding", "")
     try:
+        if not route.body_field:
+            if route.http_method == "POST":
+                decoders(encoding)
+            return b""
         async with asyncio.timeout(config.read_timeout):
-            return await request.read()
-    except web.HTTPRequestEntityTooLarge:
+            body = await request.read()
+        return decoded(body, encoding, config.max_body_bytes) if encoding else body
+    except (web.HTTPRequestEntityTooLarge, TooLarge):
         return body_too_large(config.max_body_bytes)
+    except UnsupportedEncoding as exc:
+        return json_error(415, "UNSUPPORTED_CONTENT_ENCODING", str(exc))
+    except InvalidEncoding as exc:
+        return json_error(400, "INVALID_CONTENT_ENCODING", str(exc))
     except TimeoutError:
         late = json_error(408, "REQUEST_TIMEOUT", f"body not read in {config.read_timeout:g}s")
         late.force_close()
@@ -196,6 +213,8 @@ async def _call(request: web.Request, route: Route, body: bytes, ip: str) -> web
         response = await call(message, metadata=metadata, timeout=timeout)
     except grpc.aio.AioRpcError as exc:
         return _error_response(error_from_rpc(exc))
+    if isinstance(response, pb.SendEventsResponse):
+        return web.json_response({"results": [event_result(r) for r in response.results]})
     return web.json_response(json_of(response))
 
 

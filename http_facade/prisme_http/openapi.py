@@ -25,12 +25,65 @@ ERRORS = {
     "400": "invalid or refused event (origin, URLs, bot, body, session)",
     "404": "unknown path",
     "405": "wrong method (`Allow: POST`)",
-    "413": "body over `PRISME_MAX_BODY_BYTES`",
+    "413": "body over `PRISME_MAX_BODY_BYTES` (decoded)",
+    "415": "a `Content-Encoding` other than gzip, deflate, br, zstd",
     "429": "rate limited (`Retry-After`)",
     "431": "request headers too large",
     "503": "the core or the store is unavailable",
 }
 
+TIME = {"type": "string", "format": "date-time", "description": "RFC 3339, with an offset"}
+BATCH = {
+    "type": "object",
+    "required": ["events"],
+    "additionalProperties": False,
+    "properties": {
+        "sent_at": TIME | {"description": "the client's clock when it sent the batch"},
+        "events": {
+            "type": "array",
+            "maxItems": 1000,
+            "items": {
+                "type": "object",
+                "required": ["kind"],
+                "additionalProperties": False,
+                "properties": {
+                    "kind": {"enum": ["pageview", "custom", "outbound_link", "file_download"]},
+                    "page_url": {"type": "string", "description": "else the request's"},
+                    "document_referrer": {"type": "string", "description": "page views"},
+                    "status": {"type": ["integer", "string"], "description": "page views"},
+                    "visitor_id": {"type": "string", "description": "page views"},
+                    "name": {"type": "string", "description": "custom events"},
+                    "properties": {"type": "object", "description": "custom events"},
+                    "link": {"type": "string", "description": "outbound-link clicks"},
+                    "url": {"type": "string", "description": "file downloads"},
+                    "event_id": {"type": "string", "format": "uuid"},
+                    "timestamp": TIME | {"description": "when it happened, client clock"},
+                },
+            },
+        },
+    },
+}
+RESULTS = {
+    "type": "object",
+    "required": ["results"],
+    "properties": {
+        "results": {
+            "type": "array",
+            "description": "one per event, in order",
+            "items": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "status": {"type": "integer", "description": "200: stored"},
+                    "error": {"type": "string"},
+                    "message": {"type": "string"},
+                    "retry_after": {"type": "integer", "description": "429: seconds"},
+                },
+            },
+        }
+    },
+}
+BATCH_RPC = "/prisme.v1.EventService/SendEvents"
 
 ANSWERS = {
     Answer.JSON: "stored (events) or healthy",
@@ -67,6 +120,9 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
 
 def _operation(route: Route) -> dict[str, Any]:
     parameters = _parameters(route)
+    if route.http_method == "POST":
+        encoding = "gzip, deflate, br or zstd (or several, in the order applied)"
+        parameters.append(_parameter("Content-Encoding", "header", encoding))
     responses: dict[str, Any] = {"200": {"description": ANSWERS[route.answer]}}
     if route.answer is Answer.REDIRECT:
         responses["302"] = {"description": "to `url`, whether or not the click was recorded"}
@@ -88,6 +144,12 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.body_is_text:
         text = {"type": "string", "description": "an absolute URL, or PING"}
         operation["requestBody"] = {"required": True, "content": {"text/plain": {"schema": text}}}
+    elif route.rpc_path == BATCH_RPC:
+        batch = {"schema": {"$ref": "#/components/schemas/Batch"}}
+        operation["requestBody"] = {"required": True, "content": {"application/json": batch}}
+        results = {"schema": {"$ref": "#/components/schemas/Results"}}
+        responses["200"] = {"description": "one result per event", "content": {
+            "application/json": results}}  # fmt: skip
     elif route.body_field is not None:
         operation["requestBody"] = {
             "required": False,
@@ -118,7 +180,7 @@ def openapi_document() -> dict[str, Any]:
         "info": {"title": "Prisme events API", "version": "1"},
         "paths": paths,
         "components": {
-            "schemas": {"Error": ERROR},
+            "schemas": {"Error": ERROR, "Batch": BATCH, "Results": RESULTS},
             "securitySchemes": {"statsToken": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -214,8 +214,8 @@ def _query_rest(message: Descriptor, prefix: tuple[str, ...]) -> tuple[str, ...]
 
 
 def _nested(field: FieldDescriptor) -> Descriptor | None:
-    """The message of a field to look into: not a body, not a map."""
+    """The message of a field to look into: not a body, a map or a list."""
     kind = field.message_type
     if kind is None or kind.full_name == HTTP_BODY or kind.GetOptions().map_entry:
         return None
-    return kind
+    return None if field.is_repeated else kind

@@ -104,6 +104,8 @@ class FacadeRunner(web.AppRunner):
             read_timeout=config.read_timeout,
             # A body the handler left unread is drained for at most this long before closing.
             lingering_time=min(LINGERING_TIME, config.read_timeout),
+            # Bodies are decoded by the handler, within the body limit (prisme_http.encodings).
+            auto_decompress=False,
             **kwargs,
         )
 

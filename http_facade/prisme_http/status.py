@@ -42,6 +42,10 @@ HTTP_STATUS_BY_REASON: Final[dict[str, int]] = {
     "INVALID_QUERY_PARAMETER": 400,
     "INVALID_STATS_TOKEN": 401,
     "UNKNOWN_METRIC": 404,
+    "INVALID_TIMESTAMP": 400,
+    "TOO_OLD": 400,
+    "INVALID_EVENT": 400,
+    "INVALID_BATCH": 400,
     # The façade presents the service token: a refusal means it is misconfigured.
     "UNAUTHENTICATED": 502,
 }

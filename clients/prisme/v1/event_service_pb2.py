@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from prisme.v1 import options_pb2 as prisme_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprisme/v1/event_service.proto\x12\tprisme.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x17google/rpc/status.proto\x1a\x17prisme/v1/options.proto\"\xcc\x02\n\rClientContext\x12\x1a\n\x06origin\x18\x01 \x01(\tB\n\xaa\xbb\x18\x06Origin\x12>\n\x08page_url\x18\x02 \x01(\tB,\xaa\xbb\x18\x11X-Prisme-Referrer\xaa\xbb\x18\x07Referer\xb2\xbb\x18\x08referrer\x12N\n\x11\x64ocument_referrer\x18\x03 \x01(\tB3\xaa\xbb\x18\x1aX-Prisme-Document-Referrer\xb2\xbb\x18\x11\x64ocument-referrer\x12\"\n\nuser_agent\x18\x04 \x01(\tB\x0e\xaa\xbb\x18\nUser-Agent\x12\x11\n\tclient_ip\x18\x05 \x01(\t\x12.\n\x0e\x63h_ua_platform\x18\x06 \x01(\tB\x16\xaa\xbb\x18\x12Sec-CH-UA-Platform\x12(\n\x0b\x63h_ua_model\x18\x07 \x01(\tB\x13\xaa\xbb\x18\x0fSec-CH-UA-Model\"\xd3\x01\n\x13SendPageViewRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\'\n\x08\x65vent_id\x18\x02 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\x12-\n\x06status\x18\x03 \x01(\tB\x1d\xaa\xbb\x18\x0fX-Prisme-Status\xb2\xbb\x18\x06status\x12\x39\n\nvisitor_id\x18\x04 \x01(\tB%\xaa\xbb\x18\x13X-Prisme-Visitor-Id\xb2\xbb\x18\nvisitor-id\"\x16\n\x14SendPageViewResponse\"\xb3\x02\n\x16SendCustomEventRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x04\x62ody\x18\x03 \x01(\x0b\x32\x14.google.api.HttpBody\x12\'\n\x08\x65vent_id\x18\x04 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\x12[\n\x10query_properties\x18\x05 \x03(\x0b\x32\x36.prisme.v1.SendCustomEventRequest.QueryPropertiesEntryB\t\xba\xbb\x18\x05prop-\x1a\x36\n\x14QueryPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x19\n\x17SendCustomEventResponse\"\xc4\x01\n\x17SendOutboundLinkRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\x15\n\x04link\x18\x02 \x01(\tB\x07\xb2\xbb\x18\x03url\x12 \n\tping_from\x18\x03 \x01(\tB\r\xaa\xbb\x18\tPing-From\x12\x1c\n\x07ping_to\x18\x04 \x01(\tB\x0b\xaa\xbb\x18\x07Ping-To\x12\'\n\x08\x65vent_id\x18\x05 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\"\x1a\n\x18SendOutboundLinkResponse\"\xba\x01\n\x17SendFileDownloadRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\x0b\n\x03url\x18\x02 \x01(\t\x12 \n\tping_from\x18\x03 \x01(\tB\r\xaa\xbb\x18\tPing-From\x12\x1c\n\x07ping_to\x18\x04 \x01(\tB\x0b\xaa\xbb\x18\x07Ping-To\x12\'\n\x08\x65vent_id\x18\x05 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\"\x1a\n\x18SendFileDownloadResponse\"\x14\n\x12\x43heckHealthRequest\",\n\x13\x43heckHealthResponse\x12\x15\n\rstore_ping_ms\x18\x01 \x01(\x01\"\xb9\x02\n\x05\x45vent\x12\x33\n\tpage_view\x18\x01 \x01(\x0b\x32\x1e.prisme.v1.SendPageViewRequestH\x00\x12\x39\n\x0c\x63ustom_event\x18\x02 \x01(\x0b\x32!.prisme.v1.SendCustomEventRequestH\x00\x12*\n\x07refused\x18\x04 \x01(\x0b\x32\x17.prisme.v1.RefusedEventH\x00\x12;\n\routbound_link\x18\x05 \x01(\x0b\x32\".prisme.v1.SendOutboundLinkRequestH\x00\x12;\n\rfile_download\x18\x06 \x01(\x0b\x32\".prisme.v1.SendFileDownloadRequestH\x00\x12\x12\n\nrequest_id\x18\x03 \x01(\tB\x06\n\x04kind\"!\n\x0cRefusedEvent\x12\x11\n\tclient_ip\x18\x01 \x01(\t\"5\n\x11SendEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.prisme.v1.Event\"9\n\x12SendEventsResponse\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.google.rpc.Status2\xcc\x06\n\x0c\x45ventService\x12\x96\x01\n\x0cSendPageView\x12\x1e.prisme.v1.SendPageViewRequest\x1a\x1f.prisme.v1.SendPageViewResponse\"E\x82\xd3\xe4\x93\x02?\"\x18/api/v1/events/pageviewsZ#\x12!/api/v1/noscript/events/pageviews\x12\xad\x01\n\x0fSendCustomEvent\x12!.prisme.v1.SendCustomEventRequest\x1a\".prisme.v1.SendCustomEventResponse\"S\x82\xd3\xe4\x93\x02M\"\x1c/api/v1/events/custom/{name}:\x04\x62odyZ\'\x12%/api/v1/noscript/events/custom/{name}\x12\xb2\x01\n\x10SendOutboundLink\x12\".prisme.v1.SendOutboundLinkRequest\x1a#.prisme.v1.SendOutboundLinkResponse\"U\x82\xd3\xe4\x93\x02O\"\x1d/api/v1/events/outbound-links:\x04linkZ(\x12&/api/v1/noscript/events/outbound-links\x12\x87\x01\n\x10SendFileDownload\x12\".prisme.v1.SendFileDownloadRequest\x1a#.prisme.v1.SendFileDownloadResponse\"*\x82\xd3\xe4\x93\x02$\"\x1d/api/v1/events/file-downloads:\x03url\x12i\n\x0b\x43heckHealth\x12\x1d.prisme.v1.CheckHealthRequest\x1a\x1e.prisme.v1.CheckHealthResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/healthcheck\x12I\n\nSendEvents\x12\x1c.prisme.v1.SendEventsRequest\x1a\x1d.prisme.v1.SendEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprisme/v1/event_service.proto\x12\tprisme.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x17prisme/v1/options.proto\"\xcc\x02\n\rClientContext\x12\x1a\n\x06origin\x18\x01 \x01(\tB\n\xaa\xbb\x18\x06Origin\x12>\n\x08page_url\x18\x02 \x01(\tB,\xaa\xbb\x18\x11X-Prisme-Referrer\xaa\xbb\x18\x07Referer\xb2\xbb\x18\x08referrer\x12N\n\x11\x64ocument_referrer\x18\x03 \x01(\tB3\xaa\xbb\x18\x1aX-Prisme-Document-Referrer\xb2\xbb\x18\x11\x64ocument-referrer\x12\"\n\nuser_agent\x18\x04 \x01(\tB\x0e\xaa\xbb\x18\nUser-Agent\x12\x11\n\tclient_ip\x18\x05 \x01(\t\x12.\n\x0e\x63h_ua_platform\x18\x06 \x01(\tB\x16\xaa\xbb\x18\x12Sec-CH-UA-Platform\x12(\n\x0b\x63h_ua_model\x18\x07 \x01(\tB\x13\xaa\xbb\x18\x0fSec-CH-UA-Model\"\xaf\x02\n\x13SendPageViewRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\'\n\x08\x65vent_id\x18\x02 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\x12-\n\x06status\x18\x03 \x01(\tB\x1d\xaa\xbb\x18\x0fX-Prisme-Status\xb2\xbb\x18\x06status\x12\x39\n\nvisitor_id\x18\x04 \x01(\tB%\xaa\xbb\x18\x13X-Prisme-Visitor-Id\xb2\xbb\x18\nvisitor-id\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x16\n\x14SendPageViewResponse\"\x8f\x03\n\x16SendCustomEventRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x04\x62ody\x18\x03 \x01(\x0b\x32\x14.google.api.HttpBody\x12\'\n\x08\x65vent_id\x18\x04 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\x12[\n\x10query_properties\x18\x05 \x03(\x0b\x32\x36.prisme.v1.SendCustomEventRequest.QueryPropertiesEntryB\t\xba\xbb\x18\x05prop-\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x36\n\x14QueryPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x19\n\x17SendCustomEventResponse\"\xa0\x02\n\x17SendOutboundLinkRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\x15\n\x04link\x18\x02 \x01(\tB\x07\xb2\xbb\x18\x03url\x12 \n\tping_from\x18\x03 \x01(\tB\r\xaa\xbb\x18\tPing-From\x12\x1c\n\x07ping_to\x18\x04 \x01(\tB\x0b\xaa\xbb\x18\x07Ping-To\x12\'\n\x08\x65vent_id\x18\x05 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1a\n\x18SendOutboundLinkResponse\"\x96\x02\n\x17SendFileDownloadRequest\x12)\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\x0b\n\x03url\x18\x02 \x01(\t\x12 \n\tping_from\x18\x03 \x01(\tB\r\xaa\xbb\x18\tPing-From\x12\x1c\n\x07ping_to\x18\x04 \x01(\tB\x0b\xaa\xbb\x18\x07Ping-To\x12\'\n\x08\x65vent_id\x18\x05 \x01(\tB\x15\xaa\xbb\x18\x11X-Prisme-Event-Id\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1a\n\x18SendFileDownloadResponse\"\x14\n\x12\x43heckHealthRequest\",\n\x13\x43heckHealthResponse\x12\x15\n\rstore_ping_ms\x18\x01 \x01(\x01\"\xb9\x02\n\x05\x45vent\x12\x33\n\tpage_view\x18\x01 \x01(\x0b\x32\x1e.prisme.v1.SendPageViewRequestH\x00\x12\x39\n\x0c\x63ustom_event\x18\x02 \x01(\x0b\x32!.prisme.v1.SendCustomEventRequestH\x00\x12*\n\x07refused\x18\x04 \x01(\x0b\x32\x17.prisme.v1.RefusedEventH\x00\x12;\n\routbound_link\x18\x05 \x01(\x0b\x32\".prisme.v1.SendOutboundLinkRequestH\x00\x12;\n\rfile_download\x18\x06 \x01(\x0b\x32\".prisme.v1.SendFileDownloadRequestH\x00\x12\x12\n\nrequest_id\x18\x03 \x01(\tB\x06\n\x04kind\"!\n\x0cRefusedEvent\x12\x11\n\tclient_ip\x18\x01 \x01(\t\"\xb1\x01\n\x11SendEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.prisme.v1.Event\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x18.prisme.v1.ClientContext\x12\"\n\x04\x62ody\x18\x04 \x01(\x0b\x32\x14.google.api.HttpBody\"9\n\x12SendEventsResponse\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.google.rpc.Status2\xf0\x06\n\x0c\x45ventService\x12\x96\x01\n\x0cSendPageView\x12\x1e.prisme.v1.SendPageViewRequest\x1a\x1f.prisme.v1.SendPageViewResponse\"E\x82\xd3\xe4\x93\x02?\"\x18/api/v1/events/pageviewsZ#\x12!/api/v1/noscript/events/pageviews\x12\xad\x01\n\x0fSendCustomEvent\x12!.prisme.v1.SendCustomEventRequest\x1a\".prisme.v1.SendCustomEventResponse\"S\x82\xd3\xe4\x93\x02M\"\x1c/api/v1/events/custom/{name}:\x04\x62odyZ\'\x12%/api/v1/noscript/events/custom/{name}\x12\xb2\x01\n\x10SendOutboundLink\x12\".prisme.v1.SendOutboundLinkRequest\x1a#.prisme.v1.SendOutboundLinkResponse\"U\x82\xd3\xe4\x93\x02O\"\x1d/api/v1/events/outbound-links:\x04linkZ(\x12&/api/v1/noscript/events/outbound-links\x12\x87\x01\n\x10SendFileDownload\x12\".prisme.v1.SendFileDownloadRequest\x1a#.prisme.v1.SendFileDownloadResponse\"*\x82\xd3\xe4\x93\x02$\"\x1d/api/v1/events/file-downloads:\x03url\x12i\n\x0b\x43heckHealth\x12\x1d.prisme.v1.CheckHealthRequest\x1a\x1e.prisme.v1.CheckHealthResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/healthcheck\x12m\n\nSendEvents\x12\x1c.prisme.v1.SendEventsRequest\x1a\x1d.prisme.v1.SendEventsResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x14/api/v1/events/batch:\x04\x62odyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -83,38 +84,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTSERVICE'].methods_by_name['SendFileDownload']._serialized_options = b'\202\323\344\223\002$\"\035/api/v1/events/file-downloads:\003url'
   _globals['_EVENTSERVICE'].methods_by_name['CheckHealth']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['CheckHealth']._serialized_options = b'\202\323\344\223\002\025\022\023/api/v1/healthcheck'
-  _globals['_CLIENTCONTEXT']._serialized_start=152
-  _globals['_CLIENTCONTEXT']._serialized_end=484
-  _globals['_SENDPAGEVIEWREQUEST']._serialized_start=487
-  _globals['_SENDPAGEVIEWREQUEST']._serialized_end=698
-  _globals['_SENDPAGEVIEWRESPONSE']._serialized_start=700
-  _globals['_SENDPAGEVIEWRESPONSE']._serialized_end=722
-  _globals['_SENDCUSTOMEVENTREQUEST']._serialized_start=725
-  _globals['_SENDCUSTOMEVENTREQUEST']._serialized_end=1032
-  _globals['_SENDCUSTOMEVENTREQUEST_QUERYPROPERTIESENTRY']._serialized_start=978
-  _globals['_SENDCUSTOMEVENTREQUEST_QUERYPROPERTIESENTRY']._serialized_end=1032
-  _globals['_SENDCUSTOMEVENTRESPONSE']._serialized_start=1034
-  _globals['_SENDCUSTOMEVENTRESPONSE']._serialized_end=1059
-  _globals['_SENDOUTBOUNDLINKREQUEST']._serialized_start=1062
-  _globals['_SENDOUTBOUNDLINKREQUEST']._serialized_end=1258
-  _globals['_SENDOUTBOUNDLINKRESPONSE']._serialized_start=1260
-  _globals['_SENDOUTBOUNDLINKRESPONSE']._serialized_end=1286
-  _globals['_SENDFILEDOWNLOADREQUEST']._serialized_start=1289
-  _globals['_SENDFILEDOWNLOADREQUEST']._serialized_end=1475
-  _globals['_SENDFILEDOWNLOADRESPONSE']._serialized_start=1477
-  _globals['_SENDFILEDOWNLOADRESPONSE']._serialized_end=1503
-  _globals['_CHECKHEALTHREQUEST']._serialized_start=1505
-  _globals['_CHECKHEALTHREQUEST']._serialized_end=1525
-  _globals['_CHECKHEALTHRESPONSE']._serialized_start=1527
-  _globals['_CHECKHEALTHRESPONSE']._serialized_end=1571
-  _globals['_EVENT']._serialized_start=1574
-  _globals['_EVENT']._serialized_end=1887
-  _globals['_REFUSEDEVENT']._serialized_start=1889
-  _globals['_REFUSEDEVENT']._serialized_end=1922
-  _globals['_SENDEVENTSREQUEST']._serialized_start=1924
-  _globals['_SENDEVENTSREQUEST']._serialized_end=1977
-  _globals['_SENDEVENTSRESPONSE']._serialized_start=1979
-  _globals['_SENDEVENTSRESPONSE']._serialized_end=2036
-  _globals['_EVENTSERVICE']._serialized_start=2039
-  _globals['_EVENTSERVICE']._serialized_end=2883
+  _globals['_EVENTSERVICE'].methods_by_name['SendEvents']._loaded_options = None
+  _globals['_EVENTSERVICE'].methods_by_name['SendEvents']._serialized_options = b'\202\323\344\223\002\034\"\024/api/v1/events/batch:\004body'
+  _globals['_CLIENTCONTEXT']._serialized_start=185
+  _globals['_CLIENTCONTEXT']._serialized_end=517
+  _globals['_SENDPAGEVIEWREQUEST']._serialized_start=520
+  _globals['_SENDPAGEVIEWREQUEST']._serialized_end=823
+  _globals['_SENDPAGEVIEWRESPONSE']._serialized_start=825
+  _globals['_SENDPAGEVIEWRESPONSE']._serialized_end=847
+  _globals['_SENDCUSTOMEVENTREQUEST']._serialized_start=850
+  _globals['_SENDCUSTOMEVENTREQUEST']._serialized_end=1249
+  _globals['_SENDCUSTOMEVENTREQUEST_QUERYPROPERTIESENTRY']._serialized_start=1195
+  _globals['_SENDCUSTOMEVENTREQUEST_QUERYPROPERTIESENTRY']._serialized_end=1249
+  _globals['_SENDCUSTOMEVENTRESPONSE']._serialized_start=1251
+  _globals['_SENDCUSTOMEVENTRESPONSE']._serialized_end=1276
+  _globals['_SENDOUTBOUNDLINKREQUEST']._serialized_start=1279
+  _globals['_SENDOUTBOUNDLINKREQUEST']._serialized_end=1567
+  _globals['_SENDOUTBOUNDLINKRESPONSE']._serialized_start=1569
+  _globals['_SENDOUTBOUNDLINKRESPONSE']._serialized_end=1595
+  _globals['_SENDFILEDOWNLOADREQUEST']._serialized_start=1598
+  _globals['_SENDFILEDOWNLOADREQUEST']._serialized_end=1876
+  _globals['_SENDFILEDOWNLOADRESPONSE']._serialized_start=1878
+  _globals['_SENDFILEDOWNLOADRESPONSE']._serialized_end=1904
+  _globals['_CHECKHEALTHREQUEST']._serialized_start=1906
+  _globals['_CHECKHEALTHREQUEST']._serialized_end=1926
+  _globals['_CHECKHEALTHRESPONSE']._serialized_start=1928
+  _globals['_CHECKHEALTHRESPONSE']._serialized_end=1972
+  _globals['_EVENT']._serialized_start=1975
+  _globals['_EVENT']._serialized_end=2288
+  _globals['_REFUSEDEVENT']._serialized_start=2290
+  _globals['_REFUSEDEVENT']._serialized_end=2323
+  _globals['_SENDEVENTSREQUEST']._serialized_start=2326
+  _globals['_SENDEVENTSREQUEST']._serialized_end=2503
+  _globals['_SENDEVENTSRESPONSE']._serialized_start=2505
+  _globals['_SENDEVENTSRESPONSE']._serialized_end=2562
+  _globals['_EVENTSERVICE']._serialized_start=2565
+  _globals['_EVENTSERVICE']._serialized_end=3445
 # @@protoc_insertion_point(module_scope)

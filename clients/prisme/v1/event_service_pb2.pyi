@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
@@ -88,6 +89,8 @@ class SendPageViewRequest(_message.Message):
     EVENT_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     VISITOR_ID_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Optional idempotency key: a UUID the client generates once per event and
     sends again on every retry. An event id is stored at most once.
@@ -103,6 +106,20 @@ class SendPageViewRequest(_message.Message):
     def context(self) -> Global___ClientContext:
         """The browser context of the page view."""
 
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """When the event happened, by the client's clock; unset means when it
+        arrives. The service corrects it for the client's clock by `sent_at`.
+        """
+
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """The client's clock when it sent the event (in a batch, the batch's
+        `sent_at` when unset): the event is stored at its arrival less
+        (`sent_at` - `timestamp`), never later than its arrival. Without
+        `sent_at`, `timestamp` is taken as it is.
+        """
+
     def __init__(
         self,
         *,
@@ -110,10 +127,12 @@ class SendPageViewRequest(_message.Message):
         event_id: _builtins.str = ...,
         status: _builtins.str = ...,
         visitor_id: _builtins.str = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "sent_at", b"sent_at", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "event_id", b"event_id", "status", b"status", "visitor_id", b"visitor_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "event_id", b"event_id", "sent_at", b"sent_at", "status", b"status", "timestamp", b"timestamp", "visitor_id", b"visitor_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -167,6 +186,8 @@ class SendCustomEventRequest(_message.Message):
     BODY_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
     QUERY_PROPERTIES_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The event name, e.g. `sign_up`."""
     event_id: _builtins.str
@@ -187,6 +208,20 @@ class SendCustomEventRequest(_message.Message):
         parameters), for a request without a body; every value must be JSON.
         """
 
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """When the event happened, by the client's clock; unset means when it
+        arrives. The service corrects it for the client's clock by `sent_at`.
+        """
+
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """The client's clock when it sent the event (in a batch, the batch's
+        `sent_at` when unset): the event is stored at its arrival less
+        (`sent_at` - `timestamp`), never later than its arrival. Without
+        `sent_at`, `timestamp` is taken as it is.
+        """
+
     def __init__(
         self,
         *,
@@ -195,10 +230,12 @@ class SendCustomEventRequest(_message.Message):
         body: _httpbody_pb2.HttpBody | None = ...,
         event_id: _builtins.str = ...,
         query_properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "sent_at", b"sent_at", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "event_id", b"event_id", "name", b"name", "query_properties", b"query_properties"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "event_id", b"event_id", "name", b"name", "query_properties", b"query_properties", "sent_at", b"sent_at", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -232,6 +269,8 @@ class SendOutboundLinkRequest(_message.Message):
     PING_FROM_FIELD_NUMBER: _builtins.int
     PING_TO_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
     link: _builtins.str
     """The link's absolute URL (over HTTP, the request body); or `PING` for an
     HTML `<a ping>` audit, whose `Ping-From` and `Ping-To` name the page and
@@ -247,6 +286,20 @@ class SendOutboundLinkRequest(_message.Message):
     def context(self) -> Global___ClientContext:
         """The browser context of the page the link is on."""
 
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """When the event happened, by the client's clock; unset means when it
+        arrives. The service corrects it for the client's clock by `sent_at`.
+        """
+
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """The client's clock when it sent the event (in a batch, the batch's
+        `sent_at` when unset): the event is stored at its arrival less
+        (`sent_at` - `timestamp`), never later than its arrival. Without
+        `sent_at`, `timestamp` is taken as it is.
+        """
+
     def __init__(
         self,
         *,
@@ -255,10 +308,12 @@ class SendOutboundLinkRequest(_message.Message):
         ping_from: _builtins.str = ...,
         ping_to: _builtins.str = ...,
         event_id: _builtins.str = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "sent_at", b"sent_at", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "event_id", b"event_id", "link", b"link", "ping_from", b"ping_from", "ping_to", b"ping_to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "event_id", b"event_id", "link", b"link", "ping_from", b"ping_from", "ping_to", b"ping_to", "sent_at", b"sent_at", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -292,6 +347,8 @@ class SendFileDownloadRequest(_message.Message):
     PING_FROM_FIELD_NUMBER: _builtins.int
     PING_TO_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
     url: _builtins.str
     """The file's absolute URL (over HTTP, the request body); or `PING`, as for
     outbound links.
@@ -306,6 +363,20 @@ class SendFileDownloadRequest(_message.Message):
     def context(self) -> Global___ClientContext:
         """The browser context of the page the file is linked from."""
 
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """When the event happened, by the client's clock; unset means when it
+        arrives. The service corrects it for the client's clock by `sent_at`.
+        """
+
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """The client's clock when it sent the event (in a batch, the batch's
+        `sent_at` when unset): the event is stored at its arrival less
+        (`sent_at` - `timestamp`), never later than its arrival. Without
+        `sent_at`, `timestamp` is taken as it is.
+        """
+
     def __init__(
         self,
         *,
@@ -314,10 +385,12 @@ class SendFileDownloadRequest(_message.Message):
         ping_from: _builtins.str = ...,
         ping_to: _builtins.str = ...,
         event_id: _builtins.str = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "sent_at", b"sent_at", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "event_id", b"event_id", "ping_from", b"ping_from", "ping_to", b"ping_to", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "event_id", b"event_id", "ping_from", b"ping_from", "ping_to", b"ping_to", "sent_at", b"sent_at", "timestamp", b"timestamp", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -468,23 +541,53 @@ Global___RefusedEvent: _TypeAlias = RefusedEvent  # noqa: Y015
 
 @_typing.final
 class SendEventsRequest(_message.Message):
-    """SendEventsRequest carries up to 1,000 events."""
+    """SendEventsRequest carries up to 1,000 events: as messages in `events`, or
+    as a JSON `body` with a `context` common to all of them (the HTTP route).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
-        """The events, in any order."""
+        """The events. One device's events keep their order in its sessions."""
+
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """The client's clock when it sent the batch: the `sent_at` of every event
+        without its own.
+        """
+
+    @_builtins.property
+    def context(self) -> Global___ClientContext:
+        """With `body`: what every event of the body has in common (the HTTP
+        request's headers); an event's own `page_url` and `document_referrer`
+        replace this one's.
+        """
+
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """A JSON batch, for callers that speak JSON (`events` must then be empty):
+        `{"sent_at": RFC 3339, "events": [{"kind": "pageview" | "custom" |
+        "outbound_link" | "file_download", "page_url", "document_referrer",
+        "name", "properties", "link", "url", "status", "visitor_id", "event_id",
+        "timestamp"}, ...]}`; `content_type` must be `application/json`.
+        """
 
     def __init__(
         self,
         *,
         events: _abc.Iterable[Global___Event] | None = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+        context: Global___ClientContext | None = ...,
+        body: _httpbody_pb2.HttpBody | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "sent_at", b"sent_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "events", b"events", "sent_at", b"sent_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -127,7 +127,8 @@ class EventServiceServicer:
     def SendEvents(self, request, context):
         """Records many events in one call (SDK offline queues, backends): each event
         follows the same rules as its single-event RPC and gets its own result;
-        one refused event does not fail the others. gRPC only.
+        one refused event does not fail the others. Over HTTP the body is a JSON
+        batch (see `SendEventsRequest.body`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -61,7 +61,8 @@ class EventServiceStub:
     SendEvents: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendEventsRequest, _event_service_pb2.SendEventsResponse]
     """Records many events in one call (SDK offline queues, backends): each event
     follows the same rules as its single-event RPC and gets its own result;
-    one refused event does not fail the others. gRPC only.
+    one refused event does not fail the others. Over HTTP the body is a JSON
+    batch (see `SendEventsRequest.body`).
     """
 
 @_typing.type_check_only
@@ -97,7 +98,8 @@ class EventServiceAsyncStub(EventServiceStub):
     SendEvents: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendEventsRequest, _event_service_pb2.SendEventsResponse]  # type: ignore[assignment]
     """Records many events in one call (SDK offline queues, backends): each event
     follows the same rules as its single-event RPC and gets its own result;
-    one refused event does not fail the others. gRPC only.
+    one refused event does not fail the others. Over HTTP the body is a JSON
+    batch (see `SendEventsRequest.body`).
     """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -166,7 +168,8 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_event_service_pb2.SendEventsResponse, _abc.Awaitable[_event_service_pb2.SendEventsResponse]]:
         """Records many events in one call (SDK offline queues, backends): each event
         follows the same rules as its single-event RPC and gets its own result;
-        one refused event does not fail the others. gRPC only.
+        one refused event does not fail the others. Over HTTP the body is a JSON
+        batch (see `SendEventsRequest.body`).
         """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

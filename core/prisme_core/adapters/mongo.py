@@ -18,15 +18,24 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
 from bson.binary import Binary
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
+from pymongo import (
+    ASCENDING,
+    DESCENDING,
+    AsyncMongoClient,
+    DeleteOne,
+    IndexModel,
+    ReturnDocument,
+    UpdateOne,
+)
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from prisme_core.adapters.hours import uncounted
 from prisme_core.errors import StoreUnavailable
 from prisme_core.metrics import STORE_ERRORS
 from prisme_core.model import (
@@ -231,7 +240,13 @@ class MongoEventStore:
                 await self._db[collection].create_indexes(indexes)
 
     async def insert_pageviews(self, pageviews: Sequence[PageView]) -> None:
+        """Inserts the page views; the hours the stats counted that backdated ones land in
+        are counted again."""
         await self._insert(PAGEVIEWS, [pageview_document(p) for p in pageviews], events=True)
+        late = uncounted(((p.session.domain, p.timestamp) for p in pageviews), datetime.now(UTC))
+        if late:
+            with map_pymongo_errors(f"uncount {len(late)} hours"):
+                await self._db[HOURS_DONE].bulk_write([DeleteOne({"_id": m}) for m in late])
 
     async def insert_sessions(self, sessions: Sequence[SessionStart]) -> None:
         await self._insert(SESSIONS, [session_document(s) for s in sessions], events=False)

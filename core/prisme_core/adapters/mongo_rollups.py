@@ -1,20 +1,21 @@
 """`PageviewHours`: page views counted per domain, hour and path, for the stats' page-view
 routes (``pageviews``, ``top-pages``) of one or more domains.
 
-An hour is counted once it is sealed, after the first query that needs it (in the background:
-that query reads it from the page views, like the ones that come before the counting is done):
-it ended `SEAL` ago, and
-no page view can be stored into it any more (a page view's time is when it arrived, and it is
-stored within the store's deadline or not at all). The counts go to ``pageview_hours`` (a
-document per domain, hour and path) and a marker to ``pageview_hours_done`` (a document per
-domain and hour) once they are there. Counting is idempotent (``$set``), so racing queries, or
-instances, count the same. Both are keyed by text (``domain|hour|path``: neither a host nor a
-number holds ``|``), which the embedded store finds by its primary key; an embedded document
-as ``_id`` it scans for, which made each write cost as much as the collection. A query reads
-its range's sealed hours from the counts, and the rest (its edges, the hours not sealed yet,
-and for a time series the hours a bucket boundary cuts) from the page views themselves.
+An hour is counted once it is sealed (`prisme_core.adapters.hours`), after the first query
+that needs it, in the background: that query reads it from the page views, like the ones
+that come before the counting is done. The counts go to ``pageview_hours`` (a document per
+domain, hour and path) and a marker to ``pageview_hours_done`` (a document per domain and
+hour) once they are there. A backdated page view's store removes its hour's marker, and the
+next query counts that hour again. (One stored while its hour is first being counted, between
+the count's read and its marker, is missed until that hour is counted again.) Counting is
+idempotent (``$set``), so racing queries, or instances, count the same. Both are keyed by
+text (``domain|hour|path``), which the embedded store finds by its primary key; an embedded
+document as ``_id`` it scans for, which made each write cost as much as the collection. A
+query reads its range's sealed hours from the counts, and the rest (its edges, the hours not
+sealed yet, and for a time series the hours a bucket boundary cuts) from the page views
+themselves.
 
-Only the read side writes here: ingestion costs what it did.
+Only the read side counts; ingestion writes here only for a backdated page view.
 
 Must not import grpc or aiohttp.
 """
@@ -27,28 +28,24 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from prisme_core.adapters.hours import HOUR_MS, SEAL, at_ms, marker, to_ms
 from prisme_core.adapters.mongo import HOURS, HOURS_DONE, PAGEVIEWS, Document
 from prisme_core.errors import CoreError
 
 logger = logging.getLogger(__name__)
 
-HOUR_MS: Final = 3_600_000
-SEAL: Final = timedelta(minutes=2)
-"""How long after an hour ends no page view can still be stored into it (the store's deadline
-is seconds), with room to spare."""
 FILL_HOURS: Final = 24
 """Hours counted per store call: a counting stopped (a restart, the store down) keeps what it
 counted."""
 HORIZON: Final = timedelta(days=400)
 """Hours older than this are read from the page views (a range from the year 2000 is not
 counted hour by hour)."""
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 Aggregate = Callable[[str, list[Document]], Awaitable[list[Document]]]
 Bounded = Callable[[str], AbstractContextManager[None]]
@@ -93,11 +90,11 @@ class PageviewHours:
             return []
         match: Document = {
             "domain": one_of(domains),
-            "hour": {"$gte": _at(hours[0]), "$lte": _at(hours[-1])},
+            "hour": {"$gte": at_ms(hours[0]), "$lte": at_ms(hours[-1])},
         }
         skipped = sorted(set(range(hours[0], hours[-1], HOUR_MS)) - set(hours))
         if skipped:  # a time series' hours that a bucket boundary cuts
-            match["hour"]["$nin"] = [_at(h) for h in skipped]
+            match["hour"]["$nin"] = [at_ms(h) for h in skipped]
         key: object = "$path" if bucket_ms is None else epoch_bucket("$hour", bucket_ms)
         group = {"$group": {"_id": key, "n": {"$sum": "$n"}}}
         return await self._aggregate(HOURS, [{"$match": match}, group])
@@ -106,7 +103,7 @@ class PageviewHours:
         self, domains: Sequence[str], low: int, high: int, bucket_ms: int | None
     ) -> list[Document]:
         match = {"domain": one_of(domains),
-                 "timestamp": {"$gte": _at(low), "$lt": _at(high)}}  # fmt: skip
+                 "timestamp": {"$gte": at_ms(low), "$lt": at_ms(high)}}  # fmt: skip
         key: object = "$path" if bucket_ms is None else epoch_bucket("$timestamp", bucket_ms)
         group = {"$group": {"_id": key, "n": {"$sum": 1}}}
         return await self._aggregate(PAGEVIEWS, [{"$match": match}, group])
@@ -125,7 +122,7 @@ class PageviewHours:
         with self._bounded("read the counted hours"):
             done = self._db[HOURS_DONE].find(
                 {"domain": one_of(domains),
-                 "hour": {"$gte": _at(hours[0]), "$lte": _at(hours[-1])}},
+                 "hour": {"$gte": at_ms(hours[0]), "$lte": at_ms(hours[-1])}},
                 {"domain": 1, "hour": 1},
             )  # fmt: skip
             return {(doc["domain"], to_ms(doc["hour"])) async for doc in done}
@@ -146,7 +143,7 @@ class PageviewHours:
 
     async def _count(self, domain: str, hours: list[int]) -> None:
         """Counts ``hours`` (sorted) of ``domain``, then marks them counted."""
-        span = {"$gte": _at(hours[0]), "$lt": _at(hours[-1] + HOUR_MS)}
+        span = {"$gte": at_ms(hours[0]), "$lt": at_ms(hours[-1] + HOUR_MS)}
         match = {"domain": domain, "timestamp": span}
         rows = await self._aggregate(PAGEVIEWS, [
             {"$match": match},
@@ -157,7 +154,7 @@ class PageviewHours:
         counts = [
             UpdateOne(
                 {"_id": f"{domain}|{row['_id']['h']}|{row['_id']['p']}"},
-                {"$set": {"domain": domain, "hour": _at(row["_id"]["h"]),
+                {"$set": {"domain": domain, "hour": at_ms(row["_id"]["h"]),
                           "path": row["_id"]["p"], "n": row["n"]}},
                 upsert=True,
             )
@@ -165,7 +162,7 @@ class PageviewHours:
             if row["_id"]["h"] in wanted
         ]  # fmt: skip
         markers = [
-            UpdateOne({"_id": f"{domain}|{h}"}, {"$set": {"domain": domain, "hour": _at(h)}},
+            UpdateOne({"_id": marker(domain, h)}, {"$set": {"domain": domain, "hour": at_ms(h)}},
                       upsert=True)
             for h in hours
         ]  # fmt: skip
@@ -212,12 +209,3 @@ def epoch_bucket(field: str, width_ms: int) -> Document:
     falls in."""
     ms = {"$toLong": field}
     return {"$subtract": [ms, {"$mod": [ms, width_ms]}]}
-
-
-def to_ms(at: datetime) -> int:
-    """``at`` in Unix ms, exactly (no float rounding)."""
-    return (at - EPOCH) // timedelta(milliseconds=1)
-
-
-def _at(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)

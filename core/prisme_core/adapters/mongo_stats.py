@@ -20,8 +20,9 @@ from typing import Any, Final
 import pymongo
 from pymongo.asynchronous.database import AsyncDatabase
 
+from prisme_core.adapters.hours import to_ms
 from prisme_core.adapters.mongo import PAGEVIEWS, SESSIONS, Document, map_pymongo_errors
-from prisme_core.adapters.mongo_rollups import PageviewHours, epoch_bucket, one_of, to_ms
+from prisme_core.adapters.mongo_rollups import PageviewHours, epoch_bucket, one_of
 from prisme_core.stats.query import LIVE_WINDOW, TOP, Query, Unit
 
 SESSION_FIELDS_ON_EVENTS: Final = frozenset({"domain"})
