@@ -8,11 +8,15 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import google.rpc.status_pb2 as status_pb2
 import grpc
 import pytest
+from prisme.v1 import event_service_pb2 as pb
+from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme_client import (
     CustomEvent,
     FileDownload,
@@ -154,7 +158,11 @@ async def test_a_batch_of_1000_is_stored_with_a_result_each(
 async def test_the_client_sends_the_status_and_the_sites_visitor_id(
     core_target: str, mongo: AsyncDatabase[Document]
 ) -> None:
-    page = {"origin": "http://localhost", "user_agent": FIREFOX, "client_ip": "81.2.3.4"}
+    page: dict[str, Any] = {
+        "origin": "http://localhost",
+        "user_agent": FIREFOX,
+        "client_ip": "81.2.3.4",
+    }
     async with PrismeClient(core_target, token=TOKEN) as client:
         await client.send_pageview(page_url="http://localhost/gone", status=404,
                                    visitor_id="user-1", **page)  # fmt: skip
@@ -257,3 +265,69 @@ def test_server_side_tracking_example_runs(service: tuple[Service, int], repo_ro
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["stored", "refused: ORIGIN_NOT_REGISTERED"]
+
+
+class FlakyService(pb_grpc.EventServiceServicer):
+    """A gRPC server that answers each event UNAVAILABLE the first ``flaky`` times it sees
+    its id, and records every batch it gets: to watch the client retry."""
+
+    def __init__(self, flaky: dict[str, int]) -> None:
+        self.flaky = flaky
+        self.batches: list[list[str]] = []
+        self.sent_at: list[datetime] = []
+
+    async def SendEvents(  # noqa: N802 (the RPC's name)
+        self, request: pb.SendEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SendEventsResponse:
+        ids = [getattr(e, e.WhichOneof("kind") or "page_view").event_id for e in request.events]
+        self.batches.append(ids)
+        self.sent_at.append(request.sent_at.ToDatetime(UTC))
+        results = []
+        for event_id in ids:
+            failing = self.flaky.get(event_id, 0)
+            self.flaky[event_id] = failing - 1
+            code = grpc.StatusCode.UNAVAILABLE if failing > 0 else grpc.StatusCode.OK
+            results.append(status_pb2.Status(code=code.value[0]))
+        return pb.SendEventsResponse(results=results)
+
+
+async def test_send_events_retries_only_the_events_that_failed_with_their_ids() -> None:
+    server = grpc.aio.server()
+    views = [PageView(f"http://localhost/{i}", "http://localhost", FIREFOX) for i in range(4)]
+    flaky = FlakyService({views[1].event_id: 2, views[3].event_id: 1})  # type: ignore[abstract]
+    pb_grpc.add_EventServiceServicer_to_server(flaky, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with PrismeClient(f"127.0.0.1:{port}", backoff=0.001) as client:
+            assert await client.send_events(views) == [None] * 4
+    finally:
+        await server.stop(None)
+    ids = [view.event_id for view in views]
+    assert flaky.batches == [ids, [ids[1], ids[3]], [ids[1]]]
+    assert flaky.sent_at == sorted(flaky.sent_at)  # each attempt says when it is sent
+
+
+async def test_timestamps_are_sent_with_when_they_are_sent(
+    core_target: str, mongo: AsyncDatabase[Document]
+) -> None:
+    happened = datetime.now(UTC) - timedelta(hours=1)
+    page: dict[str, Any] = {"origin": "http://localhost", "user_agent": FIREFOX}
+    async with PrismeClient(core_target, token=TOKEN) as client:
+        await client.send_pageview(page_url="http://localhost/a", timestamp=happened, **page)
+        later = PageView("http://localhost/b", **page, timestamp=happened + timedelta(minutes=1))
+        assert await client.send_events([later]) == [None]
+        old = happened - timedelta(days=4)
+        with pytest.raises(PrismeError) as refused:
+            await client.send_custom_event(
+                "x", page_url="http://localhost/a", timestamp=old, **page
+            )
+    assert refused.value.reason == "TOO_OLD"
+    stored = [
+        v["timestamp"].replace(tzinfo=UTC) async for v in mongo.pageviews.find({}).sort("path")
+    ]
+    # Stored at when they happened, to the clocks' agreement (the same machine's, here).
+    wanted = [happened, happened + timedelta(minutes=1)]
+    assert all(abs(s - h) < timedelta(seconds=1) for s, h in zip(stored, wanted, strict=True))
+    sessions = await mongo.sessions.find({}).to_list()
+    assert len(sessions) == 2  # a direct page view a minute later in another page: its own

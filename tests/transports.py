@@ -3,15 +3,23 @@ so each rule is tested through both."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import urllib.parse
+import zlib
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
+import brotli
 import grpc
+import zstandard
 from aiohttp import ClientResponse
+from google.protobuf.timestamp_pb2 import Timestamp
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
-from prisme_client import error_from_rpc
+from prisme_client import error_from_rpc, error_from_status
 
 from tests.support import FIREFOX, HttpClient
 
@@ -147,3 +155,95 @@ async def send_click_grpc(stub: pb_grpc.EventServiceAsyncStub, click: Click) -> 
         context=context, url=click.target, ping_from=ping_from, ping_to=ping_to
     )
     return await _grpc_answer(stub.SendFileDownload(download, metadata=TRUSTED))
+
+
+async def send_batch_http(
+    client: HttpClient,
+    events: list[dict[str, Any]],
+    visit: Visit,
+    sent_at: datetime | None = None,
+    encoding: str = "",
+) -> list[Answer]:
+    """A JSON batch over HTTP, ``encoding`` one of `compress`'s; one answer per event."""
+    batch: dict[str, Any] = {"events": events}
+    if sent_at is not None:
+        batch["sent_at"] = sent_at.isoformat()
+    headers = visit.headers() | {"Content-Type": "application/json"}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    body = compress(json.dumps(batch).encode(), encoding)
+    response = await client.post("/api/v1/events/batch", headers=headers, data=body)
+    assert response.status == 200, await response.text()
+    results = (await response.json())["results"]
+    return [
+        Answer(ok=r["status"] == 200, http_status=r["status"], error=r.get("error"))
+        for r in results
+    ]
+
+
+async def send_batch_grpc(
+    stub: pb_grpc.EventServiceAsyncStub,
+    events: list[dict[str, Any]],
+    visit: Visit,
+    sent_at: datetime | None = None,
+) -> list[Answer]:
+    """The same batch as `SendEvents` messages, from a trusted backend."""
+    request = pb.SendEventsRequest(events=[_message(event, visit) for event in events])
+    if sent_at is not None:
+        request.sent_at.FromDatetime(sent_at)
+    response = await stub.SendEvents(request, metadata=TRUSTED)
+    answers = []
+    for status in response.results:
+        error = error_from_status(status)
+        answers.append(
+            Answer(ok=True, grpc_code=grpc.StatusCode.OK)
+            if error is None
+            else Answer(ok=False, grpc_code=error.code, reason=error.reason)
+        )
+    return answers
+
+
+def _message(event: dict[str, Any], visit: Visit) -> pb.Event:
+    """One event of a JSON batch as its message (the kinds the tests send)."""
+    context = visit.context()
+    context.page_url = event.get("page_url", context.page_url)
+    fields: dict[str, Any] = {"context": context, "event_id": event.get("event_id", "")}
+    if "timestamp" in event:
+        stamp = Timestamp()
+        stamp.FromDatetime(datetime.fromisoformat(event["timestamp"]))
+        fields["timestamp"] = stamp
+    if event["kind"] == "pageview":
+        context.document_referrer = event.get("document_referrer", "")
+        return pb.Event(
+            page_view=pb.SendPageViewRequest(**fields, status=str(event.get("status", "")))
+        )
+    if event["kind"] == "custom":
+        request = pb.SendCustomEventRequest(**fields, name=event["name"])
+        if "properties" in event:
+            request.body.content_type = "application/json"
+            request.body.data = json.dumps(event["properties"]).encode()
+        return pb.Event(custom_event=request)
+    if event["kind"] == "outbound_link":
+        return pb.Event(outbound_link=pb.SendOutboundLinkRequest(**fields, link=event["link"]))
+    return pb.Event()  # no kind: what a malformed message is
+
+
+def compress(body: bytes, encoding: str) -> bytes:
+    """``body`` in ``encoding`` (several, comma-separated, applied in order)."""
+    coders = {
+        "gzip": gzip.compress,
+        "deflate": zlib.compress,
+        "br": brotli.compress,
+        "zstd": zstandard.ZstdCompressor().compress,
+        "identity": lambda data: data,
+    }
+    for name in filter(None, (n.strip() for n in encoding.split(","))):
+        body = coders[name](body)
+    return body
+
+
+def why(answer: Answer) -> str | None:
+    """The reason of a refusal, whichever door answered (``TOO_OLD``)."""
+    if answer.reason is not None:
+        return answer.reason
+    return None if answer.error is None else answer.error.upper().replace(" ", "_")

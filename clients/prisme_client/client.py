@@ -9,6 +9,10 @@ exponential backoff while the service answers UNAVAILABLE. Retrying is safe: eac
 an event id (a fresh UUID unless you pass one), and the service stores an event id once.
 Refusals raise `PrismeError` with the gRPC ``code`` and the stable ``reason``.
 
+Events that happened earlier (an offline queue, a backend's log) carry ``timestamp=``, an
+aware `datetime` by the sender's clock; every request says when it was sent (``sent_at``),
+so the service corrects the sender's clock (DESIGN §13).
+
 Without a token the service treats the caller like a browser (its own address is the client
 IP: mobile SDKs). With the service token it may pass ``client_ip`` for an end user
 (server-side tracking).
@@ -22,6 +26,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -52,6 +57,8 @@ class PageView:
     """The page's HTTP status (100-599); None means 200."""
     visitor_id: str | None = None
     """The site's own visitor id, if it has one (1-128 printable ASCII characters)."""
+    timestamp: datetime | None = None
+    """When it happened, if earlier than it is sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,7 @@ class CustomEvent:
     user_agent: str
     client_ip: str | None = None
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    timestamp: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +85,15 @@ class Click:
     user_agent: str
     client_ip: str | None = None
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    timestamp: datetime | None = None
 
     def event(self, event_id: str) -> pb.Event:
         context = _context(self.page_url, self.origin, self.user_agent, self.client_ip, None)
         if isinstance(self, OutboundLink):
             link = pb.SendOutboundLinkRequest(context=context, link=self.url, event_id=event_id)
-            return pb.Event(outbound_link=link)
+            return pb.Event(outbound_link=_timed(link, self.timestamp))
         download = pb.SendFileDownloadRequest(context=context, url=self.url, event_id=event_id)
-        return pb.Event(file_download=download)
+        return pb.Event(file_download=_timed(download, self.timestamp))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +187,13 @@ class PrismeClient:
         event_id: str | None = None,
         status: int | None = None,
         visitor_id: str | None = None,
+        timestamp: datetime | None = None,
     ) -> None:
         """Records a page view; returns once it is stored."""
         event = PageView(page_url, origin, user_agent, client_ip, document_referrer,
-                         status=status, visitor_id=visitor_id)  # fmt: skip
+                         status=status, visitor_id=visitor_id, timestamp=timestamp)  # fmt: skip
         request = _pageview_request(event, event_id or event.event_id)
-        await self._call(lambda stub, meta: stub.SendPageView(request, **meta))
+        await self._call(lambda stub, meta: stub.SendPageView(_sent(request), **meta))
 
     async def send_custom_event(
         self,
@@ -195,27 +205,42 @@ class PrismeClient:
         user_agent: str,
         client_ip: str | None = None,
         event_id: str | None = None,
+        timestamp: datetime | None = None,
     ) -> None:
         """Records a custom event whose visitor has a live session; returns once stored."""
-        event = CustomEvent(name, properties, page_url, origin, user_agent, client_ip)
+        event = CustomEvent(name, properties, page_url, origin, user_agent, client_ip,
+                            timestamp=timestamp)  # fmt: skip
         request = _custom_request(event, event_id or event.event_id)
-        await self._call(lambda stub, meta: stub.SendCustomEvent(request, **meta))
+        await self._call(lambda stub, meta: stub.SendCustomEvent(_sent(request), **meta))
 
     async def send_click(self, click: Click) -> None:
         """Records an `OutboundLink` or a `FileDownload` click; returns once stored."""
         event = click.event(click.event_id)
         if isinstance(click, OutboundLink):
             link = event.outbound_link
-            await self._call(lambda stub, meta: stub.SendOutboundLink(link, **meta))
+            await self._call(lambda stub, meta: stub.SendOutboundLink(_sent(link), **meta))
         else:
             download = event.file_download
-            await self._call(lambda stub, meta: stub.SendFileDownload(download, **meta))
+            await self._call(lambda stub, meta: stub.SendFileDownload(_sent(download), **meta))
 
     async def send_events(self, events: Sequence[Event]) -> list[PrismeError | None]:
-        """Records many events in one call: None for each stored event, else its error."""
-        request = pb.SendEventsRequest(events=[_event(event) for event in events])
-        response = await self._call(lambda stub, meta: stub.SendEvents(request, **meta))
-        return [error_from_status(status) for status in response.results]
+        """Records many events (at most 1,000) in one call: None for each stored event, else
+        its error. Events answered UNAVAILABLE are sent again, alone, with backoff and their
+        own event ids (stored once however often they are sent); the others are not."""
+        results: list[PrismeError | None] = [None] * len(events)
+        waiting = list(range(len(events)))
+        messages = [_event(event) for event in events]
+        for attempt in range(self._retries + 1):
+            request = pb.SendEventsRequest(events=[messages[i] for i in waiting])
+            send = lambda stub, meta, sent=request: stub.SendEvents(_sent(sent), **meta)  # noqa: E731
+            response = await self._call(send)
+            for index, status in zip(waiting, response.results, strict=True):
+                results[index] = error_from_status(status)
+            waiting = [i for i in waiting if (e := results[i]) is not None and e.code in RETRYABLE]
+            if not waiting or attempt == self._retries:
+                break
+            await self._pause(attempt)
+        return results
 
     async def check_health(self) -> float:
         """The store's ping time in milliseconds; raises `PrismeError` when unhealthy."""
@@ -281,9 +306,13 @@ class PrismeClient:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in RETRYABLE or attempt == self._retries:
                     raise error_from_rpc(exc) from exc
-            delay = self._backoff * 2**attempt
-            await asyncio.sleep(delay + random.uniform(0, delay))
+            await self._pause(attempt)
         raise AssertionError("unreachable")
+
+    async def _pause(self, attempt: int) -> None:
+        """Exponential backoff with jitter before retry ``attempt + 1``."""
+        delay = self._backoff * 2**attempt
+        await asyncio.sleep(delay + random.uniform(0, delay))
 
 
 def _context(
@@ -303,9 +332,10 @@ def _pageview_request(event: PageView, event_id: str) -> pb.SendPageViewRequest:
         event.page_url, event.origin, event.user_agent, event.client_ip, event.document_referrer
     )
     status = "" if event.status is None else str(event.status)
-    return pb.SendPageViewRequest(
+    request = pb.SendPageViewRequest(
         context=context, event_id=event_id, status=status, visitor_id=event.visitor_id or ""
     )
+    return _timed(request, event.timestamp)
 
 
 def _custom_request(event: CustomEvent, event_id: str) -> pb.SendCustomEventRequest:
@@ -314,6 +344,38 @@ def _custom_request(event: CustomEvent, event_id: str) -> pb.SendCustomEventRequ
     if event.properties:
         request.body.content_type = "application/json"
         request.body.data = json.dumps(dict(event.properties), allow_nan=False).encode()
+    return _timed(request, event.timestamp)
+
+
+Timed = TypeVar(
+    "Timed",
+    pb.SendPageViewRequest,
+    pb.SendCustomEventRequest,
+    pb.SendOutboundLinkRequest,
+    pb.SendFileDownloadRequest,
+)
+
+
+def _timed(request: Timed, timestamp: datetime | None) -> Timed:
+    """``request`` with when its event happened (a naive `datetime` is taken as UTC)."""
+    if timestamp is not None:
+        request.timestamp.FromDatetime(timestamp)
+    return request
+
+
+Sent = TypeVar(
+    "Sent",
+    pb.SendEventsRequest,
+    pb.SendPageViewRequest,
+    pb.SendCustomEventRequest,
+    pb.SendOutboundLinkRequest,
+    pb.SendFileDownloadRequest,
+)
+
+
+def _sent(request: Sent) -> Sent:
+    """``request`` saying it is sent now, by this machine's clock (set on every attempt)."""
+    request.sent_at.FromDatetime(datetime.now(UTC))
     return request
 
 

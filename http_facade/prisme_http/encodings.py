@@ -42,13 +42,15 @@ class TooLarge(ValueError):
 def _zlib(wbits: int) -> Decoder:
     def decode(data: bytes, most: int) -> bytes:
         decoder = zlib.decompressobj(wbits=wbits)
-        out = decoder.decompress(data, most)
-        while decoder.eof and decoder.unused_data and len(out) < most:  # gzip members
+        parts = [decoder.decompress(data, most)]
+        size = len(parts[0])
+        while decoder.eof and decoder.unused_data and size < most:  # gzip members
             rest, decoder = decoder.unused_data, zlib.decompressobj(wbits=wbits)
-            out += decoder.decompress(rest, most - len(out))
-        if not decoder.eof and len(out) < most:
+            parts.append(decoder.decompress(rest, most - size))
+            size += len(parts[-1])
+        if not decoder.eof and size < most:
             raise zlib.error("the body ends before its compressed stream")
-        return out
+        return b"".join(parts)
 
     return decode
 
@@ -70,7 +72,15 @@ def _brotli(data: bytes, most: int) -> bytes:
 def _zstd(data: bytes, most: int) -> bytes:
     reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
     with reader:
-        return reader.read(most)
+        out: bytes = reader.read(most)
+    rest = data if len(out) < most else b""  # it all fits: check that every frame ends
+    while rest:
+        frame = zstandard.ZstdDecompressor().decompressobj()
+        frame.decompress(rest)
+        if not frame.eof:
+            raise zstandard.ZstdError("the body ends before its compressed stream")
+        rest = frame.unused_data
+    return out
 
 
 DECODERS: Final[dict[str, Decoder]] = {
