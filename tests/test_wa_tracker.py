@@ -164,3 +164,66 @@ async def test_two_tabs_are_two_sessions_and_a_reload_one_more_page_view(
     assert views[3]["session_uuid"] == tab_of["/right"]  # the reload, in its tab's session
     sessions = {s["session_uuid"]: s["pageviews"] async for s in mongo.sessions.find({})}
     assert sessions == {tab_of["/left"]: 2, tab_of["/right"]: 2}
+
+
+async def _queued(page: Page, expected: int) -> None:
+    """Waits until the tab's queue of unanswered events holds ``expected`` of them."""
+    deadline = time.monotonic() + 15
+    count = "JSON.parse(sessionStorage.getItem('prismeAnalytics.queue') || '[]').length"
+    while (found := await page.evaluate(count)) != expected:
+        assert time.monotonic() < deadline, f"queued: {found}, not {expected}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(90)
+async def test_events_sent_offline_arrive_once_with_their_own_times(
+    site: Callable[[str, str], str], core: CoreServer, mongo: AsyncDatabase[Document],
+    facade_port: int, tmp_path: Path,
+) -> None:  # fmt: skip
+    async with chromium(tmp_path / "profile") as browser:
+        page = await browser.new_page()
+        await page.send("Network.enable")
+        await page.goto(site("/", ""))
+        await _count(mongo, "pageviews", 1)
+        offline = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+        await page.send("Network.emulateNetworkConditions", offline=True, **offline)
+        happened = await page.evaluate(
+            "(() => { const t = Date.now(); history.pushState({}, '', '/offline');"
+            " prisme.trigger('queued', {n: 1}); return t; })()"
+        )
+        await _click(page, "#file")
+        await _queued(page, 3)
+        await asyncio.sleep(1.5)  # the visitor stays offline a while
+        await page.send("Network.emulateNetworkConditions", offline=False, **offline)
+        await _count(mongo, "events_custom", 1)  # the online event sent the queue
+        await _count(mongo, "pageviews", 2)
+        await _count(mongo, "file_downloads", 1)
+        await _queued(page, 0)
+
+        # A tab left with events queued sends them on its way out, and its next page again:
+        # they are stored once.
+        service = f"http://127.0.0.1:{facade_port}/*"
+        await page.send("Network.setBlockedURLs", urls=[service])
+        await page.evaluate("prisme.trigger('left-behind')")
+        await _queued(page, 1)
+        await page.send("Network.setBlockedURLs", urls=[])
+        await page.goto(site("/after", ""))
+        await _count(mongo, "pageviews", 3)
+        await _queued(page, 0)  # the next page sent what was left queued, again
+        await _count(mongo, "events_custom", 2)
+    await core.flush()
+
+    views = await mongo.pageviews.find({}).sort("timestamp").to_list()
+    assert [v["path"] for v in views] == ["/", "/offline", "/after"]
+    assert views[1]["session_uuid"] == views[0]["session_uuid"]  # its tab's session
+    late = views[1]["timestamp"].timestamp() * 1000
+    assert abs(late - happened) < 500  # when it happened, not when it arrived (1.5 s later)
+    names = [e["name"] async for e in mongo.events_custom.find({}).sort("timestamp")]
+    assert names == ["queued", "left-behind"]
+    queued = await mongo.events_custom.find_one({"name": "queued"})
+    assert queued is not None
+    assert queued["properties"] == {"n": 1}
+    assert queued["session_uuid"] == views[0]["session_uuid"]
+    assert abs(queued["timestamp"].timestamp() * 1000 - happened) < 500
+    [download] = await mongo.file_downloads.find({}).to_list()
+    assert download["path"] == "/offline"

@@ -5,7 +5,8 @@
      "events": [{"kind": "pageview", "page_url": "https://example.com/a",
                  "timestamp": "2026-12-01T09:50:00Z", "event_id": "<uuid>"}, ...]}
 
-What concerns the whole batch is raised: a body that is not a JSON object whose ``events``
+What concerns the whole batch is raised: a body (``application/json`` or ``text/plain``) that
+is not a JSON object whose ``events``
 is a list, more than `MAX_BATCH` events, a bad ``sent_at``. An event that is not an object,
 of an unknown kind, with a field its kind does not have or of the wrong type, is refused on
 its own (an `InvalidEvent` in its place); the rules of its kind are the pipeline's, as for
@@ -33,6 +34,9 @@ from prisme_core.properties import json_object
 MAX_BATCH: Final = 1000
 """Events per batch, in either form."""
 MAX_TIMESTAMP_LENGTH: Final = 64
+CONTENT_TYPES: Final = ("application/json", "text/plain")
+"""``text/plain`` too: what ``navigator.sendBeacon`` and a plain ``fetch`` of a string send,
+which a page may send to another origin without a CORS preflight."""
 KINDS: Final[Mapping[str, frozenset[str]]] = {
     "pageview": frozenset({"page_url", "document_referrer", "status", "visitor_id"}),
     "custom": frozenset({"page_url", "name", "properties"}),
@@ -59,7 +63,7 @@ class JsonBatch:
 
 def read_batch(body: HttpBody, context: pb.ClientContext, max_bytes: int) -> JsonBatch:
     """The events of a JSON batch; raises `InvalidInput` for what concerns all of them."""
-    root = json_object(body.content_type, body.data, max_bytes, "batch")
+    root = json_object(body.content_type, body.data, max_bytes, "batch", CONTENT_TYPES)
     events = root.get("events")
     if not isinstance(events, list) or set(root) - {"events", "sent_at"}:
         message = 'a batch is {"sent_at": <RFC 3339, optional>, "events": [...]}'

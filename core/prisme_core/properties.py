@@ -58,14 +58,20 @@ def parse_properties(content_type: str, body: bytes, max_bytes: int) -> dict[str
     return value
 
 
-def json_object(content_type: str, body: bytes, max_bytes: int, what: str) -> dict[str, Any]:
-    """A body of ``Content-Type: application/json`` within ``max_bytes``, as a JSON object."""
+def json_object(
+    content_type: str,
+    body: bytes,
+    max_bytes: int,
+    what: str,
+    types: tuple[str, ...] = ("application/json",),
+) -> dict[str, Any]:
+    """A body of one of the content ``types`` within ``max_bytes``, as a JSON object."""
     if len(body) > max_bytes:
         raise _invalid(Reason.BODY_TOO_LARGE, f"{what} is over {max_bytes} bytes", "body.data")
-    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+    if content_type.split(";", 1)[0].strip().lower() not in types:
         raise _invalid(
             Reason.INVALID_CONTENT_TYPE,
-            f"a {what} needs Content-Type: application/json",
+            f"a {what} needs Content-Type: {' or '.join(types)}",
             "body.content_type",
         )
     try:

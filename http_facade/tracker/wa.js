@@ -1,5 +1,6 @@
 /* Prisme tracker, with the current Prisme tracker's interface. No cookies, no stored ids:
- * a random id per event makes retries safe. Built (minified) into prisme_http/static/wa.js. */
+ * a random id per event makes retries safe; events that got no answer are queued and sent
+ * again as a batch. Built (minified) into prisme_http/static/wa.js. */
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -32,18 +33,54 @@
     return location.protocol + "//" + domain + (path || location.pathname) + location.search;
   }
 
-  function send(route, headers, body) {
+  /* Events that got no answer (offline, or the service unavailable) wait in `queue`, kept in
+   * sessionStorage across this tab's pages, and go again as one batch, with when they
+   * happened, under their own ids (stored once however often they are sent). */
+  var KEY = "prismeAnalytics.queue", BATCH = "/api/v1/events/batch", queue = [], timer, delay = 1000;
+  var keep = window.Request && "keepalive" in Request.prototype;
+  try { queue = JSON.parse(sessionStorage.getItem(KEY)) || []; } catch (blocked) { /* none */ }
+  function save() {
+    try { sessionStorage.setItem(KEY, JSON.stringify(queue)); } catch (blocked) { /* memory */ }
+  }
+  function later(events) {
+    queue = events.concat(queue).slice(-100);
+    save();
+    if (!timer) timer = setTimeout(function () { timer = 0; flush(); }, delay);
+    delay = Math.min(delay * 2, 60000);
+  }
+  function flush(leaving) {
+    var events = queue.slice(0, 100);
+    if (!events.length) return;
+    var body = JSON.stringify({ sent_at: new Date().toISOString(), events: events });
+    if (leaving) { /* no answer will come: they stay queued, for this tab's next page */
+      if (!keep && navigator.sendBeacon && navigator.sendBeacon(base + BATCH, body)) return;
+    } else {
+      queue = queue.slice(events.length);
+      save();
+    }
+    fetch(base + BATCH, { method: "POST", body: body, keepalive: true, credentials: "omit" })
+      .then(function (r) {
+        if (leaving) queue = queue.filter(function (e) { return events.indexOf(e) < 0; });
+        if (r.status === 503) return later(events);
+        save();
+        if (!r.ok) return;
+        delay = 1000;
+        return r.json().then(function (answer) {
+          later(events.filter(function (e, i) { return answer.results[i].status === 503; }));
+        });
+      }, function () { if (!leaving) later(events); });
+  }
+
+  function send(route, headers, body, event) {
     if (!enabled) return;
-    headers["X-Prisme-Referrer"] = headers["X-Prisme-Referrer"] || page();
-    headers["X-Prisme-Event-Id"] = uuid();
-    if (visitorId) headers["X-Prisme-Visitor-Id"] = visitorId;
-    (function attempt(n) {
-      var retry = function () { if (n < 3) setTimeout(attempt, 1000 << n, n + 1); };
-      fetch(base + route, {
-        method: "POST", headers: headers, body: body, keepalive: true,
-        credentials: "omit", referrerPolicy: "no-referrer-when-downgrade"
-      }).then(function (r) { if (r.status === 503) retry(); }, retry);
-    })(0);
+    event.page_url = headers["X-Prisme-Referrer"] = headers["X-Prisme-Referrer"] || page();
+    event.event_id = headers["X-Prisme-Event-Id"] = uuid();
+    event.timestamp = new Date().toISOString();
+    if (visitorId) headers["X-Prisme-Visitor-Id"] = event.visitor_id = visitorId;
+    fetch(base + route, {
+      method: "POST", headers: headers, body: body, keepalive: true,
+      credentials: "omit", referrerPolicy: "no-referrer-when-downgrade"
+    }).then(function (r) { if (r.status === 503) later([event]); }, function () { later([event]); });
   }
 
   var first = true;
@@ -54,9 +91,10 @@
     path = options.path || (first ? data.path : undefined);
     var code = options.status || (first ? data.status : undefined);
     var url = page(), headers = { "X-Prisme-Referrer": url, "X-Prisme-Document-Referrer": referrer };
-    if (code) headers["X-Prisme-Status"] = String(code);
+    var event = { kind: "pageview", document_referrer: referrer };
+    if (code) headers["X-Prisme-Status"] = event.status = String(code);
     first = false; /* data-path and data-status are the first page view's */
-    send("/api/v1/events/pageviews", headers);
+    send("/api/v1/events/pageviews", headers, undefined, event);
     referrer = url;
   }
 
@@ -67,10 +105,10 @@
     url.search = "";
     target = url.href;
     if (data.outboundLinks !== "false" && url.host !== location.host && /^https?:$/.test(url.protocol)) {
-      send("/api/v1/events/outbound-links", {}, target);
+      send("/api/v1/events/outbound-links", {}, target, { kind: "outbound_link", link: target });
     }
     if (data.fileDownloads !== "false" && (link.hasAttribute("download") || downloads.test(url.pathname))) {
-      send("/api/v1/events/file-downloads", {}, target);
+      send("/api/v1/events/file-downloads", {}, target, { kind: "file_download", url: target });
     }
   }
 
@@ -79,6 +117,12 @@
       return p.indexOf(base) < 0;
     }).join(" "));
   });
+  addEventListener("online", function () { flush(); });
+  addEventListener("pagehide", function () { flush(true); });
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden") flush(true);
+  });
+  flush();
   addEventListener("click", click, true);
   addEventListener("auxclick", click, true);
   window.prisme = {
@@ -86,7 +130,8 @@
     trigger: function (name, properties) {
       send("/api/v1/events/custom/" + encodeURIComponent(name),
         properties === undefined ? {} : { "Content-Type": "application/json" },
-        properties === undefined ? undefined : JSON.stringify(properties));
+        properties === undefined ? undefined : JSON.stringify(properties),
+        { kind: "custom", name: name, properties: properties });
     }
   };
   if (manual) return;

@@ -574,7 +574,8 @@ class SendEventsRequest(_message.Message):
         `{"sent_at": RFC 3339, "events": [{"kind": "pageview" | "custom" |
         "outbound_link" | "file_download", "page_url", "document_referrer",
         "name", "properties", "link", "url", "status", "visitor_id", "event_id",
-        "timestamp"}, ...]}`; `content_type` must be `application/json`.
+        "timestamp"}, ...]}`; `content_type` is `application/json` or
+        `text/plain` (what `navigator.sendBeacon` sends).
         """
 
     def __init__(
