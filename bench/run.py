@@ -10,6 +10,11 @@
    daemon, under the same wrk load, with the CPU time of every service process per event;
    afterwards every acknowledged event is looked up in the store.
 
+4. Batches: the full stack again, under requests of `BATCH_SIZE` page views each (one
+   visitor's session, gzip-compressed, with client timestamps and ``sent_at``, as an SDK's
+   offline queue sends them): ``bench-batch:`` gives page views per second and service CPU per
+   page view beside the single-event figures.
+
 With ``--hol``, the full stack runs again beside a slow client (a custom event with no session
 about once a second, each waiting for one): ``bench-hol:`` gives the others' throughput, its
 share of the first run's, and their p99.
@@ -23,6 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gzip
+import json
 import os
 import random
 import re
@@ -37,7 +44,7 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prisme_cli.embedded import EmbeddedStore
@@ -55,6 +62,13 @@ from pymongo import AsyncMongoClient
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "pageviews.lua"
+BATCH_LUA = HERE / "batches.lua"
+BATCH_SIZE = 50
+BATCH_CONNECTIONS = 16
+"""Requests in flight in the batched run: 800 page views, as 64 single ones are 64."""
+BATCH_BODIES = 3000
+"""Bodies written per batched run: more than it sends (each a request, its ids new)."""
+PAGES = ("/", "/pricing", "/blog", "/blog/launch", "/docs", "/docs/install", "/about")
 NEW_SHARE = float(os.environ.get("BENCH_NEW_SHARE", "0.3"))  # as bench/pageviews.lua reads them
 VISITORS = int(os.environ.get("BENCH_VISITORS", "2000"))
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -104,11 +118,17 @@ def wait_port(
     raise TimeoutError(f"port {port} did not open")
 
 
-def wrk(port: int, seconds: float, connections: int) -> WrkResult:
+def wrk(
+    port: int,
+    seconds: float,
+    connections: int,
+    script: Path = LUA,
+    env: dict[str, str] | None = None,
+) -> WrkResult:
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency", "-s", str(LUA),
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency", "-s", str(script),
          f"http://127.0.0.1:{port}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env=os.environ | (env or {}),
     ).stdout  # fmt: skip
     line = re.search(r"bench-wrk: (.*)", output)
     if line is None:
@@ -233,9 +253,37 @@ def slow_client(port: int, stop: threading.Event, sent: list[int]) -> None:
         threading.Thread(target=loop, args=(offset,), daemon=True).start()
 
 
+def write_batches(folder: Path, count: int) -> dict[str, str]:
+    """``count`` gzip-compressed batch bodies in ``folder`` (``1.gz``...), each one visitor's
+    session of `BATCH_SIZE` page views 50 ms apart, sent just after the last; the environment
+    that points bench/batches.lua at them."""
+    folder.mkdir()
+    for n in range(1, count + 1):
+        sent = datetime.now(UTC)
+        events, previous = [], ""
+        for i in range(BATCH_SIZE):
+            page = random.choice(PAGES)
+            happened = sent - timedelta(milliseconds=50 * (BATCH_SIZE - i))
+            events.append({"kind": "pageview", "page_url": f"http://localhost{page}",
+                           "document_referrer": previous, "event_id": str(uuid.uuid4()),
+                           "timestamp": happened.isoformat()})  # fmt: skip
+            previous = f"http://localhost{page}"
+        body = json.dumps({"sent_at": sent.isoformat(), "events": events}).encode()
+        (folder / f"{n}.gz").write_bytes(gzip.compress(body))
+    return {"BENCH_BATCH_DIR": str(folder), "BENCH_BATCH_COUNT": str(count)}
+
+
 def full_stack(
-    uri: str, seconds: float, connections: int, work: Path, store_pid: int, hol: bool = False
+    uri: str,
+    seconds: float,
+    connections: int,
+    work: Path,
+    store_pid: int,
+    hol: bool = False,
+    batches: int = 0,
 ) -> tuple[WrkResult, float, int]:
+    """``prisme serve`` under wrk: single page views, or with ``batches``, that many batch
+    bodies for the run (and as many for its warm-up)."""
     port = free_port()
     env = (
         {k: v for k, v in os.environ.items() if not k.startswith("PRISME_")}
@@ -261,13 +309,18 @@ def full_stack(
         except (RuntimeError, TimeoutError):
             print((work / "serve.log").read_text()[-2000:], file=sys.stderr)
             raise
-        warm = wrk(port, 3, connections)
+        script, warm_env, run_env = LUA, {}, {}
+        if batches:
+            script = BATCH_LUA
+            warm_env = write_batches(work / f"warm-{port}", batches) | {"BENCH_BATCH_NET": "82"}
+            run_env = write_batches(work / f"run-{port}", batches) | {"BENCH_BATCH_NET": "83"}
+        warm = wrk(port, 3, connections, script, warm_env)
         stop, slow_sent = threading.Event(), list[int]()
         if hol:
             slow_client(port, stop, slow_sent)
         facade_before, cpu_before = process_cpu(process.pid)
         store_before = process_cpu(store_pid)[1]
-        result = wrk(port, seconds, connections)
+        result = wrk(port, seconds, connections, script, run_env)
         stop.set()
         if hol:
             print(f"slow client: {len(slow_sent)} custom events waited for a session", flush=True)
@@ -314,6 +367,10 @@ def main() -> None:
                 uri, args.duration, args.connections, work, store.pid, hol=True
             )
             acknowledged += held_acknowledged
+        batched, batch_cpu_us, batch_acknowledged = full_stack(
+            uri, args.duration, BATCH_CONNECTIONS, work, store.pid, batches=BATCH_BODIES
+        )
+        acknowledged += batch_acknowledged
         stored = asyncio.run(stored_pageviews(uri))
     finally:
         store.stop()
@@ -328,6 +385,12 @@ def main() -> None:
             f"bench-hol: e2e_rps={held.rps:.0f} p99_ms={held.p99_ms:.1f} "
             f"share={held.rps / result.rps:.2f} errors={held.errors}"
         )
+    print(
+        f"bench-batch: e2e_rps={batched.rps:.0f} cpu_us_per_event={batch_cpu_us:.0f} "
+        f"p50_ms={batched.p50_ms:.1f} p99_ms={batched.p99_ms:.1f} events_per_request={BATCH_SIZE} "
+        f"encoding=gzip errors={batched.errors} (single: e2e_rps={result.rps:.0f} "
+        f"cpu_us_per_event={cpu_us:.0f})"
+    )
     print(
         f"bench: e2e_rps={result.rps:.0f} store_rps={store_rps:.0f} "
         f"ratio={result.rps / store_rps:.2f} bare_rps={bare_rps:.0f} "
