@@ -273,19 +273,9 @@ def write_batches(folder: Path, count: int) -> dict[str, str]:
     return {"BENCH_BATCH_DIR": str(folder), "BENCH_BATCH_COUNT": str(count)}
 
 
-def full_stack(
-    uri: str,
-    seconds: float,
-    connections: int,
-    work: Path,
-    store_pid: int,
-    hol: bool = False,
-    batches: int = 0,
-) -> tuple[WrkResult, float, int]:
-    """``prisme serve`` under wrk: single page views, or with ``batches``, that many batch
-    bodies for the run (and as many for its warm-up)."""
-    port = free_port()
-    env = (
+def serve_env(uri: str, port: int) -> dict[str, str]:
+    """``prisme serve``'s environment for the bench; the caller's ``PRISME_*`` win."""
+    return (
         {k: v for k, v in os.environ.items() if not k.startswith("PRISME_")}
         | {
             "PRISME_MONGODB_URI": uri,
@@ -300,6 +290,21 @@ def full_stack(
         }
         | {k: v for k, v in os.environ.items() if k.startswith("PRISME_")}
     )
+
+
+def full_stack(
+    uri: str,
+    seconds: float,
+    connections: int,
+    work: Path,
+    store_pid: int,
+    hol: bool = False,
+    batches: int = 0,
+) -> tuple[WrkResult, float, int]:
+    """``prisme serve`` under wrk: single page views, or with ``batches``, that many batch
+    bodies for the run (and as many for its warm-up)."""
+    port = free_port()
+    env = serve_env(uri, port)
     log = (work / "serve.log").open("w")
     process = subprocess.Popen([str(Path(sys.executable).with_name("prisme")), "serve"], env=env,
                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
@@ -339,7 +344,7 @@ def full_stack(
     return result, cpu / max(result.acknowledged, 1) * 1e6, acknowledged
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--connections", type=int, default=64)
@@ -349,7 +354,11 @@ def main() -> None:
         action="store_true",
         help="also run the full stack with a slow client beside the load (head-of-line check)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
     work = Path(tempfile.mkdtemp(prefix="prisme-bench-"))
     store = EmbeddedStore(work / "store", cache_size="512M")
     uri = store.start()

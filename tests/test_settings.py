@@ -58,6 +58,7 @@ FIELDS = [
     ("limits.rate_limit_per_minute", "PRISME_RATE_LIMIT_PER_MINUTE", 60, "120", 120, "-5"),
     ("limits.max_body_bytes", "PRISME_MAX_BODY_BYTES", 64 * 1024, "1024", 1024, "64k"),
     ("limits.max_header_bytes", "PRISME_MAX_HEADER_BYTES", 32 * 1024, "4096", 4096, "1.5"),
+    ("limits.max_event_age", "PRISME_MAX_EVENT_AGE", 72 * 3600.0, "1h", 3600.0, "0s"),
     ("stats.token", "PRISME_STATS_TOKEN", None, "s3cret", "s3cret", None),
     ("stats.allow_origins", "PRISME_API_STATS_ALLOW_ORIGINS", frozenset(),
      "https://a.example, http://b.example:8080/", frozenset({"https://a.example",
