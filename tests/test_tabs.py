@@ -5,7 +5,9 @@ rules over HTTP and gRPC against the real store are in tests/test_current_prisme
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -22,7 +24,7 @@ from prisme_core.model import (
 )
 from prisme_core.pipeline import Pipeline
 from prisme_core.ports import FixedClock
-from prisme_core.sessions import MAX_SESSIONS_PER_DEVICE, SessionTracker
+from prisme_core.sessions import MAX_SESSIONS_PER_DEVICE, Device, LiveSession, SessionTracker
 from prisme_core.settings import SessionSettings
 
 from tests.support import until
@@ -303,3 +305,24 @@ async def test_a_device_forgotten_by_the_cache_is_looked_up_again(clock: FixedCl
         assert not tracker.unseen(now - timedelta(seconds=1), "D3")
     finally:
         await tracker.close()
+
+
+async def test_a_backdated_session_takes_its_place_by_activity(clock: FixedClock) -> None:
+    """A session a late page view began is older than the device's others: the most recent
+    stays the one events join, and the backdated one is the first forgotten."""
+    now, device = clock.now(), Device()
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+
+    def session(at: datetime) -> LiveSession:
+        start = SessionStart("D", "/a", at, replace(_attributes(), session_uuid=uuid.uuid4()))
+        return LiveSession(start, "/a", at, 1, 1, done)
+
+    live, backdated = session(now), session(now - timedelta(hours=3))
+    device.add(live)
+    device.add(backdated)
+    assert list(device.sessions.values()) == [backdated, live]
+    assert device.latest(now - timedelta(hours=24)) is live
+    # Only a session begun by an event's time is the one it continues or joins.
+    assert device.at("/a", now - timedelta(hours=24), now - timedelta(hours=1)) is backdated
+    assert device.latest(now - timedelta(hours=24), now - timedelta(hours=4)) is None

@@ -4,8 +4,10 @@ It turns protobuf requests into `prisme_core.model` values, decides how far to t
 caller, runs the pipeline, and turns `CoreError`s into rich gRPC statuses
 (`prisme_core.status`). Protobuf types go no further in than this module.
 
-Every event takes the same steps, whichever RPC carries it: it counts against its client's
-rate limit first, then its fields are bounded and the pipeline decides. `start` begins one
+Every event takes the same steps, whichever RPC carries it (a JSON batch is read into the
+same messages first, `prisme_core.json_batch`): it counts against its client's rate limit
+first, then its fields are bounded, its client timestamps read (`timing`), and the pipeline
+decides. `start` begins one
 event and returns its outcome: a refusal at once, or a future that resolves once the event is
 stored (or fails); `answer` turns an outcome into the event's status, counting it.
 
@@ -208,7 +210,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
         events: Sequence[Batched] = request.events
         try:
             if request.HasField("body"):
-                events, sent_at = self._read_body(request, caller)
+                events, sent_at = self._read_body(request)
             if (error := too_many_events(events, "call")) is not None:
                 raise error
         except CoreError as refused:  # counted as one event, as the façade counts its own
@@ -216,9 +218,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
             return pb.SendEventsResponse()
         return pb.SendEventsResponse(results=await self.send_all(events, caller, sent_at))
 
-    def _read_body(
-        self, request: pb.SendEventsRequest, caller: Caller
-    ) -> tuple[list[Batched], Timestamp | None]:
+    def _read_body(self, request: pb.SendEventsRequest) -> tuple[list[Batched], Timestamp | None]:
         """The events of a JSON batch, each with the request's context."""
         if request.events:
             message = "a batch has its events in events or in body, not in both"
