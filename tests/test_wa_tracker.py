@@ -183,7 +183,7 @@ async def test_events_sent_offline_arrive_once_with_their_own_times(
     async with chromium(tmp_path / "profile") as browser:
         page = await browser.new_page()
         await page.send("Network.enable")
-        await page.goto(site("/", ""))
+        await page.goto(site("/", 'data-visitor-id="v-1"'))
         await _count(mongo, "pageviews", 1)
         offline = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
         await page.send("Network.emulateNetworkConditions", offline=True, **offline)
@@ -216,6 +216,7 @@ async def test_events_sent_offline_arrive_once_with_their_own_times(
     views = await mongo.pageviews.find({}).sort("timestamp").to_list()
     assert [v["path"] for v in views] == ["/", "/offline", "/after"]
     assert views[1]["session_uuid"] == views[0]["session_uuid"]  # its tab's session
+    assert views[1]["visitor_id"] == "v-1"
     late = views[1]["timestamp"].timestamp() * 1000
     assert abs(late - happened) < 500  # when it happened, not when it arrived (1.5 s later)
     names = [e["name"] async for e in mongo.events_custom.find({}).sort("timestamp")]

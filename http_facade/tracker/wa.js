@@ -76,7 +76,7 @@
     event.page_url = headers["X-Prisme-Referrer"] = headers["X-Prisme-Referrer"] || page();
     event.event_id = headers["X-Prisme-Event-Id"] = uuid();
     event.timestamp = new Date().toISOString();
-    if (visitorId) headers["X-Prisme-Visitor-Id"] = event.visitor_id = visitorId;
+    if (visitorId) headers["X-Prisme-Visitor-Id"] = visitorId;
     fetch(base + route, {
       method: "POST", headers: headers, body: body, keepalive: true,
       credentials: "omit", referrerPolicy: "no-referrer-when-downgrade"
@@ -91,7 +91,7 @@
     path = options.path || (first ? data.path : undefined);
     var code = options.status || (first ? data.status : undefined);
     var url = page(), headers = { "X-Prisme-Referrer": url, "X-Prisme-Document-Referrer": referrer };
-    var event = { kind: "pageview", document_referrer: referrer };
+    var event = { kind: "pageview", document_referrer: referrer, visitor_id: visitorId };
     if (code) headers["X-Prisme-Status"] = event.status = String(code);
     first = false; /* data-path and data-status are the first page view's */
     send("/api/v1/events/pageviews", headers, undefined, event);
