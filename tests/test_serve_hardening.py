@@ -97,7 +97,9 @@ async def test_large_untrusted_fields_are_refused_and_leave_health_alone(
     assert all(isinstance(a, grpc.aio.AioRpcError) for a in answers)
     codes = {a.code() for a in answers if isinstance(a, grpc.aio.AioRpcError)}
     assert codes <= {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
-    assert health_ms < 200
+    # Alone it answers in 35-130 ms here; within the full suite on 2 shared cores, up to
+    # 240 ms was seen. A core that parsed the 80 MB in Python would take seconds.
+    assert health_ms < 500
 
 
 @pytest.mark.timeout(120)
