@@ -19,6 +19,7 @@ from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme_client import (
     CustomEvent,
+    Engagement,
     FileDownload,
     OutboundLink,
     PageView,
@@ -35,6 +36,7 @@ from tests.support import FIREFOX, Document
 from tests.transports import TOKEN
 
 SECRET = "s3cret-token-never-logged"
+SITE = "http://localhost"
 
 
 @pytest.fixture
@@ -331,3 +333,23 @@ async def test_timestamps_are_sent_with_when_they_are_sent(
     assert all(abs(s - h) < timedelta(seconds=1) for s, h in zip(stored, wanted, strict=True))
     sessions = await mongo.sessions.find({}).to_list()
     assert len(sessions) == 2  # a direct page view a minute later in another page: its own
+
+
+async def test_the_client_sends_engagement_alone_and_in_batches(
+    core_target: str, mongo: AsyncDatabase[Document]
+) -> None:
+    page: dict[str, Any] = {"origin": SITE, "user_agent": FIREFOX, "client_ip": "81.2.3.9"}
+    view = PageView(f"{SITE}/read", **page)
+    async with PrismeClient(core_target, token=TOKEN) as client:
+        assert await client.send_events([view]) == [None]
+        await client.send_engagement(Engagement(view.event_id, 2500, 60, f"{SITE}/read", **page))
+        late = Engagement(view.event_id, 100_000_000, 60, f"{SITE}/read", **page)
+        (refused,) = await client.send_events([late])
+    assert refused is not None
+    assert refused.reason == "INVALID_ENGAGED_MS"
+    (stored,) = await mongo.engagements.find({}).to_list()
+    assert (stored["pageview_id"], stored["engaged_ms"], stored["scroll_depth"]) == (
+        uuid.UUID(view.event_id),
+        2500,
+        60,
+    )

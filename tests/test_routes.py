@@ -26,6 +26,7 @@ def test_routes_are_the_annotated_rpcs() -> None:
     assert table == stats | {
         ("POST", "/api/v1/events/pageviews"): "/prisme.v1.EventService/SendPageView",
         ("POST", "/api/v1/events/batch"): "/prisme.v1.EventService/SendEvents",
+        ("POST", "/api/v1/events/engagement"): "/prisme.v1.EventService/SendEngagement",
         ("POST", "/api/v1/events/custom/{name}"): "/prisme.v1.EventService/SendCustomEvent",
         ("GET", "/api/v1/healthcheck"): "/prisme.v1.EventService/CheckHealth",
         ("POST", "/api/v1/events/outbound-links"): "/prisme.v1.EventService/SendOutboundLink",

@@ -4,6 +4,7 @@ raises."""
 from prisme_client.client import (
     Click,
     CustomEvent,
+    Engagement,
     FileDownload,
     OutboundLink,
     PageView,
@@ -15,6 +16,7 @@ from prisme_client.errors import PrismeError, error_from_rpc, error_from_status
 __all__ = [
     "Click",
     "CustomEvent",
+    "Engagement",
     "FileDownload",
     "OutboundLink",
     "PageView",

@@ -106,7 +106,35 @@ class FileDownload(Click):
     """A click on a file to download, for `PrismeClient.send_events`."""
 
 
-Event = PageView | CustomEvent | OutboundLink | FileDownload
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    """A report of a page view's engagement since its last report: ``engaged_ms`` of time on
+    the page (0 to 1,800,000) and the deepest ``scroll_depth`` (0 to 100), for the page view
+    whose event id is ``pageview_id``."""
+
+    pageview_id: str
+    engaged_ms: int
+    scroll_depth: int
+    page_url: str
+    origin: str
+    user_agent: str
+    client_ip: str | None = None
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    timestamp: datetime | None = None
+
+    def request(self) -> pb.SendEngagementRequest:
+        context = _context(self.page_url, self.origin, self.user_agent, self.client_ip, None)
+        request = pb.SendEngagementRequest(
+            context=context,
+            pageview_id=self.pageview_id,
+            engaged_ms=self.engaged_ms,
+            scroll_depth=self.scroll_depth,
+            event_id=self.event_id,
+        )
+        return _timed(request, self.timestamp)
+
+
+Event = PageView | CustomEvent | OutboundLink | FileDownload | Engagement
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +250,11 @@ class PrismeClient:
         else:
             download = event.file_download
             await self._call(lambda stub, meta: stub.SendFileDownload(_sent(download), **meta))
+
+    async def send_engagement(self, report: Engagement) -> None:
+        """Records an engagement report; returns once it is stored."""
+        request = report.request()
+        await self._call(lambda stub, meta: stub.SendEngagement(_sent(request), **meta))
 
     async def send_events(self, events: Sequence[Event]) -> list[PrismeError | None]:
         """Records many events (at most 1,000) in one call: None for each stored event, else
@@ -349,6 +382,7 @@ def _custom_request(event: CustomEvent, event_id: str) -> pb.SendCustomEventRequ
 
 Timed = TypeVar(
     "Timed",
+    pb.SendEngagementRequest,
     pb.SendPageViewRequest,
     pb.SendCustomEventRequest,
     pb.SendOutboundLinkRequest,
@@ -366,6 +400,7 @@ def _timed(request: Timed, timestamp: datetime | None) -> Timed:
 Sent = TypeVar(
     "Sent",
     pb.SendEventsRequest,
+    pb.SendEngagementRequest,
     pb.SendPageViewRequest,
     pb.SendCustomEventRequest,
     pb.SendOutboundLinkRequest,
@@ -384,6 +419,8 @@ def _event(event: Event) -> pb.Event:
         return pb.Event(page_view=_pageview_request(event, event.event_id))
     if isinstance(event, Click):
         return event.event(event.event_id)
+    if isinstance(event, Engagement):
+        return pb.Event(engagement=event.request())
     return pb.Event(custom_event=_custom_request(event, event.event_id))
 
 

@@ -26,6 +26,7 @@ from prisme_core.model import (
     ClientContext,
     ClientInfo,
     CustomEventInput,
+    EngagementInput,
     PageViewInput,
     Timing,
 )
@@ -39,11 +40,13 @@ from prisme_core.validate import (
     event_time,
     origin_root,
     validate_document_referrer,
+    validate_engagement,
     validate_event_id,
     validate_event_name,
     validate_link,
     validate_origin,
     validate_page_url,
+    validate_pageview_id,
     validate_status,
     validate_visitor_id,
 )
@@ -87,6 +90,8 @@ class AdmittedCustomEvent:
     """A custom event past its admission, name and properties."""
 
     kind: ClassVar[str] = "custom"
+    waits: ClassVar[bool] = True
+    """It may be sent before its page view is stored: it waits a little for its session."""
     admitted: Admitted
     name: str
     properties: dict[str, Any]
@@ -96,6 +101,7 @@ class AdmittedCustomEvent:
 class AdmittedClick:
     """An outbound-link click or a file download past its admission and its target."""
 
+    waits: ClassVar[bool] = True
     admitted: Admitted
     click: ClickKind
     target: str
@@ -106,7 +112,20 @@ class AdmittedClick:
         return self.click.value
 
 
-JoiningEvent = AdmittedCustomEvent | AdmittedClick
+@dataclass(frozen=True, slots=True)
+class AdmittedEngagement:
+    """An engagement report past its admission, its page view's id and its numbers."""
+
+    kind: ClassVar[str] = "engagement"
+    waits: ClassVar[bool] = False
+    """Its page view was answered before it was sent: no session now means none."""
+    admitted: Admitted
+    pageview_id: uuid.UUID
+    engaged_ms: int
+    scroll_depth: int
+
+
+JoiningEvent = AdmittedCustomEvent | AdmittedClick | AdmittedEngagement
 """An event that joins its visitor's live session, never changing it."""
 PING = "PING"
 """The body of an HTML ``<a ping>`` audit."""
@@ -162,6 +181,15 @@ class Admission:
         if event.kind is ClickKind.OUTBOUND_LINK and url.host == admitted.page.host:
             raise InvalidInput(Reason.INTERNAL_LINK, "the link stays on the page's host", field)
         return AdmittedClick(admitted, event.kind, normalised)
+
+    def engagement(self, event: EngagementInput) -> AdmittedEngagement | Dropped:
+        """The shared steps, then the page view's id and the numbers."""
+        admitted = self.admit(event.context, event.event_id, event.timing)
+        if isinstance(admitted, Dropped):
+            return admitted
+        pageview_id = validate_pageview_id(event.pageview_id)
+        engaged_ms, scroll_depth = validate_engagement(event.engaged_ms, event.scroll_depth)
+        return AdmittedEngagement(admitted, pageview_id, engaged_ms, scroll_depth)
 
     def admit(
         self, context: ClientContext, event_id: str, timing: Timing, document_referrer: str = ""

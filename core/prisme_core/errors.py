@@ -61,6 +61,9 @@ class Reason(StrEnum):
     TOO_OLD = "TOO_OLD"
     INVALID_EVENT = "INVALID_EVENT"
     INVALID_BATCH = "INVALID_BATCH"
+    INVALID_PAGEVIEW_ID = "INVALID_PAGEVIEW_ID"
+    INVALID_ENGAGED_MS = "INVALID_ENGAGED_MS"
+    INVALID_SCROLL_DEPTH = "INVALID_SCROLL_DEPTH"
 
 
 class CoreError(Exception):
@@ -88,9 +91,8 @@ class Dropped(CoreError):
 
 class SessionNotFound(CoreError):
     def __init__(self, waited: float) -> None:
-        super().__init__(
-            Reason.SESSION_NOT_FOUND, f"no live session for this visitor after {waited:g}s"
-        )
+        after = f" after {waited:g}s" if waited else ""
+        super().__init__(Reason.SESSION_NOT_FOUND, f"no live session for this visitor{after}")
 
 
 class OriginNotRegistered(CoreError):

@@ -5,6 +5,8 @@
      "events": [{"kind": "pageview", "page_url": "https://example.com/a",
                  "timestamp": "2026-12-01T09:50:00Z", "event_id": "<uuid>"}, ...]}
 
+An engagement's JSON body, on its own route, is read here too (`read_engagement`).
+
 What concerns the whole batch is raised: a body (``application/json`` or ``text/plain``) that
 is not a JSON object whose ``events``
 is a list, more than `MAX_BATCH` events, a bad ``sent_at``. An event that is not an object,
@@ -42,6 +44,7 @@ KINDS: Final[Mapping[str, frozenset[str]]] = {
     "custom": frozenset({"page_url", "name", "properties"}),
     "outbound_link": frozenset({"page_url", "link"}),
     "file_download": frozenset({"page_url", "url"}),
+    "engagement": frozenset({"page_url", "pageview_id", "engaged_ms", "scroll_depth"}),
 }
 """The fields of each kind, beyond the ones every event may have (`COMMON`)."""
 COMMON: Final = frozenset({"kind", "event_id", "timestamp"})
@@ -188,11 +191,60 @@ def _file_download(fields: _Fields, context: pb.ClientContext) -> pb.Event:
     return pb.Event(file_download=request)
 
 
+def _engagement(fields: _Fields, context: pb.ClientContext) -> pb.Event:
+    request = pb.SendEngagementRequest(context=fields.context(context, referrer=False))
+    fill_engagement(request, fields.given, f"{fields.where}.")
+    fields.common(request)
+    return pb.Event(engagement=request)
+
+
+ENGAGEMENT_FIELDS: Final = frozenset({"pageview_id", "engaged_ms", "scroll_depth"})
+INT32: Final = range(-(2**31), 2**31)
+
+
+def read_engagement(request: pb.SendEngagementRequest, max_bytes: int) -> None:
+    """An engagement sent over HTTP: its JSON body (``{"pageview_id", "engaged_ms",
+    "scroll_depth"}``) into the request's fields."""
+    if request.pageview_id or request.engaged_ms or request.scroll_depth:
+        message = "an engagement has its numbers in its fields or in its body, not in both"
+        raise InvalidInput(Reason.INVALID_EVENT, message, field="body")
+    given = json_object(request.body.content_type, request.body.data, max_bytes, "engagement",
+                        CONTENT_TYPES)  # fmt: skip
+    if unknown := sorted(set(given) - ENGAGEMENT_FIELDS):
+        raise _invalid(f"an engagement has no field {unknown[0][:40]!r}", unknown[0][:40])
+    fill_engagement(request, given, "")
+
+
+def fill_engagement(request: pb.SendEngagementRequest, given: dict[str, Any], where: str) -> None:
+    """The page view's id and the numbers, each of its JSON type (the ranges are the
+    pipeline's)."""
+    pageview_id = given.get("pageview_id", "")
+    if not isinstance(pageview_id, str):
+        message = f"{where}pageview_id must be the page view's event id (a UUID)"
+        raise InvalidInput(Reason.INVALID_PAGEVIEW_ID, message, field=f"{where}pageview_id")
+    request.pageview_id = pageview_id
+    request.engaged_ms = _integer(given, "engaged_ms", where, Reason.INVALID_ENGAGED_MS, None)
+    request.scroll_depth = _integer(
+        given, "scroll_depth", where, Reason.INVALID_SCROLL_DEPTH, INT32
+    )
+
+
+def _integer(
+    given: dict[str, Any], name: str, where: str, reason: Reason, within: range | None = None
+) -> int:
+    """A required JSON integer (within 64 bits, as `json_value` reads them, and ``within``)."""
+    value = given.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or (within and value not in within):
+        raise InvalidInput(reason, f"{where}{name} must be an integer", field=f"{where}{name}")
+    return value
+
+
 _MAKERS: Final[Mapping[str, Callable[[_Fields, pb.ClientContext], pb.Event]]] = {
     "pageview": _pageview,
     "custom": _custom,
     "outbound_link": _outbound_link,
     "file_download": _file_download,
+    "engagement": _engagement,
 }
 
 

@@ -87,6 +87,18 @@ class ClickInput:
 
 
 @dataclass(frozen=True, slots=True)
+class EngagementInput:
+    """A report of a page view's engagement, its numbers as sent (checked at admission)."""
+
+    context: ClientContext
+    pageview_id: str
+    engaged_ms: int
+    scroll_depth: int
+    event_id: str = ""
+    timing: Timing = ON_ARRIVAL
+
+
+@dataclass(frozen=True, slots=True)
 class ClientInfo:
     """What the User-Agent says about the client."""
 
@@ -201,4 +213,19 @@ class Click:
     session: SessionAttributes
     target: str
     """The normalised URL: lowercased host, normalised path, query and fragment kept."""
+    event_id: UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    """One accepted engagement report, as stored in ``engagements``: time on the page (visible
+    and focused) since the page view's last report, and the deepest scroll so far."""
+
+    timestamp: datetime
+    path: str
+    session: SessionAttributes
+    pageview_id: UUID
+    """The event id of the page view it reports on."""
+    engaged_ms: int
+    scroll_depth: int
     event_id: UUID | None = None

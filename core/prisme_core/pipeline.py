@@ -12,10 +12,11 @@ URLs, event id, bot). Then:
   continues one of the device's live sessions (its tab) or begins a new one, enriched by the
   ``put_*`` steps of `prisme_core.enrich`; the page view is stored with the session's
   attributes, and the session advances once it is stored.
-- Custom event, outbound-link click, file download (events that join their session): one of
-  the device's live sessions (`SessionTracker.joined`), waited for a little when its page
-  view is still in flight; stored with the session's domain, visitor id and session id, and
-  the event's own page. They never change their session.
+- Custom event, outbound-link click, file download, engagement (events that join their
+  session): one of the device's live sessions (`SessionTracker.joined`), waited for a little
+  when its page view may still be in flight (not for an engagement, which is sent after its
+  page view's answer); stored with the session's domain, visitor id and session id, and the
+  event's own page. They never change their session.
 
 Most events need nothing from the store (keys and the session are in memory) and are decided
 at once, without a task or a lock. The others first load what is missing, in a task that
@@ -35,6 +36,7 @@ from prisme_core.admission import (
     Admission,
     Admitted,
     AdmittedCustomEvent,
+    AdmittedEngagement,
     AdmittedPageView,
     JoiningEvent,
 )
@@ -49,6 +51,8 @@ from prisme_core.model import (
     ClickKind,
     CustomEvent,
     CustomEventInput,
+    Engagement,
+    EngagementInput,
     PageView,
     PageViewInput,
     SessionStart,
@@ -93,6 +97,7 @@ class Pipeline:
         self._pageviews = writer("pageviews", store.insert_pageviews)
         self._session_starts = writer("sessions", store.insert_sessions)
         self._custom_events = writer("events_custom", store.insert_custom_events)
+        self._engagements = writer("engagements", store.insert_engagements)
         self._clicks = {
             ClickKind.OUTBOUND_LINK: writer("outbound_link_clicks", store.insert_outbound_links),
             ClickKind.FILE_DOWNLOAD: writer("file_downloads", store.insert_file_downloads),
@@ -110,7 +115,8 @@ class Pipeline:
 
     @property
     def _writers(self) -> tuple[GroupCommit[Any], ...]:
-        return (self._session_starts, self._pageviews, self._custom_events, *self._clicks.values())
+        return (self._session_starts, self._pageviews, self._custom_events, self._engagements,
+                *self._clicks.values())  # fmt: skip
 
     def start(self) -> None:
         for writer in self._writers:
@@ -145,6 +151,11 @@ class Pipeline:
     def click(self, event: ClickInput) -> Outcome:
         """An outbound-link click or a file download."""
         return self._enter(self._admission.click, event, self._joined_now, self._joined_later)
+
+    def engagement(self, event: EngagementInput) -> Outcome:
+        """A report of a page view's engagement: it joins the session, without waiting."""
+        admit = self._admission.engagement
+        return self._enter(admit, event, self._joined_now, self._joined_later)
 
     def _enter(
         self,
@@ -282,12 +293,17 @@ class Pipeline:
         device_id, before = await self._device_ids(admitted)
         device = await self._sessions.load(device_id, before, at)
         session = self._sessions.joined(device, path, at)
-        if session is None:
+        if session is None and not event.waits and self._sessions.busy(device_id):
+            async with self._sessions.lock(device_id):  # its page view, in the same batch
+                pass
+            device = await self._sessions.load(device_id, before, at)
+            session = self._sessions.joined(device, path, at)
+        if session is None and event.waits:
             waited = await self._sessions.wait_live(device_id, before, at, self._session_wait)
             if waited is not None:
                 session = self._sessions.joined(waited, path, at)
         if session is None:
-            raise SessionNotFound(self._session_wait)
+            raise SessionNotFound(self._session_wait if event.waits else 0)
         async with store_deadline(self._deadline):
             await session.stored()
             pending = lambda: settled(self._store_joined(event, session))  # noqa: E731
@@ -301,6 +317,11 @@ class Pipeline:
             custom = CustomEvent(at, path, attributes, event.name, event.properties, key)
             written = self._custom_events.submit(custom)
             return PendingEvent(written, lambda: self._custom_events.withdraw(written))
+        if isinstance(event, AdmittedEngagement):
+            report = Engagement(at, path, attributes, event.pageview_id, event.engaged_ms,
+                                event.scroll_depth, key)  # fmt: skip
+            written = self._engagements.submit(report)
+            return PendingEvent(written, lambda: self._engagements.withdraw(written))
         clicks = self._clicks[event.click]
         written = clicks.submit(Click(at, path, attributes, event.target, key))
         return PendingEvent(written, lambda: clicks.withdraw(written))

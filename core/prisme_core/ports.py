@@ -20,6 +20,7 @@ from prisme_core.model import (
     Click,
     ClientInfo,
     CustomEvent,
+    Engagement,
     PageView,
     SessionProgress,
     SessionStart,
@@ -59,6 +60,8 @@ class EventStore(Protocol):
     async def insert_outbound_links(self, clicks: Sequence[Click]) -> None: ...
 
     async def insert_file_downloads(self, clicks: Sequence[Click]) -> None: ...
+
+    async def insert_engagements(self, reports: Sequence[Engagement]) -> None: ...
 
     async def key(self, name: str, expires_at: datetime | None) -> bytes:
         """The random 16-byte key called ``name``, created on first use, shared by every

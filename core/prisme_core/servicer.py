@@ -34,13 +34,14 @@ from prisme_client.request_id import valid_request_id
 
 from prisme_core.errors import CoreError, InvalidInput, Reason, Unauthenticated
 from prisme_core.health import RecentHealth
-from prisme_core.json_batch import MAX_BATCH, InvalidEvent, read_batch
+from prisme_core.json_batch import MAX_BATCH, InvalidEvent, read_batch, read_engagement
 from prisme_core.model import (
     ON_ARRIVAL,
     ClickInput,
     ClickKind,
     ClientContext,
     CustomEventInput,
+    EngagementInput,
     PageViewInput,
     Timing,
 )
@@ -58,6 +59,7 @@ KINDS = {
     "custom_event": "custom",
     "outbound_link": "outbound_link",
     "file_download": "file_download",
+    "engagement": "engagement",
     "refused": "refused",
 }
 OK = status_pb2.Status(code=grpc.StatusCode.OK.value[0])
@@ -67,6 +69,7 @@ EventRequest = (
     | pb.SendCustomEventRequest
     | pb.SendOutboundLinkRequest
     | pb.SendFileDownloadRequest
+    | pb.SendEngagementRequest
 )
 BatchedRequest = EventRequest | pb.RefusedEvent
 Batched = pb.Event | InvalidEvent
@@ -186,6 +189,12 @@ class EventServicer(pb_grpc.EventServiceServicer):
     ) -> pb.SendFileDownloadResponse:
         await self._one(context, "file_download", request)
         return pb.SendFileDownloadResponse()
+
+    async def SendEngagement(
+        self, request: pb.SendEngagementRequest, context: Context
+    ) -> pb.SendEngagementResponse:
+        await self._one(context, "engagement", request)
+        return pb.SendEngagementResponse()
 
     async def CheckHealth(
         self, request: pb.CheckHealthRequest, context: Context
@@ -311,6 +320,8 @@ class EventServicer(pb_grpc.EventServiceServicer):
                 return self._pipeline.custom_event(event)
             if isinstance(request, pb.SendOutboundLinkRequest | pb.SendFileDownloadRequest):
                 return self._pipeline.click(click_input(request, caller, sent_at))
+            if isinstance(request, pb.SendEngagementRequest):
+                return self._pipeline.engagement(self._engagement(request, caller, sent_at))
             if isinstance(request, pb.RefusedEvent):
                 raise InvalidInput(
                     Reason.REFUSED_BY_SENDER, "refused by its sender; counted", field="events"
@@ -319,6 +330,20 @@ class EventServicer(pb_grpc.EventServiceServicer):
         except CoreError as error:
             # Not the traceback: its frames hold the request, whose fields may be megabytes.
             return error.with_traceback(None)
+
+    def _engagement(
+        self, request: pb.SendEngagementRequest, caller: Caller, sent_at: Timestamp | None
+    ) -> EngagementInput:
+        if request.HasField("body"):
+            read_engagement(request, self._max_body_bytes)
+        return EngagementInput(
+            context=client_context(request, caller),
+            pageview_id=request.pageview_id,
+            engaged_ms=request.engaged_ms,
+            scroll_depth=request.scroll_depth,
+            event_id=request.event_id,
+            timing=timing(request, sent_at),
+        )
 
     async def _one(self, context: Context, kind: str, request: EventRequest) -> None:
         """A single-event RPC: the event as a batch of one, refused as a call (the method

@@ -224,3 +224,31 @@ def event_time(received: datetime, timing: Timing, max_age: timedelta) -> dateti
             Reason.TOO_OLD, f"the event happened over {hours:g}h before it arrived", "timestamp"
         )
     return received - max(held, timedelta(0))
+
+
+MAX_ENGAGED_MS: Final = 30 * 60 * 1000
+"""Engaged time one report may add: 30 minutes (a tab reports at least when it is hidden)."""
+
+
+def validate_pageview_id(text: str) -> UUID:
+    """The event id of the page view an engagement reports on: a UUID, required."""
+    try:
+        if not text or len(text) > MAX_EVENT_ID_LENGTH:
+            raise ValueError(text)
+        return UUID(text)
+    except ValueError as exc:
+        raise InvalidInput(
+            Reason.INVALID_PAGEVIEW_ID, "pageview_id must be the page view's event id (a UUID)",
+            field="pageview_id",
+        ) from exc  # fmt: skip
+
+
+def validate_engagement(engaged_ms: int, scroll_depth: int) -> tuple[int, int]:
+    """Engaged milliseconds from 0 to `MAX_ENGAGED_MS`, and a scroll depth from 0 to 100."""
+    if not 0 <= engaged_ms <= MAX_ENGAGED_MS:
+        message = f"engaged_ms must be an integer from 0 to {MAX_ENGAGED_MS} (30 minutes)"
+        raise InvalidInput(Reason.INVALID_ENGAGED_MS, message, field="engaged_ms")
+    if not 0 <= scroll_depth <= 100:
+        message = "scroll_depth must be an integer from 0 to 100 (percent)"
+        raise InvalidInput(Reason.INVALID_SCROLL_DEPTH, message, field="scroll_depth")
+    return engaged_ms, scroll_depth

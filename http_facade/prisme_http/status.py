@@ -46,6 +46,9 @@ HTTP_STATUS_BY_REASON: Final[dict[str, int]] = {
     "TOO_OLD": 400,
     "INVALID_EVENT": 400,
     "INVALID_BATCH": 400,
+    "INVALID_PAGEVIEW_ID": 400,
+    "INVALID_ENGAGED_MS": 400,
+    "INVALID_SCROLL_DEPTH": 400,
     # The façade presents the service token: a refusal means it is misconfigured.
     "UNAUTHENTICATED": 502,
 }

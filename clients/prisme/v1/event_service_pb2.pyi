@@ -414,6 +414,90 @@ class SendFileDownloadResponse(_message.Message):
 Global___SendFileDownloadResponse: _TypeAlias = SendFileDownloadResponse  # noqa: Y015
 
 @_typing.final
+class SendEngagementRequest(_message.Message):
+    """SendEngagementRequest is one report of a page view's engagement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    PAGEVIEW_ID_FIELD_NUMBER: _builtins.int
+    ENGAGED_MS_FIELD_NUMBER: _builtins.int
+    SCROLL_DEPTH_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    pageview_id: _builtins.str
+    """The event id of the page view the report belongs to (a UUID)."""
+    engaged_ms: _builtins.int
+    """Engaged time since the last report, in milliseconds: from 0 to
+    1,800,000 (30 minutes).
+    """
+    scroll_depth: _builtins.int
+    """The deepest scroll reached, in percent of the document's height: from 0
+    to 100 (100 for a page that fits the screen).
+    """
+    event_id: _builtins.str
+    """Optional idempotency key, as for page views."""
+    @_builtins.property
+    def context(self) -> Global___ClientContext:
+        """The browser context of the page."""
+
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """Over HTTP, the report as a JSON object, `{"pageview_id": ...,
+        "engaged_ms": ..., "scroll_depth": ...}`, in place of the three fields
+        above; `content_type` is `application/json` or `text/plain`.
+        """
+
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """When the event happened, by the client's clock; unset means when it
+        arrives. The service corrects it for the client's clock by `sent_at`.
+        """
+
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """The client's clock when it sent the event, as for page views."""
+
+    def __init__(
+        self,
+        *,
+        context: Global___ClientContext | None = ...,
+        pageview_id: _builtins.str = ...,
+        engaged_ms: _builtins.int = ...,
+        scroll_depth: _builtins.int = ...,
+        body: _httpbody_pb2.HttpBody | None = ...,
+        event_id: _builtins.str = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "sent_at", b"sent_at", "timestamp", b"timestamp"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "context", b"context", "engaged_ms", b"engaged_ms", "event_id", b"event_id", "pageview_id", b"pageview_id", "scroll_depth", b"scroll_depth", "sent_at", b"sent_at", "timestamp", b"timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendEngagementRequest: _TypeAlias = SendEngagementRequest  # noqa: Y015
+
+@_typing.final
+class SendEngagementResponse(_message.Message):
+    """SendEngagementResponse is empty: OK means stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendEngagementResponse: _TypeAlias = SendEngagementResponse  # noqa: Y015
+
+@_typing.final
 class CheckHealthRequest(_message.Message):
     """CheckHealthRequest asks whether the service can accept events."""
 
@@ -465,6 +549,7 @@ class Event(_message.Message):
     REFUSED_FIELD_NUMBER: _builtins.int
     OUTBOUND_LINK_FIELD_NUMBER: _builtins.int
     FILE_DOWNLOAD_FIELD_NUMBER: _builtins.int
+    ENGAGEMENT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Optional id that ties the event to the caller's logs, e.g. the HTTP
@@ -495,6 +580,10 @@ class Event(_message.Message):
     def file_download(self) -> Global___SendFileDownloadRequest:
         """A click on a file to download."""
 
+    @_builtins.property
+    def engagement(self) -> Global___SendEngagementRequest:
+        """A report of a page view's engagement."""
+
     def __init__(
         self,
         *,
@@ -503,13 +592,14 @@ class Event(_message.Message):
         refused: Global___RefusedEvent | None = ...,
         outbound_link: Global___SendOutboundLinkRequest | None = ...,
         file_download: Global___SendFileDownloadRequest | None = ...,
+        engagement: Global___SendEngagementRequest | None = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "file_download", b"file_download", "kind", b"kind", "outbound_link", b"outbound_link", "page_view", b"page_view", "refused", b"refused"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "engagement", b"engagement", "file_download", b"file_download", "kind", b"kind", "outbound_link", b"outbound_link", "page_view", b"page_view", "refused", b"refused"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "file_download", b"file_download", "kind", b"kind", "outbound_link", b"outbound_link", "page_view", b"page_view", "refused", b"refused", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_event", b"custom_event", "engagement", b"engagement", "file_download", b"file_download", "kind", b"kind", "outbound_link", b"outbound_link", "page_view", b"page_view", "refused", b"refused", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["page_view", "custom_event", "refused", "outbound_link", "file_download"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["page_view", "custom_event", "refused", "outbound_link", "file_download", "engagement"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -572,8 +662,9 @@ class SendEventsRequest(_message.Message):
     def body(self) -> _httpbody_pb2.HttpBody:
         """A JSON batch, for callers that speak JSON (`events` must then be empty):
         `{"sent_at": RFC 3339, "events": [{"kind": "pageview" | "custom" |
-        "outbound_link" | "file_download", "page_url", "document_referrer",
-        "name", "properties", "link", "url", "status", "visitor_id", "event_id",
+        "outbound_link" | "file_download" | "engagement", "page_url",
+        "document_referrer", "name", "properties", "link", "url", "status",
+        "visitor_id", "pageview_id", "engaged_ms", "scroll_depth", "event_id",
         "timestamp"}, ...]}`; `content_type` is `application/json` or
         `text/plain` (what `navigator.sendBeacon` sends).
         """

@@ -62,6 +62,11 @@ class EventServiceStub:
                 request_serializer=prisme_dot_v1_dot_event__service__pb2.SendFileDownloadRequest.SerializeToString,
                 response_deserializer=prisme_dot_v1_dot_event__service__pb2.SendFileDownloadResponse.FromString,
                 _registered_method=True)
+        self.SendEngagement = channel.unary_unary(
+                '/prisme.v1.EventService/SendEngagement',
+                request_serializer=prisme_dot_v1_dot_event__service__pb2.SendEngagementRequest.SerializeToString,
+                response_deserializer=prisme_dot_v1_dot_event__service__pb2.SendEngagementResponse.FromString,
+                _registered_method=True)
         self.CheckHealth = channel.unary_unary(
                 '/prisme.v1.EventService/CheckHealth',
                 request_serializer=prisme_dot_v1_dot_event__service__pb2.CheckHealthRequest.SerializeToString,
@@ -117,6 +122,16 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendEngagement(self, request, context):
+        """Records how long a page view's page was engaged with (visible and
+        focused) and how far it was scrolled, since its last report. OK means it
+        is stored. It joins the page view's session and never begins or changes
+        one; without a live session it is refused at once (SESSION_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckHealth(self, request, context):
         """Reports whether the service and its store answer.
         """
@@ -156,6 +171,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.SendFileDownload,
                     request_deserializer=prisme_dot_v1_dot_event__service__pb2.SendFileDownloadRequest.FromString,
                     response_serializer=prisme_dot_v1_dot_event__service__pb2.SendFileDownloadResponse.SerializeToString,
+            ),
+            'SendEngagement': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendEngagement,
+                    request_deserializer=prisme_dot_v1_dot_event__service__pb2.SendEngagementRequest.FromString,
+                    response_serializer=prisme_dot_v1_dot_event__service__pb2.SendEngagementResponse.SerializeToString,
             ),
             'CheckHealth': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckHealth,
@@ -284,6 +304,33 @@ class EventService:
             '/prisme.v1.EventService/SendFileDownload',
             prisme_dot_v1_dot_event__service__pb2.SendFileDownloadRequest.SerializeToString,
             prisme_dot_v1_dot_event__service__pb2.SendFileDownloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendEngagement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/prisme.v1.EventService/SendEngagement',
+            prisme_dot_v1_dot_event__service__pb2.SendEngagementRequest.SerializeToString,
+            prisme_dot_v1_dot_event__service__pb2.SendEngagementResponse.FromString,
             options,
             channel_credentials,
             insecure,

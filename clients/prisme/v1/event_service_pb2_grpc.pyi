@@ -56,6 +56,12 @@ class EventServiceStub:
     """
     SendFileDownload: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendFileDownloadRequest, _event_service_pb2.SendFileDownloadResponse]
     """Records a click on a file to download. OK means it is stored."""
+    SendEngagement: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendEngagementRequest, _event_service_pb2.SendEngagementResponse]
+    """Records how long a page view's page was engaged with (visible and
+    focused) and how far it was scrolled, since its last report. OK means it
+    is stored. It joins the page view's session and never begins or changes
+    one; without a live session it is refused at once (SESSION_NOT_FOUND).
+    """
     CheckHealth: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.CheckHealthRequest, _event_service_pb2.CheckHealthResponse]
     """Reports whether the service and its store answer."""
     SendEvents: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendEventsRequest, _event_service_pb2.SendEventsResponse]
@@ -93,6 +99,12 @@ class EventServiceAsyncStub(EventServiceStub):
     """
     SendFileDownload: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendFileDownloadRequest, _event_service_pb2.SendFileDownloadResponse]  # type: ignore[assignment]
     """Records a click on a file to download. OK means it is stored."""
+    SendEngagement: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendEngagementRequest, _event_service_pb2.SendEngagementResponse]  # type: ignore[assignment]
+    """Records how long a page view's page was engaged with (visible and
+    focused) and how far it was scrolled, since its last report. OK means it
+    is stored. It joins the page view's session and never begins or changes
+    one; without a live session it is refused at once (SESSION_NOT_FOUND).
+    """
     CheckHealth: _aio.UnaryUnaryMultiCallable[_event_service_pb2.CheckHealthRequest, _event_service_pb2.CheckHealthResponse]  # type: ignore[assignment]
     """Reports whether the service and its store answer."""
     SendEvents: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendEventsRequest, _event_service_pb2.SendEventsResponse]  # type: ignore[assignment]
@@ -151,6 +163,18 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_event_service_pb2.SendFileDownloadResponse, _abc.Awaitable[_event_service_pb2.SendFileDownloadResponse]]:
         """Records a click on a file to download. OK means it is stored."""
+
+    @_abc_1.abstractmethod
+    def SendEngagement(
+        self,
+        request: _event_service_pb2.SendEngagementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_service_pb2.SendEngagementResponse, _abc.Awaitable[_event_service_pb2.SendEngagementResponse]]:
+        """Records how long a page view's page was engaged with (visible and
+        focused) and how far it was scrolled, since its last report. OK means it
+        is stored. It joins the page view's session and never begins or changes
+        one; without a live session it is refused at once (SESSION_NOT_FOUND).
+        """
 
     @_abc_1.abstractmethod
     def CheckHealth(

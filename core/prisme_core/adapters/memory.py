@@ -18,6 +18,7 @@ from prisme_core.errors import StoreUnavailable
 from prisme_core.model import (
     Click,
     CustomEvent,
+    Engagement,
     PageView,
     SessionProgress,
     SessionStart,
@@ -32,6 +33,7 @@ class InMemoryEventStore:
         self.custom_events: list[CustomEvent] = []
         self.outbound_links: list[Click] = []
         self.file_downloads: list[Click] = []
+        self.engagements: list[Engagement] = []
         self.keys: dict[str, bytes] = {}
         self.available = True
         self.lookups = 0
@@ -115,6 +117,10 @@ class InMemoryEventStore:
     async def insert_file_downloads(self, clicks: Sequence[Click]) -> None:
         self._check()
         self.file_downloads.extend(clicks)
+
+    async def insert_engagements(self, reports: Sequence[Engagement]) -> None:
+        self._check()
+        self.engagements.extend(reports)
 
     async def active_devices(self, active_after: datetime) -> set[str]:
         self._check()

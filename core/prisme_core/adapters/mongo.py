@@ -4,8 +4,8 @@ Every operation is bounded by the configured timeout (PyMongo's client-side oper
 ``timeoutMS``), so a dead or slow server gives `StoreUnavailable` within that bound instead of
 the driver's 30 s server selection. PyMongo exceptions never leave this module.
 
-Collections: ``pageviews``, ``sessions``, ``events_custom``, ``outbound_link_clicks`` and
-``file_downloads`` (the contract's documents), and
+Collections: ``pageviews``, ``sessions``, ``events_custom``, ``outbound_link_clicks``,
+``file_downloads`` and ``engagements`` (the contract's documents), and
 ``keys`` (the daily salts and device keys, forgotten by a TTL index).
 
 Must not import grpc or aiohttp.
@@ -41,6 +41,7 @@ from prisme_core.metrics import STORE_ERRORS
 from prisme_core.model import (
     Click,
     CustomEvent,
+    Engagement,
     PageView,
     SessionAttributes,
     SessionProgress,
@@ -54,6 +55,7 @@ PAGEVIEWS: Final = "pageviews"
 EVENTS_CUSTOM: Final = "events_custom"
 OUTBOUND_LINK_CLICKS: Final = "outbound_link_clicks"
 FILE_DOWNLOADS: Final = "file_downloads"
+ENGAGEMENTS: Final = "engagements"
 SESSIONS: Final = "sessions"
 KEYS: Final = "keys"
 HOURS: Final = "pageview_hours"
@@ -73,6 +75,9 @@ INDEXES: Final[dict[str, list[IndexModel]]] = {
         IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
     ],
     FILE_DOWNLOADS: [
+        IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
+    ],
+    ENGAGEMENTS: [
         IndexModel([("domain", ASCENDING), ("timestamp", ASCENDING)], name="domain_ts"),
     ],
     # A session's _id is its session_uuid, so the primary key keeps it unique: a second unique
@@ -160,6 +165,19 @@ def click_document(click: Click, field: str) -> Document:
         "session_uuid": click.session.session_uuid,
         field: click.target,
     } | _event_id(click.event_id)
+
+
+def engagement_document(report: Engagement) -> Document:
+    return {
+        "timestamp": report.timestamp,
+        "domain": report.session.domain,
+        "path": report.path,
+        "visitor_id": report.session.visitor_id,
+        "session_uuid": report.session.session_uuid,
+        "pageview_id": report.pageview_id,
+        "engaged_ms": report.engaged_ms,
+        "scroll_depth": report.scroll_depth,
+    } | _event_id(report.event_id)
 
 
 def progress_update(progress: SessionProgress) -> UpdateOne:
@@ -261,6 +279,10 @@ class MongoEventStore:
     async def insert_file_downloads(self, clicks: Sequence[Click]) -> None:
         documents = [click_document(c, "url") for c in clicks]
         await self._insert(FILE_DOWNLOADS, documents, events=True)
+
+    async def insert_engagements(self, reports: Sequence[Engagement]) -> None:
+        documents = [engagement_document(r) for r in reports]
+        await self._insert(ENGAGEMENTS, documents, events=True)
 
     async def _insert(self, collection: str, documents: list[Document], *, events: bool) -> None:
         """Inserts ``documents``; for ``events``, one whose event id is already stored counts
