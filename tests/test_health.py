@@ -72,7 +72,7 @@ async def test_reflection_lists_the_event_service(core_target: str) -> None:
     }
     assert methods == {
         "SendPageView", "SendCustomEvent", "SendOutboundLink", "SendFileDownload", "CheckHealth",
-        "SendEvents",
+        "SendEvents", "SendEngagement",
     }  # fmt: skip
 
 

@@ -71,7 +71,7 @@
       }, function () { if (!leaving) later(events); });
   }
 
-  function send(route, headers, body, event) {
+  function send(route, headers, body, event, accepted) {
     if (!enabled) return;
     event.page_url = headers["X-Prisme-Referrer"] = headers["X-Prisme-Referrer"] || page();
     event.event_id = headers["X-Prisme-Event-Id"] = uuid();
@@ -80,11 +80,41 @@
     fetch(base + route, {
       method: "POST", headers: headers, body: body, keepalive: true,
       credentials: "omit", referrerPolicy: "no-referrer-when-downgrade"
-    }).then(function (r) { if (r.status === 503) later([event]); }, function () { later([event]); });
+    }).then(function (r) {
+      if (r.status === 503) later([event]);
+      if (r.ok && accepted) accepted(event);
+    }, function () { later([event]); });
+  }
+
+  /* Engagement: time the page is visible and focused, and the deepest scroll (the share of
+   * the document above the window's bottom), reported as increments for the page view the
+   * service accepted last: when the page is hidden or left, and before the next page view. */
+  var view, engaged = 0, reported = 0, since = 0, depth = 0, shown = 0;
+  function tick() {
+    var now = Date.now();
+    if (since) engaged += now - since;
+    since = document.visibilityState === "visible" && document.hasFocus() ? now : 0;
+  }
+  function scrolled() {
+    var height = document.documentElement.scrollHeight;
+    depth = Math.max(depth, Math.min(100, Math.round((scrollY + innerHeight) / height * 100) || 100));
+  }
+  function report() {
+    tick();
+    var ms = Math.min(engaged - reported, 1800000);
+    if (!view || data.engagement === "false" || (ms <= 0 && depth <= shown)) return;
+    reported = engaged;
+    shown = depth;
+    var numbers = { pageview_id: view.event_id, engaged_ms: ms, scroll_depth: depth };
+    send("/api/v1/events/engagement", { "X-Prisme-Referrer": view.page_url },
+      JSON.stringify(numbers), Object.assign({ kind: "engagement" }, numbers));
   }
 
   var first = true;
   function pageview(options) {
+    report();
+    view = engaged = reported = depth = shown = since = 0;
+    tick();
     options = options || {};
     domain = options.domain || domain;
     visitorId = options.visitorId || visitorId;
@@ -94,7 +124,10 @@
     var event = { kind: "pageview", document_referrer: referrer, visitor_id: visitorId };
     if (code) headers["X-Prisme-Status"] = event.status = String(code);
     first = false; /* data-path and data-status are the first page view's */
-    send("/api/v1/events/pageviews", headers, undefined, event);
+    send("/api/v1/events/pageviews", headers, undefined, event, function (accepted) {
+      view = accepted;
+      scrolled();
+    });
     referrer = url;
   }
 
@@ -118,10 +151,14 @@
     }).join(" "));
   });
   addEventListener("online", function () { flush(); });
-  addEventListener("pagehide", function () { flush(true); });
+  addEventListener("pagehide", function () { report(); flush(true); });
   document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "hidden") flush(true);
+    tick();
+    if (document.visibilityState === "hidden") { report(); flush(true); }
   });
+  addEventListener("focus", tick);
+  addEventListener("blur", tick);
+  addEventListener("scroll", scrolled, { passive: true });
   flush();
   addEventListener("click", click, true);
   addEventListener("auxclick", click, true);
