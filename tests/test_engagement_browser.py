@@ -20,7 +20,7 @@ from tests.support import Document
 
 ARTICLE = """<!doctype html>
 <html><head><title>article</title>
-<script defer src="{service}/static/wa.js"></script>
+<script defer src="{service}/static/wa.js" {attributes}></script>
 </head><body><h1>a long article</h1><div style="height: 6000px"></div><p>the end</p></body></html>
 """
 
@@ -28,7 +28,8 @@ ARTICLE = """<!doctype html>
 @pytest.fixture
 async def article(facade_port: int) -> AsyncIterator[str]:
     async def page(request: web.Request) -> web.Response:
-        body = ARTICLE.format(service=f"http://127.0.0.1:{facade_port}")
+        attributes = 'data-engagement="false"' if request.path == "/quiet" else ""
+        body = ARTICLE.format(service=f"http://127.0.0.1:{facade_port}", attributes=attributes)
         return web.Response(text=body, content_type="text/html")
 
     app = web.Application()
@@ -36,7 +37,7 @@ async def article(facade_port: int) -> AsyncIterator[str]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://localhost:{runner.addresses[0][1]}/article"
+    yield f"http://localhost:{runner.addresses[0][1]}"
     await runner.cleanup()
 
 
@@ -82,7 +83,7 @@ async def test_engaged_time_and_scroll_depth_are_reported_honestly(
 ) -> None:
     async with chromium(tmp_path / "profile") as browser:
         page, window = await _window(browser)
-        await page.goto(article)
+        await page.goto(f"{article}/article")
         (first,) = await _documents(mongo, "pageviews", 1)
         await asyncio.sleep(3)  # the visitor reads for three seconds
         await page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
@@ -94,6 +95,17 @@ async def test_engaged_time_and_scroll_depth_are_reported_honestly(
         await page.evaluate("history.pushState({}, '', '/next')")  # an SPA navigation
         views = await _documents(mongo, "pageviews", 2)
         reports = await _documents(mongo, "engagements", 2)
+
+        quiet, quiet_window = await _window(browser)  # data-engagement="false"
+        await quiet.goto(f"{article}/quiet")
+        await _documents(mongo, "pageviews", 3)
+        await quiet.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        await _show(browser, quiet_window, quiet, shown=False)
+        await _show(browser, quiet_window, quiet, shown=True)
+        await quiet.evaluate("history.pushState({}, '', '/quiet-next')")
+        await _documents(mongo, "pageviews", 4)  # sent after any report would have been
+    # The first window's /next may report (hidden behind the new one); the quiet page never.
+    assert await mongo.engagements.count_documents({"path": {"$regex": "^/quiet"}}) == 0
 
     assert read["pageview_id"] == first["_id"]
     assert 2500 <= read["engaged_ms"] <= 4000
