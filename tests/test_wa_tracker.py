@@ -192,12 +192,13 @@ async def test_events_sent_offline_arrive_once_with_their_own_times(
             " prisme.trigger('queued', {n: 1}); return t; })()"
         )
         await _click(page, "#file")
-        await _queued(page, 3)
+        await _queued(page, 4)  # the first page's engagement report, sent before the next view
         await asyncio.sleep(1.5)  # the visitor stays offline a while
         await page.send("Network.emulateNetworkConditions", offline=False, **offline)
         await _count(mongo, "events_custom", 1)  # the online event sent the queue
         await _count(mongo, "pageviews", 2)
         await _count(mongo, "file_downloads", 1)
+        await _count(mongo, "engagements", 1)
         await _queued(page, 0)
 
         # A tab left with events queued sends them on its way out, and its next page again:
