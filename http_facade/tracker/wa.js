@@ -43,6 +43,7 @@
     try { sessionStorage.setItem(KEY, JSON.stringify(queue)); } catch (blocked) { /* memory */ }
   }
   function later(events) {
+    if (!events.length) return;
     queue = events.concat(queue).slice(-100);
     save();
     if (!timer) timer = setTimeout(function () { timer = 0; flush(); }, delay);
