@@ -24,6 +24,7 @@ from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme_cli import serve
 from prisme_cli.embedded import EmbeddedStore
 from prisme_core.adapters.useragents import UserAgentsParser
+from prisme_core.ports import Clock
 from prisme_core.server import CoreDeps, CoreServer, create_server
 from prisme_core.settings import (
     EdgeSettings,
@@ -122,9 +123,20 @@ def core_deps(settings: Settings, user_agents: UserAgentsParser) -> CoreDeps:
 
 
 @pytest.fixture
-async def core(settings: Settings, user_agents: UserAgentsParser) -> AsyncIterator[CoreServer]:
+def core_clock() -> Clock | None:
+    """The core's clock: its own, unless a test module gives it one (a `FixedClock`)."""
+    return None
+
+
+@pytest.fixture
+async def core(
+    settings: Settings, user_agents: UserAgentsParser, core_clock: Clock | None
+) -> AsyncIterator[CoreServer]:
     """The real gRPC core on a free port, with the real store and a test GeoIP database."""
-    server = create_server(settings, core_deps(settings, user_agents), address="127.0.0.1:0")
+    deps = core_deps(settings, user_agents)
+    if core_clock is not None:
+        deps = replace(deps, clock=core_clock)
+    server = create_server(settings, deps, address="127.0.0.1:0")
     await server.start()
     yield server
     await server.stop(grace=1)

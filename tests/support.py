@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -62,3 +63,20 @@ def metric(name: str, **labels: str) -> float:
 def awaiting_session() -> float:
     """Custom events of this process waiting for their session right now."""
     return metric("prisme_events_awaiting_session")
+
+
+@contextlib.asynccontextmanager
+async def serving_pages(
+    page: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[int]:
+    """A web site whose every path ``page`` answers, on a free port of 127.0.0.1: its port.
+    Browsers reach it as ``localhost``, another origin than the service's ``127.0.0.1``."""
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()

@@ -5,11 +5,10 @@ decided by when events happened. The core's clock is the test's."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,13 +18,12 @@ from google.api.httpbody_pb2 import HttpBody
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme_client import error_from_rpc
-from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.ports import FixedClock
-from prisme_core.server import CoreServer, create_server
+from prisme_core.server import CoreServer
 from prisme_core.settings import Settings
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.conftest import STATS_TOKEN, changed, core_deps
+from tests.conftest import STATS_TOKEN, changed
 from tests.support import Document, HttpClient
 from tests.transports import (
     TRUSTED,
@@ -53,14 +51,9 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def core(
-    settings: Settings, user_agents: UserAgentsParser, clock: FixedClock
-) -> AsyncIterator[CoreServer]:
-    deps = dataclasses.replace(core_deps(settings, user_agents), clock=clock)
-    server = create_server(settings, deps, address="127.0.0.1:0")
-    await server.start()
-    yield server
-    await server.stop(grace=1)
+def core_clock(clock: FixedClock) -> FixedClock:
+    """The core keeps the test's time."""
+    return clock
 
 
 @pytest.fixture(params=["http", "grpc"])

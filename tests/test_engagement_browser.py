@@ -16,7 +16,7 @@ from prisme_core.server import CoreServer
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.browser import Browser, Page, chromium
-from tests.support import Document
+from tests.support import Document, serving_pages
 
 ARTICLE = """<!doctype html>
 <html><head><title>article</title>
@@ -32,13 +32,8 @@ async def article(facade_port: int) -> AsyncIterator[str]:
         body = ARTICLE.format(service=f"http://127.0.0.1:{facade_port}", attributes=attributes)
         return web.Response(text=body, content_type="text/html")
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", page)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://localhost:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serving_pages(page) as port:
+        yield f"http://localhost:{port}"
 
 
 async def _window(browser: Browser) -> tuple[Page, int]:

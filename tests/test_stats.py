@@ -110,14 +110,9 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-async def core(
-    settings: Settings, user_agents: UserAgentsParser, clock: FixedClock
-) -> AsyncIterator[CoreServer]:
-    deps = dataclasses.replace(core_deps(settings, user_agents), clock=clock)
-    server = create_server(settings, deps, address="127.0.0.1:0")
-    await server.start()
-    yield server
-    await server.stop(grace=1)
+def core_clock(clock: FixedClock) -> FixedClock:
+    """The core keeps the test's time."""
+    return clock
 
 
 @pytest.fixture

@@ -4,20 +4,16 @@ page. The core's clock is the test's, so the reload window passes without waitin
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
-from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.ports import FixedClock
-from prisme_core.server import CoreServer, create_server
+from prisme_core.server import CoreServer
 from prisme_core.settings import Settings
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.conftest import core_deps
 from tests.support import Document, HttpClient
 from tests.transports import (
     Click,
@@ -40,14 +36,9 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-async def core(
-    settings: Settings, user_agents: UserAgentsParser, clock: FixedClock
-) -> AsyncIterator[CoreServer]:
-    deps = dataclasses.replace(core_deps(settings, user_agents), clock=clock)
-    server = create_server(settings, deps, address="127.0.0.1:0")
-    await server.start()
-    yield server
-    await server.stop(grace=1)
+def core_clock(clock: FixedClock) -> FixedClock:
+    """The core keeps the test's time."""
+    return clock
 
 
 @pytest.fixture(params=["http", "grpc"])

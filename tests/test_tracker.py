@@ -14,7 +14,7 @@ from prisme_core.server import CoreServer
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.browser import DESKTOP_CHROME, chromium
-from tests.support import Document, HttpClient, access_lines
+from tests.support import Document, HttpClient, access_lines, serving_pages
 
 
 @pytest.mark.parametrize("path", ["/static/wa.js", "/static/m.js"])
@@ -53,13 +53,8 @@ async def site(service_base: str) -> AsyncIterator[str]:
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=PAGE.format(service=service_base), content_type="text/html")
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", page)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://localhost:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serving_pages(page) as port:
+        yield f"http://localhost:{port}"
 
 
 async def _until(condition: object, mongo: AsyncDatabase[Document], within: float = 15) -> None:

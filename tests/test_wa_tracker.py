@@ -15,7 +15,7 @@ from prisme_core.server import CoreServer
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.browser import Page, chromium
-from tests.support import Document
+from tests.support import Document, serving_pages
 
 SITE = """<!doctype html>
 <html><head><title>shop</title>
@@ -42,19 +42,12 @@ async def site(facade_port: int) -> AsyncIterator[Callable[[str, str], str]]:
                            other=f"http://127.0.0.1:{port}")  # fmt: skip
         return web.Response(text=body, content_type="text/html")
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", page)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-
     def url(path: str, attributes: str = "") -> str:
         pages[path] = attributes
         return f"http://localhost:{port}{path}"
 
-    yield url
-    await runner.cleanup()
+    async with serving_pages(page) as port:
+        yield url
 
 
 async def _count(mongo: AsyncDatabase[Document], collection: str, expected: int) -> None:

@@ -143,14 +143,17 @@ def validate_event_id(text: str) -> UUID | None:
     """The optional idempotency key: empty, or a UUID."""
     if not text:
         return None
+    return _uuid(text, Reason.INVALID_EVENT_ID, "event id must be a UUID", "event_id")
+
+
+def _uuid(text: str, reason: Reason, message: str, field: str) -> UUID:
+    """``text`` as a UUID (at most `MAX_EVENT_ID_LENGTH` characters), else refused."""
     try:
         if len(text) > MAX_EVENT_ID_LENGTH:
             raise ValueError(text)
         return UUID(text)
     except ValueError as exc:
-        raise InvalidInput(
-            Reason.INVALID_EVENT_ID, "event id must be a UUID", field="event_id"
-        ) from exc
+        raise InvalidInput(reason, message, field=field) from exc
 
 
 _STATUS = re.compile(r"[0-9]{1,5}")
@@ -232,15 +235,8 @@ MAX_ENGAGED_MS: Final = 30 * 60 * 1000
 
 def validate_pageview_id(text: str) -> UUID:
     """The event id of the page view an engagement reports on: a UUID, required."""
-    try:
-        if not text or len(text) > MAX_EVENT_ID_LENGTH:
-            raise ValueError(text)
-        return UUID(text)
-    except ValueError as exc:
-        raise InvalidInput(
-            Reason.INVALID_PAGEVIEW_ID, "pageview_id must be the page view's event id (a UUID)",
-            field="pageview_id",
-        ) from exc  # fmt: skip
+    message = "pageview_id must be the page view's event id (a UUID)"
+    return _uuid(text, Reason.INVALID_PAGEVIEW_ID, message, "pageview_id")
 
 
 def validate_engagement(engaged_ms: int, scroll_depth: int) -> tuple[int, int]:

@@ -32,6 +32,7 @@ ERRORS = {
     "503": "the core or the store is unavailable",
 }
 
+BATCH_KINDS = ("pageview", "custom", "outbound_link", "file_download", "engagement")
 TIME = {"type": "string", "format": "date-time", "description": "RFC 3339, with an offset"}
 BATCH = {
     "type": "object",
@@ -47,7 +48,7 @@ BATCH = {
                 "required": ["kind"],
                 "additionalProperties": False,
                 "properties": {
-                    "kind": {"enum": ["pageview", "custom", "outbound_link", "file_download"]},
+                    "kind": {"enum": list(BATCH_KINDS)},
                     "page_url": {"type": "string", "description": "else the request's"},
                     "document_referrer": {"type": "string", "description": "page views"},
                     "status": {"type": ["integer", "string"], "description": "page views"},
@@ -56,6 +57,13 @@ BATCH = {
                     "properties": {"type": "object", "description": "custom events"},
                     "link": {"type": "string", "description": "outbound-link clicks"},
                     "url": {"type": "string", "description": "file downloads"},
+                    "pageview_id": {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "engagement: the page view's event id",
+                    },
+                    "engaged_ms": {"type": "integer", "minimum": 0, "maximum": 1_800_000},
+                    "scroll_depth": {"type": "integer", "minimum": 0, "maximum": 100},
                     "event_id": {"type": "string", "format": "uuid"},
                     "timestamp": TIME | {"description": "when it happened, client clock"},
                 },
