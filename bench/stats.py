@@ -3,8 +3,8 @@
     .venv/bin/python bench/stats.py [--pageviews N]
 
 Loads realistic traffic straight into the store (sessions of 1 to 8 page views over 30 days
-on two domains, with referrers, UTM tags, countries, browsers, custom events, outbound links
-and downloads), starts the core in this process and asks every route through the typed
+on two domains, with referrers, UTM tags, countries, browsers, custom events, outbound links,
+downloads and engagement reports), starts the core in this process and asks every route through the typed
 client, for the last 7 and 30 days of one domain (the dashboard's queries) and of all
 domains. Prints a Markdown table of the times (the median of three calls after a first one,
 in ms, once the hours that first call set counting in the background are counted; the first
@@ -27,8 +27,9 @@ from pathlib import Path
 
 from prisme_cli.embedded import EmbeddedStore
 from prisme_client import PrismeClient
-from prisme_client.client import TIMESERIES, TOP
+from prisme_client.client import ENGAGEMENT, TIMESERIES, TOP
 from prisme_core.adapters.mongo import (
+    ENGAGEMENTS,
     EVENTS_CUSTOM,
     FILE_DOWNLOADS,
     HOURS_DONE,
@@ -38,11 +39,19 @@ from prisme_core.adapters.mongo import (
     MongoEventStore,
     click_document,
     custom_event_document,
+    engagement_document,
     pageview_document,
     session_document,
 )
 from prisme_core.enrich import uuid7
-from prisme_core.model import Click, CustomEvent, PageView, SessionAttributes, SessionStart
+from prisme_core.model import (
+    Click,
+    CustomEvent,
+    Engagement,
+    PageView,
+    SessionAttributes,
+    SessionStart,
+)
 from prisme_core.server import CoreDeps, create_server
 from prisme_core.settings import GrpcSettings, Settings, StatsSettings, StoreSettings
 
@@ -62,6 +71,7 @@ def traffic(pageviews: int, now: datetime) -> dict[str, list[dict[str, object]]]
     rng = random.Random(7)
     docs: dict[str, list[dict[str, object]]] = {
         SESSIONS: [], PAGEVIEWS: [], EVENTS_CUSTOM: [], OUTBOUND_LINK_CLICKS: [], FILE_DOWNLOADS: [],
+        ENGAGEMENTS: [],
     }  # fmt: skip
     visitors = [f"prisme_{rng.getrandbits(64):016X}" for _ in range(pageviews // 5)]
     while len(docs[PAGEVIEWS]) < pageviews:
@@ -85,6 +95,7 @@ def traffic(pageviews: int, now: datetime) -> dict[str, list[dict[str, object]]]
         docs[SESSIONS].append(session)
         for at, path in views:
             docs[PAGEVIEWS].append(pageview_document(PageView(at, path, attributes)))
+            docs[ENGAGEMENTS].extend(reports(rng, at, path, attributes))
         at, path = views[-1]
         if rng.random() < 0.3:
             event = CustomEvent(at, path, attributes, rng.choice(("signup", "buy", "share")), {})
@@ -96,6 +107,20 @@ def traffic(pageviews: int, now: datetime) -> dict[str, list[dict[str, object]]]
             click = Click(at, path, attributes, f"https://{domain}/files/report.pdf")
             docs[FILE_DOWNLOADS].append(click_document(click, "url"))
     return docs
+
+
+def reports(
+    rng: random.Random, at: datetime, path: str, attributes: SessionAttributes
+) -> list[dict[str, object]]:
+    """A page view's engagement reports: none (no tracker, or left at once) to three (hidden and
+    shown again), each after some engaged time, the scroll only ever deeper."""
+    pageview_id, depth, found = uuid.uuid4(), 0, []
+    for _ in range(rng.choice((0, 1, 1, 1, 2, 3))):
+        at += timedelta(seconds=rng.uniform(2, 120))
+        depth = min(100, depth + rng.choice((0, 10, 25, 50, 100)))
+        report = Engagement(at, path, attributes, pageview_id, rng.randrange(500, 90_000), depth)
+        found.append(engagement_document(report))
+    return found
 
 
 async def load(store: MongoEventStore, docs: dict[str, list[dict[str, object]]]) -> None:
@@ -173,7 +198,7 @@ async def report(target: str, counted: Counted) -> None:
     print("|---|---|---|---|")
     slowest, over = 0.0, []
     async with PrismeClient(target, stats_token=TOKEN, timeout=120.0) as client:
-        for route in [*sorted(TIMESERIES), *sorted(TOP)]:
+        for route in [*sorted(TIMESERIES), *sorted(TOP), *sorted(ENGAGEMENT)]:
             row = [
                 await timed(client, route, 7, DOMAINS[0], counted),
                 await timed(client, route, 30, DOMAINS[0], counted),
@@ -183,7 +208,7 @@ async def report(target: str, counted: Counted) -> None:
             if max(warm for _, warm in row) > GOAL_MS:
                 over.append(route)
             print(f"| `{route}` | " + " | ".join(_cell(*times) for times in row) + " |", flush=True)
-    routes = len(TIMESERIES) + len(TOP)
+    routes = len(TIMESERIES) + len(TOP) + len(ENGAGEMENT)
     print(f"\nbench-stats: routes={routes} slowest_ms={slowest:.0f} over_2s={','.join(over) or 0}")
 
 

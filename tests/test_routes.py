@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDict
 from prisme.v1 import event_service_pb2 as pb
-from prisme_core.stats.query import TIMESERIES, TOP
+from prisme_core.stats.query import ENGAGEMENT, TIMESERIES, TOP
 from prisme_http.app import create_app
 from prisme_http.routes import HeaderBinding, Route, routes_of
 from prisme_http.transcode import to_message
@@ -21,8 +21,11 @@ def test_routes_are_the_annotated_rpcs() -> None:
     stats = {("GET", f"/api/v1/stats/{metric}"): "/prisme.v1.StatsService/GetTimeseries"
              for metric in TIMESERIES} | {
         ("GET", f"/api/v1/stats/{metric}"): "/prisme.v1.StatsService/GetTop" for metric in TOP
+    } | {
+        ("GET", f"/api/v1/stats/{metric}"): "/prisme.v1.StatsService/GetEngagement"
+        for metric in ENGAGEMENT
     }  # fmt: skip
-    assert len(stats) == 22
+    assert len(stats) == 24
     assert table == stats | {
         ("POST", "/api/v1/events/pageviews"): "/prisme.v1.EventService/SendPageView",
         ("POST", "/api/v1/events/batch"): "/prisme.v1.EventService/SendEvents",

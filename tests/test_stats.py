@@ -24,6 +24,7 @@ from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.ports import FixedClock
 from prisme_core.server import CoreServer, create_server
 from prisme_core.settings import Settings
+from prisme_core.stats.figures import Reading, Totals
 from prisme_core.stats.query import TIMESERIES, TOP
 from prisme_http.app import create_app
 from pymongo.asynchronous.database import AsyncDatabase
@@ -432,8 +433,11 @@ class StuckStats:
     async def top(self, query: object) -> list[tuple[str, int]]:
         return await self.timeseries(query)  # type: ignore[return-value]
 
-    async def totals(self, query: object) -> object:
-        return await self.timeseries(query)
+    async def totals(self, query: object) -> Totals:
+        return await self.timeseries(query)  # type: ignore[return-value]
+
+    async def engagement(self, query: object) -> tuple[list[tuple[str, Reading]], Reading]:
+        return await self.timeseries(query)  # type: ignore[return-value]
 
     async def close(self) -> None:
         pass
@@ -450,9 +454,10 @@ async def test_a_query_over_the_stats_timeout_is_503(
         target = f"127.0.0.1:{server.port}"
         http = await aiohttp_client(create_app(facade_config(target, short)))
         started = time.monotonic()
-        response = await http.get("/api/v1/stats/top-pages?from=now-1d&to=now", headers=AUTH)
-        assert response.status == 503
-        assert time.monotonic() - started < 2
+        for route in ("top-pages", "time-on-page"):
+            response = await http.get(f"/api/v1/stats/{route}?from=now-1d&to=now", headers=AUTH)
+            assert response.status == 503
+        assert time.monotonic() - started < 4
         async with PrismeClient(target, stats_token=STATS_TOKEN, retries=0) as client:
             with pytest.raises(PrismeError) as late:
                 await client.stats("visitors", "now-1d", "now")

@@ -140,13 +140,20 @@ Event = PageView | CustomEvent | OutboundLink | FileDownload | Engagement
 @dataclass(frozen=True, slots=True)
 class Stats:
     """A stats answer: the range (Unix seconds), the keys (bucket starts in Unix ms for a
-    time series, the dimension's values for a ranked list) and their values."""
+    time series, the dimension's values for a ranked list, paths for time on page and scroll
+    depth) and their values; for those two, each path's figures and the overall ones."""
 
     start: int
     end: int
     keys: list[int] | list[str]
-    values: list[int]
+    values: list[int] | list[float]
     totals: stats_pb.StatsTotals | None = None
+    pages: list[stats_pb.EngagementFigures] = field(default_factory=list)
+    overall: stats_pb.EngagementFigures | None = None
+
+
+def _totals(answer: Any) -> stats_pb.StatsTotals | None:
+    return answer.totals if answer.HasField("totals") else None
 
 
 def _metrics_of(rpc: str) -> frozenset[str]:
@@ -159,6 +166,7 @@ def _metrics_of(rpc: str) -> frozenset[str]:
 
 TIMESERIES = _metrics_of("GetTimeseries")
 TOP = _metrics_of("GetTop")
+ENGAGEMENT = _metrics_of("GetEngagement")
 QUERY_FIELDS = frozenset(stats_pb.StatsQuery.DESCRIPTOR.fields_by_name) - {"unknown"}
 
 
@@ -312,11 +320,17 @@ class PrismeClient:
         if metric in TOP:
             top = stats_pb.GetTopRequest(metric=metric, query=query)
             answer: Any = await self._retried(lambda: stub.GetTop(top, **options))
+        elif metric in ENGAGEMENT:
+            read = stats_pb.GetEngagementRequest(metric=metric, query=query)
+            answer = await self._retried(lambda: stub.GetEngagement(read, **options))
+            return Stats(getattr(answer, "from"), answer.to, list(answer.keys),
+                         list(answer.values), _totals(answer), list(answer.pages),
+                         answer.overall)  # fmt: skip
         else:
             series = stats_pb.GetTimeseriesRequest(metric=metric, query=query)
             answer = await self._retried(lambda: stub.GetTimeseries(series, **options))
         return Stats(getattr(answer, "from"), answer.to, list(answer.keys), list(answer.values),
-                     answer.totals if answer.HasField("totals") else None)  # fmt: skip
+                     _totals(answer))  # fmt: skip
 
     def _options(self, token: str | None) -> dict[str, Any]:
         metadata = [("x-request-id", uuid.uuid4().hex), *bearer(token)]

@@ -246,6 +246,126 @@ class GetTopResponse(_message.Message):
 Global___GetTopResponse: _TypeAlias = GetTopResponse  # noqa: Y015
 
 @_typing.final
+class GetEngagementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METRIC_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    metric: _builtins.str
+    """Which figure leads, from the route: time-on-page or scroll-depth."""
+    @_builtins.property
+    def query(self) -> Global___StatsQuery: ...
+    def __init__(
+        self,
+        *,
+        metric: _builtins.str = ...,
+        query: Global___StatsQuery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metric", b"metric", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEngagementRequest: _TypeAlias = GetEngagementRequest  # noqa: Y015
+
+@_typing.final
+class GetEngagementResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    TOTALS_FIELD_NUMBER: _builtins.int
+    PAGES_FIELD_NUMBER: _builtins.int
+    OVERALL_FIELD_NUMBER: _builtins.int
+    to: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def totals(self) -> Global___StatsTotals: ...
+    @_builtins.property
+    def pages(self) -> _containers.RepeatedCompositeFieldContainer[Global___EngagementFigures]:
+        """Each key's figures, in the same order."""
+
+    @_builtins.property
+    def overall(self) -> Global___EngagementFigures:
+        """The figures over every page."""
+
+    def __init__(
+        self,
+        *,
+        to: _builtins.int = ...,
+        keys: _abc.Iterable[_builtins.str] | None = ...,
+        values: _abc.Iterable[_builtins.float] | None = ...,
+        totals: Global___StatsTotals | None = ...,
+        pages: _abc.Iterable[Global___EngagementFigures] | None = ...,
+        overall: Global___EngagementFigures | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overall", b"overall", "totals", b"totals"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from", b"from", "keys", b"keys", "overall", b"overall", "pages", b"pages", "to", b"to", "totals", b"totals", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEngagementResponse: _TypeAlias = GetEngagementResponse  # noqa: Y015
+
+@_typing.final
+class EngagementFigures(_message.Message):
+    """EngagementFigures: each page view's reports in the range are summed first
+    (its engaged time, its deepest scroll), then the page views that have any
+    are described.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGEVIEWS_FIELD_NUMBER: _builtins.int
+    MEAN_SECONDS_FIELD_NUMBER: _builtins.int
+    MEDIAN_SECONDS_FIELD_NUMBER: _builtins.int
+    MEAN_SCROLL_DEPTH_FIELD_NUMBER: _builtins.int
+    REACHED_25_FIELD_NUMBER: _builtins.int
+    REACHED_50_FIELD_NUMBER: _builtins.int
+    REACHED_75_FIELD_NUMBER: _builtins.int
+    REACHED_100_FIELD_NUMBER: _builtins.int
+    pageviews: _builtins.int
+    """Page views with at least one report."""
+    mean_seconds: _builtins.float
+    """Engaged (visible and focused) seconds per page view."""
+    median_seconds: _builtins.float
+    """The middle value; for an even count, the mean of the two middle ones."""
+    mean_scroll_depth: _builtins.float
+    """Deepest scroll per page view, 0 to 100 % of the document's height."""
+    reached_25: _builtins.float
+    """The share of page views (0 to 1) whose deepest scroll reached 25, 50, 75
+    and 100 %.
+    """
+    reached_50: _builtins.float
+    reached_75: _builtins.float
+    reached_100: _builtins.float
+    def __init__(
+        self,
+        *,
+        pageviews: _builtins.int = ...,
+        mean_seconds: _builtins.float = ...,
+        median_seconds: _builtins.float = ...,
+        mean_scroll_depth: _builtins.float = ...,
+        reached_25: _builtins.float = ...,
+        reached_50: _builtins.float = ...,
+        reached_75: _builtins.float = ...,
+        reached_100: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mean_scroll_depth", b"mean_scroll_depth", "mean_seconds", b"mean_seconds", "median_seconds", b"median_seconds", "pageviews", b"pageviews", "reached_100", b"reached_100", "reached_25", b"reached_25", "reached_50", b"reached_50", "reached_75", b"reached_75"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EngagementFigures: _TypeAlias = EngagementFigures  # noqa: Y015
+
+@_typing.final
 class StatsTotals(_message.Message):
     """StatsTotals are the figures of the whole range, counted once each."""
 
@@ -258,6 +378,8 @@ class StatsTotals(_message.Message):
     BOUNCE_RATE_FIELD_NUMBER: _builtins.int
     SESSION_DURATION_FIELD_NUMBER: _builtins.int
     LIVE_VISITORS_FIELD_NUMBER: _builtins.int
+    TIME_ON_PAGE_FIELD_NUMBER: _builtins.int
+    SCROLL_DEPTH_FIELD_NUMBER: _builtins.int
     visitors: _builtins.int
     sessions: _builtins.int
     pageviews: _builtins.int
@@ -268,6 +390,10 @@ class StatsTotals(_message.Message):
     """Mean session duration in seconds, over every session (a bounce is 0 s)."""
     live_visitors: _builtins.int
     """Visitors with a page view in the 15 minutes before the range's end."""
+    time_on_page: _builtins.float
+    """Mean engaged seconds per page view with engagement reports (0 without)."""
+    scroll_depth: _builtins.float
+    """Mean deepest scroll per page view with reports, in percent."""
     def __init__(
         self,
         *,
@@ -278,10 +404,12 @@ class StatsTotals(_message.Message):
         bounce_rate: _builtins.float = ...,
         session_duration: _builtins.float = ...,
         live_visitors: _builtins.int = ...,
+        time_on_page: _builtins.float = ...,
+        scroll_depth: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_rate", b"bounce_rate", "bounces", b"bounces", "live_visitors", b"live_visitors", "pageviews", b"pageviews", "session_duration", b"session_duration", "sessions", b"sessions", "visitors", b"visitors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_rate", b"bounce_rate", "bounces", b"bounces", "live_visitors", b"live_visitors", "pageviews", b"pageviews", "scroll_depth", b"scroll_depth", "session_duration", b"session_duration", "sessions", b"sessions", "time_on_page", b"time_on_page", "visitors", b"visitors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

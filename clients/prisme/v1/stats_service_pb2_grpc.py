@@ -51,6 +51,11 @@ class StatsServiceStub:
                 request_serializer=prisme_dot_v1_dot_stats__service__pb2.GetTopRequest.SerializeToString,
                 response_deserializer=prisme_dot_v1_dot_stats__service__pb2.GetTopResponse.FromString,
                 _registered_method=True)
+        self.GetEngagement = channel.unary_unary(
+                '/prisme.v1.StatsService/GetEngagement',
+                request_serializer=prisme_dot_v1_dot_stats__service__pb2.GetEngagementRequest.SerializeToString,
+                response_deserializer=prisme_dot_v1_dot_stats__service__pb2.GetEngagementResponse.FromString,
+                _registered_method=True)
 
 
 class StatsServiceServicer:
@@ -79,6 +84,17 @@ class StatsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEngagement(self, request, context):
+        """How page views were read, from the tracker's engagement reports: per page
+        (`keys` are paths, the pages with most reported page views first) and
+        over every page. `values` are the route's own figure: mean engaged
+        seconds (time-on-page) or mean scroll depth in percent (scroll-depth);
+        `pages` and `overall` have both.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StatsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +107,11 @@ def add_StatsServiceServicer_to_server(servicer, server):
                     servicer.GetTop,
                     request_deserializer=prisme_dot_v1_dot_stats__service__pb2.GetTopRequest.FromString,
                     response_serializer=prisme_dot_v1_dot_stats__service__pb2.GetTopResponse.SerializeToString,
+            ),
+            'GetEngagement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEngagement,
+                    request_deserializer=prisme_dot_v1_dot_stats__service__pb2.GetEngagementRequest.FromString,
+                    response_serializer=prisme_dot_v1_dot_stats__service__pb2.GetEngagementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -154,6 +175,33 @@ class StatsService:
             '/prisme.v1.StatsService/GetTop',
             prisme_dot_v1_dot_stats__service__pb2.GetTopRequest.SerializeToString,
             prisme_dot_v1_dot_stats__service__pb2.GetTopResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEngagement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/prisme.v1.StatsService/GetEngagement',
+            prisme_dot_v1_dot_stats__service__pb2.GetEngagementRequest.SerializeToString,
+            prisme_dot_v1_dot_stats__service__pb2.GetEngagementResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,13 @@ class StatsServiceStub:
     """A ranked list: `keys` are the values of a dimension (a path, a referrer
     domain, a country, ...), `values` their counts, highest first.
     """
+    GetEngagement: _grpc.UnaryUnaryMultiCallable[_stats_service_pb2.GetEngagementRequest, _stats_service_pb2.GetEngagementResponse]
+    """How page views were read, from the tracker's engagement reports: per page
+    (`keys` are paths, the pages with most reported page views first) and
+    over every page. `values` are the route's own figure: mean engaged
+    seconds (time-on-page) or mean scroll depth in percent (scroll-depth);
+    `pages` and `overall` have both.
+    """
 
 @_typing.type_check_only
 class StatsServiceAsyncStub(StatsServiceStub):
@@ -68,6 +75,13 @@ class StatsServiceAsyncStub(StatsServiceStub):
     GetTop: _aio.UnaryUnaryMultiCallable[_stats_service_pb2.GetTopRequest, _stats_service_pb2.GetTopResponse]  # type: ignore[assignment]
     """A ranked list: `keys` are the values of a dimension (a path, a referrer
     domain, a country, ...), `values` their counts, highest first.
+    """
+    GetEngagement: _aio.UnaryUnaryMultiCallable[_stats_service_pb2.GetEngagementRequest, _stats_service_pb2.GetEngagementResponse]  # type: ignore[assignment]
+    """How page views were read, from the tracker's engagement reports: per page
+    (`keys` are paths, the pages with most reported page views first) and
+    over every page. `values` are the route's own figure: mean engaged
+    seconds (time-on-page) or mean scroll depth in percent (scroll-depth);
+    `pages` and `overall` have both.
     """
 
 class StatsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -98,6 +112,19 @@ class StatsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_stats_service_pb2.GetTopResponse, _abc.Awaitable[_stats_service_pb2.GetTopResponse]]:
         """A ranked list: `keys` are the values of a dimension (a path, a referrer
         domain, a country, ...), `values` their counts, highest first.
+        """
+
+    @_abc_1.abstractmethod
+    def GetEngagement(
+        self,
+        request: _stats_service_pb2.GetEngagementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stats_service_pb2.GetEngagementResponse, _abc.Awaitable[_stats_service_pb2.GetEngagementResponse]]:
+        """How page views were read, from the tracker's engagement reports: per page
+        (`keys` are paths, the pages with most reported page views first) and
+        over every page. `values` are the route's own figure: mean engaged
+        seconds (time-on-page) or mean scroll depth in percent (scroll-depth);
+        `pages` and `overall` have both.
         """
 
 def add_StatsServiceServicer_to_server(servicer: StatsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

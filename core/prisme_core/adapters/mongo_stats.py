@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -21,8 +20,15 @@ import pymongo
 from pymongo.asynchronous.database import AsyncDatabase
 
 from prisme_core.adapters.hours import to_ms
-from prisme_core.adapters.mongo import PAGEVIEWS, SESSIONS, Document, map_pymongo_errors
+from prisme_core.adapters.mongo import (
+    ENGAGEMENTS,
+    PAGEVIEWS,
+    SESSIONS,
+    Document,
+    map_pymongo_errors,
+)
 from prisme_core.adapters.mongo_rollups import PageviewHours, epoch_bucket, one_of
+from prisme_core.stats.figures import QUARTERS, UNREAD, Reading, Totals
 from prisme_core.stats.query import LIVE_WINDOW, TOP, Query, Unit
 
 SESSION_FIELDS_ON_EVENTS: Final = frozenset({"domain"})
@@ -32,17 +38,6 @@ SESSION_FIELDS_ON_PAGEVIEWS: Final = frozenset(
     | {"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"}
 )
 """Filters a page view answers itself (its session's attributes are copied onto it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Totals:
-    visitors: int
-    sessions: int
-    pageviews: int
-    bounces: int
-    session_duration: float
-    """Mean seconds over every session (a bounce is 0 s)."""
-    live_visitors: int
 
 
 class MongoStats:
@@ -151,6 +146,7 @@ class MongoStats:
             {"$count": "n"},
         ])  # fmt: skip
         row = sessions[0] if sessions else {}
+        _, read = await self.engagement(query, pages=False)
         return Totals(
             visitors=int(row.get("visitors", 0)),
             sessions=int(row.get("sessions", 0)),
@@ -158,7 +154,35 @@ class MongoStats:
             bounces=int(row.get("bounces", 0)),
             session_duration=float(row.get("duration") or 0) / 1000,
             live_visitors=int(live_visitors[0]["n"]) if live_visitors else 0,
+            time_on_page=read.mean_seconds,
+            scroll_depth=read.mean_scroll_depth,
         )
+
+    async def engagement(
+        self, query: Query, *, pages: bool = True
+    ) -> tuple[list[tuple[str, Reading]], Reading]:
+        """How the page views reported in the range were read: per path (most page views
+        first, then by path; none unless ``pages``) and overall."""
+        per_view = {"$group": {
+            "_id": {"view": "$pageview_id", "session": "$session_uuid"},
+            "path": {"$first": "$path"},
+            "ms": {"$sum": "$engaged_ms"},
+            "depth": {"$max": "$scroll_depth"},
+        }}  # fmt: skip
+        facets = {"overall": _reading(None)}
+        if pages and query.limit:
+            facets["pages"] = [
+                *_reading("$path"),
+                {"$sort": {"pageviews": -1, "_id": 1}},
+                {"$limit": query.limit},
+            ]
+        match = await self._events_match(query, SESSION_FIELDS_ON_EVENTS)
+        found = await self._aggregate(
+            ENGAGEMENTS, [{"$match": match}, per_view, {"$facet": facets}]
+        )
+        facet = found[0] if found else {}
+        by_path = [(str(row["_id"]), _read(row)) for row in facet.get("pages", [])]
+        return by_path, _read(next(iter(facet.get("overall", [])), None))
 
     async def _select(self, query: Query) -> Document:
         """The `$match` of the sessions that overlap the range and match every filter."""
@@ -195,6 +219,45 @@ class MongoStats:
                 ids = await self._db[SESSIONS].distinct("session_uuid", select)
             match["session_uuid"] = {"$in": ids}
         return match
+
+
+MIDDLE: Final = (0.5, 0.5 + 1e-9)
+"""The percentiles of the two middle values: `$percentile` takes the value of rank ⌈p·n⌉, so
+these are ranks n/2 and n/2 + 1 for an even n, and the middle rank twice for an odd one (exact
+on the embedded store; on MongoDB ≥ 7.0, within its t-digest's accuracy)."""
+
+
+def _reading(partition: str | None) -> list[Document]:
+    """The stage that describes the page views (``ms``, ``depth``) of each ``partition``."""
+    reached = {
+        f"r{quarter}": {"$avg": {"$cond": [{"$gte": ["$depth", quarter]}, 1, 0]}}
+        for quarter in QUARTERS
+    }
+    return [
+        {"$group": {
+            "_id": partition,
+            "pageviews": {"$sum": 1},
+            "ms": {"$avg": "$ms"},
+            "middle": {"$percentile": {"input": "$ms", "p": list(MIDDLE), "method": "approximate"}},
+            "depth": {"$avg": "$depth"},
+            **reached,
+        }},
+    ]  # fmt: skip
+
+
+def _read(row: Document | None) -> Reading:
+    if row is None:
+        return UNREAD
+    return Reading(
+        pageviews=int(row["pageviews"]),
+        mean_seconds=float(row["ms"]) / 1000,
+        median_seconds=sum(row["middle"]) / len(row["middle"]) / 1000,
+        mean_scroll_depth=float(row["depth"]),
+        reached_25=float(row["r25"]),
+        reached_50=float(row["r50"]),
+        reached_75=float(row["r75"]),
+        reached_100=float(row["r100"]),
+    )
 
 
 def _by_domain(query: Query) -> bool:

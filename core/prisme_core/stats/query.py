@@ -1,9 +1,9 @@
 """`Query`: one stats request, parsed and checked; every refusal names its parameter.
 
-The metrics: six time series and the ranked lists (`TOP`), each list a dimension of one
-collection, counted in sessions, page views or events. Filters select sessions (DESIGN §12,
-reference §2.2): values split on ``,`` (empty entries dropped, the others kept as sent), any
-value of a filter matches, filters combine.
+The metrics: six time series, the ranked lists (`TOP`), each list a dimension of one
+collection, counted in sessions, page views or events, and the two `ENGAGEMENT` routes.
+Filters select sessions (DESIGN §12, reference §2.2): values split on ``,`` (empty entries
+dropped, the others kept as sent), any value of a filter matches, filters combine.
 
 Must not import grpc, aiohttp or pymongo.
 """
@@ -57,6 +57,8 @@ TOP: Final[dict[str, Dimension]] = {
     "top-outbound-links": Dimension("outbound_link_clicks", "link", Unit.EVENTS),
     "top-file-downloads": Dimension("file_downloads", "url", Unit.EVENTS),
 }
+ENGAGEMENT: Final = frozenset({"time-on-page", "scroll-depth"})
+"""How page views were read, per page and overall (from the ``engagements`` reports)."""
 FILTERS: Final = {
     "domain": "domain",
     "path": "path",
@@ -109,8 +111,8 @@ def refuse(parameter: str, why: str) -> InvalidInput:
 def parse_query(
     metric: str, given: Mapping[str, str], unknown: Mapping[str, str], now: datetime
 ) -> Query:
-    """The query of ``metric`` (one of `TIMESERIES` or `TOP`, which the caller checked) from
-    its parameters (``given`` by name, ``unknown`` those no field takes); raises
+    """The query of ``metric`` (one of `TIMESERIES`, `TOP` or `ENGAGEMENT`, which the caller
+    checked) from its parameters (``given`` by name, ``unknown`` those no field takes); raises
     `InvalidInput` naming the first bad one."""
     for name in sorted(unknown):
         raise refuse(name, "unknown parameter")

@@ -9,6 +9,7 @@ Must not import aiohttp or pymongo.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol
 
 import grpc
@@ -21,7 +22,8 @@ from prisme_core.errors import CoreError, InvalidInput, Reason, StatsTokenRefuse
 from prisme_core.outcomes import store_deadline
 from prisme_core.ports import Clock
 from prisme_core.servicer import presents, refuse
-from prisme_core.stats.query import TIMESERIES, TOP, Query, parse_query
+from prisme_core.stats.figures import Reading, Totals
+from prisme_core.stats.query import ENGAGEMENT, TIMESERIES, TOP, Query, parse_query
 from prisme_core.status import rich_status
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -39,7 +41,9 @@ class StatsStore(Protocol):
 
     async def top(self, query: Query) -> list[tuple[str, int]]: ...
 
-    async def totals(self, query: Query) -> Any: ...
+    async def totals(self, query: Query) -> Totals: ...
+
+    async def engagement(self, query: Query) -> tuple[list[tuple[str, Reading]], Reading]: ...
 
     async def close(self) -> None:
         """Stops what it does in the background."""
@@ -83,6 +87,24 @@ class StatsServicer(pb_grpc.StatsServiceServicer):
             refuse(context, rich_status(error))
         return answer
 
+    async def GetEngagement(  # noqa: N802
+        self, request: pb.GetEngagementRequest, context: Context
+    ) -> pb.GetEngagementResponse:
+        answer = pb.GetEngagementResponse()
+        try:
+            query = self._query(request.metric, request.query, context, ENGAGEMENT)
+            async with store_deadline(self._timeout):
+                pages, overall = await self._store.engagement(query)
+                for path, read in pages:
+                    answer.keys.append(path)
+                    answer.values.append(_leading(query.metric, read))
+                    answer.pages.append(_figures(read))
+                answer.overall.CopyFrom(_figures(overall))
+                await self._fill(answer, query)
+        except CoreError as error:
+            refuse(context, rich_status(error))
+        return answer
+
     def _query(
         self, metric: str, given: pb.StatsQuery, context: Context, metrics: frozenset[str]
     ) -> Query:
@@ -112,5 +134,16 @@ class StatsServicer(pb_grpc.StatsServiceServicer):
                     bounce_rate=totals.bounces / totals.sessions if totals.sessions else 0.0,
                     session_duration=totals.session_duration,
                     live_visitors=totals.live_visitors,
+                    time_on_page=totals.time_on_page,
+                    scroll_depth=totals.scroll_depth,
                 )
             )
+
+
+def _leading(metric: str, read: Reading) -> float:
+    """The route's own figure: engaged seconds for time on page, else the scroll depth."""
+    return read.mean_seconds if metric == "time-on-page" else read.mean_scroll_depth
+
+
+def _figures(read: Reading) -> pb.EngagementFigures:
+    return pb.EngagementFigures(**dataclasses.asdict(read))
