@@ -148,6 +148,7 @@ def _operation(route: Route) -> dict[str, Any]:
     }
     if route.caller_authorization:
         operation["security"] = [{"statsToken": []}]
+        responses["200"] = {"description": "the figures: `{from, to, keys, values, ...}`"}
         responses["401"] = {"description": "no valid stats token (`WWW-Authenticate: Bearer`)"}
     if route.body_is_text:
         text = {"type": "string", "description": "an absolute URL, or PING"}

@@ -378,8 +378,6 @@ class StatsTotals(_message.Message):
     BOUNCE_RATE_FIELD_NUMBER: _builtins.int
     SESSION_DURATION_FIELD_NUMBER: _builtins.int
     LIVE_VISITORS_FIELD_NUMBER: _builtins.int
-    TIME_ON_PAGE_FIELD_NUMBER: _builtins.int
-    SCROLL_DEPTH_FIELD_NUMBER: _builtins.int
     visitors: _builtins.int
     sessions: _builtins.int
     pageviews: _builtins.int
@@ -387,13 +385,11 @@ class StatsTotals(_message.Message):
     bounce_rate: _builtins.float
     """Bounces per session, 0 to 1."""
     session_duration: _builtins.float
-    """Mean session duration in seconds, over every session (a bounce is 0 s)."""
+    """Mean session duration in seconds, over every session (a bounce is 0 s):
+    wall time from the first page view to the last, not engaged time.
+    """
     live_visitors: _builtins.int
     """Visitors with a page view in the 15 minutes before the range's end."""
-    time_on_page: _builtins.float
-    """Mean engaged seconds per page view with engagement reports (0 without)."""
-    scroll_depth: _builtins.float
-    """Mean deepest scroll per page view with reports, in percent."""
     def __init__(
         self,
         *,
@@ -404,12 +400,10 @@ class StatsTotals(_message.Message):
         bounce_rate: _builtins.float = ...,
         session_duration: _builtins.float = ...,
         live_visitors: _builtins.int = ...,
-        time_on_page: _builtins.float = ...,
-        scroll_depth: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_rate", b"bounce_rate", "bounces", b"bounces", "live_visitors", b"live_visitors", "pageviews", b"pageviews", "scroll_depth", b"scroll_depth", "session_duration", b"session_duration", "sessions", b"sessions", "time_on_page", b"time_on_page", "visitors", b"visitors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_rate", b"bounce_rate", "bounces", b"bounces", "live_visitors", b"live_visitors", "pageviews", b"pageviews", "session_duration", b"session_duration", "sessions", b"sessions", "visitors", b"visitors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

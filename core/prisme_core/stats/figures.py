@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+QUARTER: Final = 25
 QUARTERS: Final = (25, 50, 75, 100)
 """The scroll depths (percent) whose share of page views is reported."""
 
@@ -21,12 +22,8 @@ class Totals:
     bounces: int
     session_duration: float
     """Mean seconds over every session (a bounce is 0 s): wall time from entry to exit, not
-    engaged time."""
+    engaged time (the engagement routes have that)."""
     live_visitors: int
-    time_on_page: float
-    """Mean engaged seconds per page view that has engagement reports."""
-    scroll_depth: float
-    """Mean deepest scroll (percent) per page view that has engagement reports."""
 
 
 @dataclass(frozen=True, slots=True)

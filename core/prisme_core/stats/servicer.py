@@ -134,8 +134,6 @@ class StatsServicer(pb_grpc.StatsServiceServicer):
                     bounce_rate=totals.bounces / totals.sessions if totals.sessions else 0.0,
                     session_duration=totals.session_duration,
                     live_visitors=totals.live_visitors,
-                    time_on_page=totals.time_on_page,
-                    scroll_depth=totals.scroll_depth,
                 )
             )
 
