@@ -4,9 +4,9 @@
 
 Loads realistic traffic straight into the store (sessions of 1 to 8 page views over 30 days
 on two domains, with referrers, UTM tags, countries, browsers, custom events, outbound links,
-downloads and engagement reports), starts the core in this process and asks every route through the typed
-client, for the last 7 and 30 days of one domain (the dashboard's queries) and of all
-domains. Prints a Markdown table of the times (the median of three calls after a first one,
+downloads and engagement reports), starts the core in this process and asks every route
+through the typed client, for the last 7 and 30 days of one domain (the dashboard's queries)
+and of all domains. Prints a Markdown table of the times (the median of three calls after a first one,
 in ms, once the hours that first call set counting in the background are counted; the first
 too where it took much longer) and ends with
 ``bench-stats: routes=N slowest_ms=... over_2s=...``.

@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import statistics
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf.json_format import MessageToDict
-from prisme.v1 import stats_service_pb2 as stats_pb
 from prisme_client import PrismeClient, PrismeError
 from prisme_core.ports import FixedClock
 from prisme_core.server import CoreServer
 
 from tests.conftest import STATS_TOKEN
 from tests.support import FIREFOX, HttpClient
-from tests.transports import Visit, send_batch_http
+from tests.transports import StatsAsk, Visit, send_batch_http, stats_asker
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 CHROME = (
@@ -134,40 +131,13 @@ def expected(route: str, readers: list[Reader], limit: int = 10) -> dict[str, An
     }
 
 
-Ask = Callable[..., Any]
+Ask = StatsAsk
 
 
 @pytest.fixture(params=["http", "grpc"])
 def ask(request: pytest.FixtureRequest, http: HttpClient, core_target: str) -> Ask:
     """``ask(route, **params)``: the answer's JSON (over gRPC, the same shape)."""
-
-    async def over_http(route: str, **params: str) -> dict[str, Any]:
-        response = await http.get(f"/api/v1/stats/{route}", params=params, headers=AUTH)
-        assert response.status == 200, await response.text()
-        body: dict[str, Any] = await response.json()
-        return body
-
-    async def over_grpc(route: str, **params: str) -> dict[str, Any]:
-        given = {k.replace("-", "_"): v for k, v in params.items()}
-        start, end = given.pop("from"), given.pop("to")
-        limit = int(given.pop("limit")) if "limit" in given else None
-        totals = given.pop("totals", "") == "true"
-        async with PrismeClient(core_target, stats_token=STATS_TOKEN) as client:
-            answer = await client.stats(route, start, end, totals=totals, limit=limit, **given)
-        body: dict[str, Any] = {"from": answer.start, "to": answer.end, "keys": answer.keys,
-                                "values": answer.values}  # fmt: skip
-        if answer.overall is not None:
-            body |= {"pages": [_json(p) for p in answer.pages], "overall": _json(answer.overall)}
-        if answer.totals is not None:
-            body["totals"] = MessageToDict(answer.totals)
-        return body
-
-    return over_http if request.param == "http" else over_grpc
-
-
-def _json(figures: stats_pb.EngagementFigures) -> dict[str, Any]:
-    found = MessageToDict(figures, always_print_fields_with_no_presence=True)
-    return found | {"pageviews": int(found["pageviews"])}
+    return stats_asker(request.param, http, core_target, STATS_TOKEN)
 
 
 def answered(answer: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,10 +34,12 @@ from tests.support import FIREFOX, AiohttpClient, Document, HttpClient
 from tests.transports import (
     Click,
     Custom,
+    StatsAsk,
     Visit,
     send_click_http,
     send_custom_http,
     send_http,
+    stats_asker,
 )
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -148,34 +150,13 @@ async def seeded(http: HttpClient, clock: FixedClock, core: CoreServer) -> list[
     return TRAFFIC
 
 
-Ask = Callable[..., Any]
+Ask = StatsAsk
 
 
 @pytest.fixture(params=["http", "grpc"])
 def ask(request: pytest.FixtureRequest, http: HttpClient, core_target: str) -> Ask:
     """``ask(route, **params)``: the answer's JSON (over gRPC, the same shape)."""
-
-    async def over_http(route: str, **params: str) -> dict[str, Any]:
-        response = await http.get(f"/api/v1/stats/{route}", params=params, headers=AUTH)
-        assert response.status == 200, await response.text()
-        body: dict[str, Any] = await response.json()
-        return body
-
-    async def over_grpc(route: str, **params: str) -> dict[str, Any]:
-        given = {k.replace("-", "_"): v for k, v in params.items()}
-        start, end = given.pop("from"), given.pop("to")
-        limit = int(given.pop("limit")) if "limit" in given else None
-        totals = given.pop("totals", "") == "true"
-        async with PrismeClient(core_target, stats_token=STATS_TOKEN) as client:
-            answer = await client.stats(route, start, end, totals=totals, limit=limit, **given)
-        body: dict[str, Any] = {"from": answer.start, "to": answer.end, "keys": answer.keys,
-                                "values": answer.values}  # fmt: skip
-        if answer.totals is not None:
-            body["totals"] = {"visitors": answer.totals.visitors,
-                              "sessions": answer.totals.sessions}  # fmt: skip
-        return body
-
-    return over_http if request.param == "http" else over_grpc
+    return stats_asker(request.param, http, core_target, STATS_TOKEN)
 
 
 FROM, TO = T0 - timedelta(hours=1), T0 + timedelta(hours=3)

@@ -7,7 +7,7 @@ import gzip
 import json
 import urllib.parse
 import zlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,8 @@ from aiohttp import ClientResponse
 from google.protobuf.timestamp_pb2 import Timestamp
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import event_service_pb2_grpc as pb_grpc
-from prisme_client import error_from_rpc, error_from_status
+from prisme_client import PrismeClient, error_from_rpc, error_from_status
+from prisme_http.render import json_of
 
 from tests.support import FIREFOX, HttpClient
 
@@ -247,3 +248,36 @@ def why(answer: Answer) -> str | None:
     if answer.reason is not None:
         return answer.reason
     return None if answer.error is None else answer.error.upper().replace(" ", "_")
+
+
+StatsAsk = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def stats_asker(door: str, http: HttpClient, core_target: str, token: str) -> StatsAsk:
+    """``ask(route, **params)``: a stats route's JSON over HTTP, or over gRPC through the typed
+    client in the same shape (what the façade renders: `json_of` of each message)."""
+
+    async def over_http(route: str, **params: str) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"}
+        response = await http.get(f"/api/v1/stats/{route}", params=params, headers=headers)
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body
+
+    async def over_grpc(route: str, **params: str) -> dict[str, Any]:
+        given = {k.replace("-", "_"): v for k, v in params.items()}
+        start, end = given.pop("from"), given.pop("to")
+        limit = int(given.pop("limit")) if "limit" in given else None
+        totals = given.pop("totals", "") == "true"
+        async with PrismeClient(core_target, stats_token=token) as client:
+            answer = await client.stats(route, start, end, totals=totals, limit=limit, **given)
+        body: dict[str, Any] = {"from": answer.start, "to": answer.end, "keys": answer.keys,
+                                "values": answer.values}  # fmt: skip
+        if answer.totals is not None:
+            body["totals"] = json_of(answer.totals)
+        if answer.overall is not None:
+            body["pages"] = [json_of(page) for page in answer.pages]
+            body["overall"] = json_of(answer.overall)
+        return body
+
+    return over_http if door == "http" else over_grpc

@@ -152,10 +152,6 @@ class Stats:
     overall: stats_pb.EngagementFigures | None = None
 
 
-def _totals(answer: Any) -> stats_pb.StatsTotals | None:
-    return answer.totals if answer.HasField("totals") else None
-
-
 def _metrics_of(rpc: str) -> frozenset[str]:
     """The metrics whose routes the proto binds to ``rpc`` (``{metric=visitors}``, ...)."""
     method = stats_pb.DESCRIPTOR.services_by_name["StatsService"].methods_by_name[rpc]
@@ -317,20 +313,21 @@ class PrismeClient:
         query.limit = "" if limit is None else str(limit)
         query.interval, query.tz = interval or "", tz or ""
         stub, options = self._stats, self._options(self._stats_token)
+        pages: list[stats_pb.EngagementFigures] = []
+        overall = None
         if metric in TOP:
             top = stats_pb.GetTopRequest(metric=metric, query=query)
             answer: Any = await self._retried(lambda: stub.GetTop(top, **options))
         elif metric in ENGAGEMENT:
             read = stats_pb.GetEngagementRequest(metric=metric, query=query)
             answer = await self._retried(lambda: stub.GetEngagement(read, **options))
-            return Stats(getattr(answer, "from"), answer.to, list(answer.keys),
-                         list(answer.values), _totals(answer), list(answer.pages),
-                         answer.overall)  # fmt: skip
+            pages, overall = list(answer.pages), answer.overall
         else:
             series = stats_pb.GetTimeseriesRequest(metric=metric, query=query)
             answer = await self._retried(lambda: stub.GetTimeseries(series, **options))
+        answered = answer.totals if answer.HasField("totals") else None
         return Stats(getattr(answer, "from"), answer.to, list(answer.keys), list(answer.values),
-                     _totals(answer))  # fmt: skip
+                     answered, pages, overall)  # fmt: skip
 
     def _options(self, token: str | None) -> dict[str, Any]:
         metadata = [("x-request-id", uuid.uuid4().hex), *bearer(token)]

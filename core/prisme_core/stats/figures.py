@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Final
 
 QUARTER: Final = 25
-QUARTERS: Final = (25, 50, 75, 100)
-"""The scroll depths (percent) whose share of page views is reported."""
+QUARTERS: Final = tuple(QUARTER * n for n in range(1, 5))
+"""The scroll depths (percent) whose share of page views is reported: 25, 50, 75, 100."""
 
 
 @dataclass(frozen=True, slots=True)
