@@ -25,7 +25,7 @@ def test_routes_are_the_annotated_rpcs() -> None:
         ("GET", f"/api/v1/stats/{metric}"): "/prisme.v1.StatsService/GetEngagement"
         for metric in ENGAGEMENT
     }  # fmt: skip
-    assert len(stats) == 24
+    assert len(stats) == 25
     assert table == stats | {
         ("POST", "/api/v1/events/pageviews"): "/prisme.v1.EventService/SendPageView",
         ("POST", "/api/v1/events/batch"): "/prisme.v1.EventService/SendEvents",

@@ -210,7 +210,7 @@ def expected_top(route: str, traffic: list[Sent]) -> dict[str, Any]:
             "top-entry-pages": "entry_path", "top-exit-pages": "exit_path",
             "top-referrers": "referrer_domain", "top-countries": "country_code",
             "top-operating-systems": "operating_system", "top-browsers": "browser_family",
-            "top-devices": "device", "top-utm-sources": "utm_source",
+            "top-devices": "device", "top-utm-sources": "utm_source", "top-domains": "domain",
         }.get(route, route.removeprefix("top-utm-").rstrip("s"))  # fmt: skip
         counted = Counter(s.attribute(name) for s in traffic)
     ranked = sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
@@ -255,6 +255,8 @@ async def test_live_visitors_are_those_seen_in_the_15_minutes_before_to(
         ({"utm-source": "news", "domain": "localhost"}, [0]),
         ({"entry-path": "/a", "exit-path": "/c"}, [0]),
         ({"os": "Linux", "country": "GB,US"}, [2]),
+        ({"device": "Other", "domain": "example.com"}, [3]),
+        ({"device": "iPhone"}, []),
     ],
 )
 async def test_filters_select_sessions(
@@ -438,11 +440,13 @@ async def test_a_query_over_the_stats_timeout_is_503(
         for route in ("top-pages", "time-on-page"):
             response = await http.get(f"/api/v1/stats/{route}?from=now-1d&to=now", headers=AUTH)
             assert response.status == 503
+            assert (await response.json())["error"] == "query timeout"
         assert time.monotonic() - started < 4
         async with PrismeClient(target, stats_token=STATS_TOKEN, retries=0) as client:
             with pytest.raises(PrismeError) as late:
                 await client.stats("visitors", "now-1d", "now")
         assert late.value.code == grpc.StatusCode.UNAVAILABLE
+        assert late.value.reason == "QUERY_TIMEOUT"
     finally:
         await server.stop(grace=0)
 

@@ -10,7 +10,8 @@ table in `prisme_core.status`, and the HTTP façade turns the reason into an HTT
     ├── OriginNotRegistered    the Origin is not in the registry
     ├── Unauthenticated        a wrong service token was presented
     ├── RateLimited            too many events from this client IP
-    └── StoreUnavailable       the store did not answer in time
+    ├── StoreUnavailable       the store did not answer in time
+    └── QueryTimeout           a stats query ran past the stats timeout
 
 This module must not import grpc, aiohttp or pymongo.
 """
@@ -64,6 +65,7 @@ class Reason(StrEnum):
     INVALID_PAGEVIEW_ID = "INVALID_PAGEVIEW_ID"
     INVALID_ENGAGED_MS = "INVALID_ENGAGED_MS"
     INVALID_SCROLL_DEPTH = "INVALID_SCROLL_DEPTH"
+    QUERY_TIMEOUT = "QUERY_TIMEOUT"
 
 
 class CoreError(Exception):
@@ -120,3 +122,10 @@ class RateLimited(CoreError):
 class StoreUnavailable(CoreError):
     def __init__(self, message: str = "the event store did not answer") -> None:
         super().__init__(Reason.STORE_UNAVAILABLE, message)
+
+
+class QueryTimeout(CoreError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            Reason.QUERY_TIMEOUT, f"the query took longer than the stats timeout ({seconds:g}s)"
+        )

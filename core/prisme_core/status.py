@@ -22,6 +22,7 @@ from prisme_core.errors import (
     Dropped,
     InvalidInput,
     OriginNotRegistered,
+    QueryTimeout,
     RateLimited,
     SessionNotFound,
     StatsTokenRefused,
@@ -40,6 +41,7 @@ GRPC_CODES: Final[dict[type[CoreError], grpc.StatusCode]] = {
     StatsTokenRefused: grpc.StatusCode.UNAUTHENTICATED,
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    QueryTimeout: grpc.StatusCode.UNAVAILABLE,
 }
 
 

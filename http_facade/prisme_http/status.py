@@ -49,6 +49,7 @@ HTTP_STATUS_BY_REASON: Final[dict[str, int]] = {
     "INVALID_PAGEVIEW_ID": 400,
     "INVALID_ENGAGED_MS": 400,
     "INVALID_SCROLL_DEPTH": 400,
+    "QUERY_TIMEOUT": 503,
     # The façade presents the service token: a refusal means it is misconfigured.
     "UNAUTHENTICATED": 502,
 }

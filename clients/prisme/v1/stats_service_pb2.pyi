@@ -66,6 +66,7 @@ class StatsQuery(_message.Message):
     INTERVAL_FIELD_NUMBER: _builtins.int
     TZ_FIELD_NUMBER: _builtins.int
     UNKNOWN_FIELD_NUMBER: _builtins.int
+    DEVICE_FIELD_NUMBER: _builtins.int
     to: _builtins.str
     """The range's end, in the same grammar; rounded to the end of its unit."""
     domain: _builtins.str
@@ -92,6 +93,8 @@ class StatsQuery(_message.Message):
     """
     tz: _builtins.str
     """An IANA time zone for `interval` (default UTC)."""
+    device: _builtins.str
+    """A filter on the sessions' device: desktop, mobile, tablet, ..."""
     @_builtins.property
     def unknown(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Every other query parameter the request had: each is refused."""
@@ -118,10 +121,11 @@ class StatsQuery(_message.Message):
         interval: _builtins.str = ...,
         tz: _builtins.str = ...,
         unknown: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        device: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["browser", b"browser", "country", b"country", "domain", b"domain", "entry_path", b"entry_path", "exit_path", b"exit_path", "from", b"from", "interval", b"interval", "limit", b"limit", "os", b"os", "path", b"path", "referrer", b"referrer", "to", b"to", "totals", b"totals", "tz", b"tz", "unknown", b"unknown", "utm_campaign", b"utm_campaign", "utm_content", b"utm_content", "utm_medium", b"utm_medium", "utm_source", b"utm_source", "utm_term", b"utm_term"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["browser", b"browser", "country", b"country", "device", b"device", "domain", b"domain", "entry_path", b"entry_path", "exit_path", b"exit_path", "from", b"from", "interval", b"interval", "limit", b"limit", "os", b"os", "path", b"path", "referrer", b"referrer", "to", b"to", "totals", b"totals", "tz", b"tz", "unknown", b"unknown", "utm_campaign", b"utm_campaign", "utm_content", b"utm_content", "utm_medium", b"utm_medium", "utm_source", b"utm_source", "utm_term", b"utm_term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

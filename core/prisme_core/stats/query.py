@@ -56,6 +56,7 @@ TOP: Final[dict[str, Dimension]] = {
     "top-custom-events": Dimension("events_custom", "name", Unit.EVENTS),
     "top-outbound-links": Dimension("outbound_link_clicks", "link", Unit.EVENTS),
     "top-file-downloads": Dimension("file_downloads", "url", Unit.EVENTS),
+    "top-domains": Dimension("sessions", "domain", Unit.SESSIONS),
 }
 ENGAGEMENT: Final = frozenset({"time-on-page", "scroll-depth"})
 """How page views were read, per page and overall (from the ``engagements`` reports)."""
@@ -73,6 +74,7 @@ FILTERS: Final = {
     "utm-campaign": "utm_campaign",
     "utm-term": "utm_term",
     "utm-content": "utm_content",
+    "device": "device",
 }
 """Each filter parameter and the session field it selects on (``path``: a page viewed)."""
 INTERVALS: Final = frozenset({"hour", "day", "week", "month"})

@@ -9,7 +9,10 @@ Must not import aiohttp or pymongo.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import grpc
@@ -18,8 +21,7 @@ from prisme.v1 import options_pb2
 from prisme.v1 import stats_service_pb2 as pb
 from prisme.v1 import stats_service_pb2_grpc as pb_grpc
 
-from prisme_core.errors import CoreError, InvalidInput, Reason, StatsTokenRefused
-from prisme_core.outcomes import store_deadline
+from prisme_core.errors import CoreError, InvalidInput, QueryTimeout, Reason, StatsTokenRefused
 from prisme_core.ports import Clock
 from prisme_core.servicer import presents, refuse
 from prisme_core.stats.figures import Reading, Totals
@@ -62,7 +64,7 @@ class StatsServicer(pb_grpc.StatsServiceServicer):
         answer = pb.GetTimeseriesResponse()
         try:
             query = self._query(request.metric, request.query, context, TIMESERIES)
-            async with store_deadline(self._timeout):
+            async with self._bounded():
                 rows = await self._store.timeseries(query)
                 for key, value in rows:
                     answer.keys.append(key)
@@ -78,7 +80,7 @@ class StatsServicer(pb_grpc.StatsServiceServicer):
         answer = pb.GetTopResponse()
         try:
             query = self._query(request.metric, request.query, context, frozenset(TOP))
-            async with store_deadline(self._timeout):
+            async with self._bounded():
                 for key, value in await self._store.top(query):
                     answer.keys.append(key)
                     answer.values.append(value)
@@ -93,7 +95,7 @@ class StatsServicer(pb_grpc.StatsServiceServicer):
         answer = pb.GetEngagementResponse()
         try:
             query = self._query(request.metric, request.query, context, ENGAGEMENT)
-            async with store_deadline(self._timeout):
+            async with self._bounded():
                 pages, overall = await self._store.engagement(query)
                 for path, read in pages:
                     answer.keys.append(path)
@@ -113,6 +115,15 @@ class StatsServicer(pb_grpc.StatsServiceServicer):
             raise InvalidInput(Reason.UNKNOWN_METRIC, f"no metric {metric!r} here", "metric")
         values = {PARAMETER[name]: getattr(given, name) for name in QUERY_FIELDS}
         return parse_query(metric, values, dict(given.unknown), self._clock.now())
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        """The store's part of one query, within the stats timeout."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except TimeoutError as exc:
+            raise QueryTimeout(self._timeout) from exc
 
     def _check_token(self, context: Context) -> None:
         metadata = {key: str(value) for key, value in context.invocation_metadata() or ()}
