@@ -125,35 +125,51 @@ class MongoStats:
     async def totals(self, query: Query) -> Totals:
         select = await self._select(query)
         duration = {"$subtract": ["$exit_timestamp", "$entry_timestamp"]}
+        # Per visitor first, then over all: distinct visitors are counted as groups, since an
+        # `$addToSet` of every visitor costs the embedded store the square of their number.
         sessions = await self._aggregate(SESSIONS, [
             {"$match": select},
             {"$group": {
-                "_id": None,
+                "_id": "$visitor_id",
                 "sessions": {"$sum": 1},
                 "bounces": {"$sum": {"$cond": [{"$eq": ["$pageviews", 1]}, 1, 0]}},
-                "duration": {"$avg": duration},
-                "visitors": {"$addToSet": "$visitor_id"},
+                "duration": {"$sum": duration},
             }},
-            {"$project": {"sessions": 1, "bounces": 1, "duration": 1,
-                          "visitors": {"$size": "$visitors"}}},
+            {"$group": {
+                "_id": None,
+                "visitors": {"$sum": 1},
+                "sessions": {"$sum": "$sessions"},
+                "bounces": {"$sum": "$bounces"},
+                "duration": {"$sum": "$duration"},
+            }},
         ])  # fmt: skip
         live = select | {"exit_timestamp": {"$gte": query.start, "$gt": query.end - LIVE_WINDOW}}
         live_visitors = await self._aggregate(SESSIONS, [
             {"$match": live}, {"$group": {"_id": "$visitor_id"}}, {"$count": "n"},
         ])  # fmt: skip
+        row = sessions[0] if sessions else {}
+        count = int(row.get("sessions", 0))
+        return Totals(
+            visitors=int(row.get("visitors", 0)),
+            sessions=count,
+            pageviews=await self._pageviews(query, select),
+            bounces=int(row.get("bounces", 0)),
+            session_duration=float(row.get("duration") or 0) / 1000 / count if count else 0.0,
+            live_visitors=int(live_visitors[0]["n"]) if live_visitors else 0,
+        )
+
+    async def _pageviews(self, query: Query, select: Document) -> int:
+        """The page views in the range: a domain's from the hourly counts, as `top-pages`."""
+        if _by_domain(query):
+            found = await self._hours.count(
+                query.filters["domain"], query.start, query.end, query.now, None
+            )
+            return int(sum(found.values()))
         views = await self._aggregate(PAGEVIEWS, [
             {"$match": await self._events_match(query, SESSION_FIELDS_ON_PAGEVIEWS, select)},
             {"$count": "n"},
         ])  # fmt: skip
-        row = sessions[0] if sessions else {}
-        return Totals(
-            visitors=int(row.get("visitors", 0)),
-            sessions=int(row.get("sessions", 0)),
-            pageviews=int(views[0]["n"]) if views else 0,
-            bounces=int(row.get("bounces", 0)),
-            session_duration=float(row.get("duration") or 0) / 1000,
-            live_visitors=int(live_visitors[0]["n"]) if live_visitors else 0,
-        )
+        return int(views[0]["n"]) if views else 0
 
     async def engagement(self, query: Query) -> tuple[list[tuple[str, Reading]], Reading]:
         """How the page views reported in the range were read: per path (most page views
