@@ -10,8 +10,12 @@ TRACKER := http_facade/prisme_http/static/wa.js
 # The tracker, minified by terser (from npm, pinned in package.json), committed like the stubs.
 TERSER := npx --no-install terser --compress --mangle --comments false
 GEOIP_DB := .prisme-data/geoip/geo-whois-asn-country.mmdb
+# The dashboard's chart library, copied from npm (pinned in package.json), committed like the stubs.
+CHART_FILES := uPlot.iife.min.js uPlot.min.css
+CHART_SOURCE := node_modules/uplot/dist
+CHART := http_facade/prisme_http/static/dashboard/vendor
 
-.PHONY: run test bench bench-stats check gen lint typecheck buflint protodeps gen-check tracker tracker-check install geoip browser clean
+.PHONY: run test bench bench-stats bench-dashboard check gen lint typecheck buflint protodeps gen-check tracker tracker-check dashboard dashboard-check install geoip browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,16 +55,22 @@ bench: $(STAMP)
 bench-stats: $(STAMP)
 	$(BIN)/python bench/stats.py
 
+bench-dashboard: $(STAMP) browser
+	$(BIN)/python bench/dashboard.py
+
 test: $(STAMP) $(GEOIP_DB) browser
 	PRISME_DEFAULT_GEOIP_DB=$(GEOIP_DB) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-gen: $(STAMP) tracker
+gen: $(STAMP) tracker dashboard
 	PYTHON=$(BIN)/python scripts/gen_protos.sh clients
 
 tracker: $(NPM_STAMP)
 	$(TERSER) --output $(TRACKER) $(TRACKER_SOURCE)
 
-check: lint typecheck buflint gen-check tracker-check
+dashboard: $(NPM_STAMP)
+	mkdir -p $(CHART) && cd $(CHART_SOURCE) && cp $(CHART_FILES) $(CURDIR)/$(CHART)/
+
+check: lint typecheck buflint gen-check tracker-check dashboard-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -84,6 +94,10 @@ gen-check: $(STAMP)
 tracker-check: $(NPM_STAMP)
 	mkdir -p .build && $(TERSER) --output .build/wa.js $(TRACKER_SOURCE)
 	cmp .build/wa.js $(TRACKER) || { echo "the tracker is stale: run 'make tracker'" >&2; exit 1; }
+
+dashboard-check: $(NPM_STAMP)
+	for file in $(CHART_FILES); do cmp $(CHART_SOURCE)/$$file $(CHART)/$$file \
+	  || { echo "the dashboard's chart library is stale: run 'make dashboard'" >&2; exit 1; }; done
 
 clean:
 	rm -rf $(VENV) .build node_modules

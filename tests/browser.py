@@ -7,9 +7,11 @@ user agent: `HeadlessChrome` is a bot, and the browser tests are about the track
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,18 @@ class Page:
     def __init__(self, browser: Browser, session_id: str) -> None:
         self._browser = browser
         self._session = session_id
+        self.errors: list[str] = []
+        """What the page's console said at error level, and what it threw."""
+        browser.pages[session_id] = self
+
+    def note(self, method: str, params: dict[str, Any]) -> None:
+        if method == "Runtime.exceptionThrown":
+            details = params["exceptionDetails"]
+            self.errors.append(str(details.get("exception", {}).get("description", details)))
+        elif method == "Runtime.consoleAPICalled" and params["type"] in {"error", "assert"}:
+            self.errors.append(" ".join(str(a.get("value", a)) for a in params["args"]))
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+            self.errors.append(f"{params['entry']['text']} ({params['entry'].get('url', '')})")
 
     async def send(self, method: str, **params: Any) -> dict[str, Any]:
         return await self._browser.send(method, params, session=self._session)
@@ -57,6 +71,28 @@ class Page:
             raise RuntimeError(result["exceptionDetails"])
         return result["result"].get("value")
 
+    async def until(self, expression: str, within: float = 20, what: str = "") -> Any:
+        """The value of ``expression`` once it is truthy."""
+        deadline = time.monotonic() + within
+        while not (value := await self.evaluate(expression)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(what or f"{expression} stayed false for {within:g}s")
+            await asyncio.sleep(0.05)
+        return value
+
+    async def resize(self, width: int, height: int, *, mobile: bool = False) -> None:
+        await self.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                        deviceScaleFactor=1, mobile=mobile)  # fmt: skip
+
+    async def screenshot(self, path: Path) -> None:
+        """The whole page, as PNG (written at once: a test's own small file)."""
+        size = (await self.send("Page.getLayoutMetrics"))["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        shot = await self.send("Page.captureScreenshot", format="png", clip=clip,
+                               captureBeyondViewport=True)  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))  # noqa: ASYNC240
+
 
 class Browser:
     def __init__(
@@ -66,11 +102,14 @@ class Browser:
         self._ws = ws
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.pages: dict[str, Page] = {}
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
         async for message in self._ws:
             payload = message.json()
+            if "method" in payload and (page := self.pages.get(payload.get("sessionId", ""))):
+                page.note(payload["method"], payload.get("params", {}))
             waiter = self._waiting.pop(payload.get("id", -1), None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(payload)
@@ -99,6 +138,7 @@ class Browser:
         page = Page(self, attached["sessionId"])
         await page.send("Page.enable")
         await page.send("Runtime.enable")
+        await page.send("Log.enable")
         return page
 
 

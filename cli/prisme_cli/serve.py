@@ -178,14 +178,17 @@ async def _listen(edge: EdgeSettings, runner: web.AppRunner, admin: web.AppRunne
 
 
 def _announce_stats(settings: Settings) -> None:
-    """Says where the stats are read, with the token (generated at start when none was set)."""
+    """Says where the stats are read and seen, with the token when it was generated at start
+    (in the dashboard link's fragment, which the browser keeps to itself)."""
+    base = f"http://localhost:{settings.edge.port}"
     if os.environ.get("PRISME_STATS_TOKEN"):
-        logger.info("stats API on http://localhost:%d/api/v1/stats/", settings.edge.port)
+        logger.info("stats API on %s/api/v1/stats/", base)
+        logger.info("dashboard on %s/dashboard (it asks for PRISME_STATS_TOKEN)", base)
         return
     # Printed, not logged: a generated token is for the person who started the service.
     print(
-        f"stats API on http://localhost:{settings.edge.port}/api/v1/stats/ with "
-        f"Authorization: Bearer {settings.stats.token}",
+        f"stats API on {base}/api/v1/stats/ with Authorization: Bearer {settings.stats.token}\n"
+        f"dashboard on {base}/dashboard#token={settings.stats.token}",
         flush=True,
     )
 

@@ -21,7 +21,7 @@ from prisme.v1 import event_service_pb2 as pb
 from prisme_client import PrismeError, error_from_rpc
 from prisme_client.client import bearer
 
-from prisme_http import noscript
+from prisme_http import dashboard, noscript
 from prisme_http.access_log import AccessLog
 from prisme_http.config import FacadeConfig
 from prisme_http.encodings import (
@@ -71,6 +71,7 @@ def create_app(config: FacadeConfig) -> web.Application:
     app.router.add_get(OPENAPI_PATH, _openapi)
     for path in TRACKER_PATHS:
         app.router.add_get(path, tracker)
+    dashboard.add_routes(app)
     return app
 
 

@@ -1,0 +1,123 @@
+"""`make bench-dashboard`: the dashboard over 30 days of 100,000 page views on the embedded
+store, in headless Chromium, against the stats API's own time for the same queries.
+
+    .venv/bin/python bench/dashboard.py [--pageviews N]
+
+Loads the traffic of `make bench-stats`, starts the core and the façade in this process (the
+stats timeout at its default), opens the dashboard for the last 30 days (one domain, then all
+domains; each twice, the first load and a warm one) and reports, per load: the time until every
+panel is drawn, the page's stats queries (how many, their summed and longest time as the
+browser measured them) and which panels show an error. Ends with
+``bench-dashboard: pageviews=N first_load_kb=... slowest_ready_s=... errors=N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp
+from aiohttp import web
+from prisme_cli.embedded import EmbeddedStore
+from prisme_cli.serve import facade_config
+from prisme_core.adapters.mongo import MongoEventStore
+from prisme_core.server import CoreDeps, create_server
+from prisme_core.settings import GrpcSettings, Settings, StatsSettings, StoreSettings
+from prisme_http.app import create_app
+from prisme_http.runner import FacadeRunner
+
+from bench.stats import DOMAINS, TOKEN, load, traffic
+from tests.browser import chromium
+
+READY = "document.body.dataset.loaded === 'true'"
+MEASURED = """(() => {
+  const asked = performance.getEntriesByType('resource')
+    .filter(e => e.name.includes('/api/v1/stats/') && !e.name.includes('live-visitors'));
+  const errors = [...document.querySelectorAll('.state.error')].map(e => e.textContent);
+  return {queries: asked.length, sum: asked.reduce((n, e) => n + e.duration, 0),
+          longest: Math.max(0, ...asked.map(e => e.duration)), errors};
+})()"""
+FIRST_LOAD = (
+    "/dashboard", "/dashboard/dashboard.js", "/dashboard/dashboard.css",
+    "/dashboard/vendor/uPlot.iife.min.js", "/dashboard/vendor/uPlot.min.css",
+)  # fmt: skip
+
+
+async def first_load_bytes(base: str) -> int:
+    """What the page's first load transfers, gzip-compressed as a browser asks."""
+    total = 0
+    async with aiohttp.ClientSession(base, auto_decompress=False) as http:
+        for path in FIRST_LOAD:
+            async with http.get(path, headers={"Accept-Encoding": "gzip"}) as response:
+                total += len(await response.read())
+    return total
+
+
+async def main(pageviews: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="prisme-bench-dashboard-") as work:
+        embedded = EmbeddedStore(Path(work) / "store", cache_size="512M")
+        uri = embedded.start()
+        try:
+            settings = Settings(
+                grpc=GrpcSettings(token="bench"),
+                store=StoreSettings(mongodb_uri=uri, database="bench", timeout=30.0),
+                stats=StatsSettings(token=TOKEN),
+            )
+            deps = CoreDeps.from_settings(settings)
+            assert isinstance(deps.store, MongoEventStore)
+            docs = traffic(pageviews, datetime.now(UTC))
+            await load(deps.store, docs)
+            print(f"loaded {len(docs['pageviews']):,} page views, stats timeout "
+                  f"{settings.stats.timeout:g}s")  # fmt: skip
+            server = create_server(settings, deps, address="127.0.0.1:0")
+            await server.start()
+            config = facade_config(settings, f"127.0.0.1:{server.port}")
+            runner = FacadeRunner(create_app(config), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            try:
+                await measure(f"http://127.0.0.1:{runner.addresses[0][1]}", Path(work), pageviews)
+            finally:
+                await runner.cleanup()
+                await server.stop(grace=1)
+        finally:
+            embedded.stop()
+
+
+async def measure(base: str, work: Path, pageviews: int) -> None:
+    size = await first_load_bytes(base)
+    print(f"first load: {size:,} B gzip-compressed\n")
+    print("| view | load | ready | stats queries | their summed time | longest | errors |")
+    print("|---|---|---|---|---|---|---|")
+    slowest, errors = 0.0, 0
+    async with chromium(work / "profile") as browser:
+        for view, query in (("30 days, one domain", f"?period=30d&domain={DOMAINS[0]}"),
+                            ("30 days, all domains", "?period=30d")):  # fmt: skip
+            for load_name in ("first", "warm"):
+                page = await browser.new_page()
+                await page.resize(1280, 900)
+                started = time.perf_counter()
+                await page.goto(f"{base}/dashboard{query}#token={TOKEN}")
+                await page.until(READY, within=600)
+                ready = time.perf_counter() - started
+                found = await page.evaluate(MEASURED)
+                slowest, errors = max(slowest, ready), errors + len(found["errors"])
+                print(f"| {view} | {load_name} | {ready:.1f} s | {found['queries']} | "
+                      f"{found['sum'] / 1000:.1f} s | {found['longest'] / 1000:.1f} s | "
+                      f"{'; '.join(found['errors']) or 'none'} |", flush=True)  # fmt: skip
+                await page.send("Page.close")
+    print(f"\nbench-dashboard: pageviews={pageviews} first_load_kb={size / 1000:.1f} "
+          f"slowest_ready_s={slowest:.1f} errors={errors}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pageviews", type=int, default=100_000)
+    asyncio.run(main(parser.parse_args().pageviews))
