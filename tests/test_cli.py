@@ -150,5 +150,10 @@ def test_serve_prints_a_generated_stats_token_that_reads_the_stats(
             urllib.request.urlopen(url, timeout=10)
         refused.value.close()
         assert refused.value.code == 401
+        port = service.base.rsplit(":", 1)[1]
+        link = f"dashboard on http://localhost:{port}/dashboard#token={found[1]}"
+        assert link in service.log.read_text()
+        with urllib.request.urlopen(f"{service.base}/dashboard", timeout=10) as answer:
+            assert found[1] not in answer.read().decode()  # the page holds no token, no data
     finally:
         assert service.stop() == 0

@@ -179,6 +179,15 @@ async def _rows(page: Page, route: str) -> list[tuple[str, int]]:
     return [(key, count) for key, count in rows]
 
 
+async def _chart(page: Page) -> tuple[int, int, int]:
+    """The chart's table: its buckets, and its visitors and page views summed."""
+    rows: list[list[str]] = await page.evaluate(
+        "[...document.querySelectorAll('#chart-table tbody tr')].map("
+        "r => [r.cells[1].textContent, r.cells[2].textContent])"
+    )
+    return len(rows), sum(int(v) for v, _ in rows), sum(int(p) for _, p in rows)
+
+
 async def _open(page: Page, service: Service, query: str = "?period=24h") -> None:
     await page.resize(1280, 900)
     await page.goto(f"{service.base}/dashboard{query}#token={STATS_TOKEN}")
@@ -216,13 +225,7 @@ async def test_the_dashboard_shows_what_was_sent_and_filters_by_a_click(
         assert await _rows(page, "top-custom-events") == [("signup", 1)]
         assert await _rows(page, "time-on-page") == [("/", 12)]
         assert await page.evaluate("document.getElementById('panel-top-file-downloads').hidden")
-        buckets = await page.evaluate("document.querySelectorAll('#chart-table tbody tr').length")
-        assert buckets >= 24  # an hour per bucket over the last 24 hours, empty ones too
-        chart_views = await page.evaluate(
-            "[...document.querySelectorAll('#chart-table tbody tr')]"
-            ".reduce((n, r) => n + Number(r.cells[2].textContent), 0)"
-        )
-        assert chart_views == 7
+        assert await _chart(page) == (25, 4, 7)
         assert await page.evaluate("!!document.querySelector('#chart canvas')")
         await page.screenshot(output / "desktop.png")
 
@@ -237,6 +240,7 @@ async def test_the_dashboard_shows_what_was_sent_and_filters_by_a_click(
         assert float(figures["bounceRate"]) == 0
         assert await _rows(page, "top-pages") == [("/", 2), ("/pricing", 2), ("/docs", 1)]
         assert await _rows(page, "top-referrers") == [("direct", 1), ("search.example", 1)]
+        assert await _chart(page) == (25, 2, 5)
         last_day = {"from": "now-24h", "to": "now", "path": "/pricing", "limit": "10"}
         for route in LISTS:
             answer = await _api(seeded, route, **last_day)
@@ -352,3 +356,24 @@ async def test_the_page_is_static_small_and_locked_to_its_origin(service: Servic
         async with http.get("/dashboard", headers={"Accept-Encoding": "identity"}) as response:
             assert "Content-Encoding" not in response.headers
             assert json.dumps(await response.text())
+
+
+@pytest.mark.timeout(60)
+async def test_the_buckets_follow_the_browsers_time_zone(seeded: Service, tmp_path: Path) -> None:
+    async with chromium(tmp_path / "profile") as browser:
+        page = await browser.new_page()
+        await page.send("Emulation.setTimezoneOverride", timezoneId="Asia/Kolkata")
+        await _open(page, seeded)
+        asked = await page.evaluate(
+            "performance.getEntriesByType('resource').map(e => e.name)"
+            ".filter(n => n.includes('/api/v1/stats/visitors?'))"
+        )
+        assert asked
+        zone = "Asia/Calcutta" if "Calcutta" in asked[0] else "Asia/Kolkata"  # ICU's older name
+        assert all(f"interval=hour&tz={zone.replace('/', '%2F')}" in url for url in asked)
+        # Hours start at :30 UTC there: buckets the API did not shift would add rows.
+        assert await _chart(page) == (25, 4, 7)
+        assert f"({zone})" in await page.evaluate(
+            "document.getElementById('period-text').textContent"
+        )
+        assert page.errors == []

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -20,12 +21,13 @@ from prisme.v1 import event_service_pb2_grpc as pb_grpc
 from prisme.v1 import stats_service_pb2 as stats_pb
 from prisme.v1 import stats_service_pb2_grpc as stats_grpc
 from prisme_client import PrismeClient, PrismeError, error_from_rpc
+from prisme_core.adapters.mongo_stats import SESSION_LISTS, MongoStats
 from prisme_core.adapters.useragents import UserAgentsParser
 from prisme_core.ports import FixedClock
 from prisme_core.server import CoreServer, create_server
 from prisme_core.settings import Settings
 from prisme_core.stats.figures import Reading, Totals
-from prisme_core.stats.query import TIMESERIES, TOP
+from prisme_core.stats.query import TIMESERIES, TOP, Query, parse_query
 from prisme_http.app import create_app
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -451,6 +453,16 @@ async def test_a_query_over_the_stats_timeout_is_503(
         await server.stop(grace=0)
 
 
+def _calendar_start(at: datetime, interval: str, zone: str) -> int:
+    """The start (Unix ms) of ``at``'s hour, day or week (from Sunday) in ``zone``."""
+    local = at.astimezone(ZoneInfo(zone)).replace(minute=0, second=0, microsecond=0)
+    if interval != "hour":
+        local = local.replace(hour=0)
+    if interval == "week":
+        local -= timedelta(days=(local.weekday() + 1) % 7)
+    return int(local.timestamp() * 1000)
+
+
 SEALED_HOURS = 37  # 09:00 to 22:00 the next day: whole hours of the range ended 2 minutes ago
 
 
@@ -474,8 +486,14 @@ async def test_page_views_of_a_domain_are_counted_by_the_hour_once_sealed(
     for _ in range(2):  # read from the page views, then from the hours counted meanwhile
         series = await ask("pageviews", **window)
         assert dict(zip(series["keys"], series["values"], strict=True)) == expected_series
-        pages = await ask("top-pages", **window)
+        pages = await ask("top-pages", **window, totals="true")
         assert dict(zip(pages["keys"], pages["values"], strict=True)) == expected_pages
+        assert pages["totals"]["pageviews"] == len(sent)
+        for interval, zone in (("day", "Europe/Berlin"), ("hour", "America/New_York"),
+                               ("week", "Pacific/Auckland"), ("day", "Asia/Kolkata")):  # fmt: skip
+            series = await ask("pageviews", **window, interval=interval, tz=zone)
+            expected = Counter(_calendar_start(at, interval, zone) for at in sent)
+            assert dict(zip(series["keys"], series["values"], strict=True)) == expected, zone
 
         async def counted() -> bool:
             return await mongo.pageview_hours_done.count_documents({}) == SEALED_HOURS
@@ -491,3 +509,57 @@ async def test_page_views_of_a_domain_are_counted_by_the_hour_once_sealed(
     assert (await send_http(http, late)).ok  # into an hour not counted yet
     pages = await ask("top-pages", **window)
     assert dict(zip(pages["keys"], pages["values"], strict=True)) == expected_pages | {"/late": 1}
+
+
+async def test_session_lists_asked_together_share_one_pass(
+    seeded: list[Sent], mongo: AsyncDatabase[Document], clock: FixedClock
+) -> None:
+    """A dashboard asks every list of one range at once: one aggregation answers them all,
+    each as it would have been answered alone."""
+    stats = MongoStats(mongo, timeout=10)
+    passes: list[str] = []
+    aggregate = stats._aggregate
+
+    async def counted(collection: str, pipeline: list[Document]) -> list[Document]:
+        passes.append(collection)
+        return await aggregate(collection, pipeline)
+
+    stats._aggregate = counted  # type: ignore[method-assign]
+    given = {"from": RANGE["from"], "to": RANGE["to"], "limit": "2", "browser": "Firefox"}
+
+    def query(metric: str) -> Query:
+        return parse_query(metric, given, {}, clock.now())
+
+    alone = {metric: await stats.top(query(metric)) for metric in SESSION_LISTS}
+    assert passes == ["sessions"] * len(SESSION_LISTS)
+    passes.clear()
+    together = await asyncio.gather(*(stats.top(query(metric)) for metric in SESSION_LISTS))
+    assert passes == ["sessions"]
+    assert dict(zip(SESSION_LISTS, together, strict=True)) == alone
+    assert alone["top-entry-pages"] == [("/a", 1), ("/pricing", 1)]  # Firefox: sessions 0 and 2
+    assert len(alone["top-referrers"]) == 1  # both direct
+    await stats.close()
+
+
+async def test_a_finished_pass_answers_again_only_while_nothing_was_written(
+    seeded: list[Sent], mongo: AsyncDatabase[Document], clock: FixedClock
+) -> None:
+    written = [0]
+    stats = MongoStats(mongo, timeout=10, writes=lambda: written[0])
+    passes: list[str] = []
+    aggregate = stats._aggregate
+
+    async def counted(collection: str, pipeline: list[Document]) -> list[Document]:
+        passes.append(collection)
+        return await aggregate(collection, pipeline)
+
+    stats._aggregate = counted  # type: ignore[method-assign]
+    query = parse_query("top-browsers", {"from": RANGE["from"], "to": RANGE["to"]}, {}, clock.now())
+    first = await stats.top(query)
+    totals = await stats.totals(dataclasses.replace(query, totals=True))
+    assert passes.count("sessions") == 1  # the totals came from the same pass
+    assert (totals.visitors, totals.sessions, totals.bounces) == (4, 4, 2)
+    written[0] += 1
+    assert await stats.top(query) == first == [("Firefox", 3), ("Chrome", 1)]
+    assert passes.count("sessions") == 2  # something was written: counted again
+    await stats.close()

@@ -65,7 +65,7 @@ class CoreDeps:
         if stored.mongodb_uri is None:
             raise ValueError("PRISME_MONGODB_URI is not set")
         store = MongoEventStore.from_uri(stored.mongodb_uri, stored.database, stored.timeout)
-        stats = MongoStats(store.database, settings.stats.timeout)
+        stats = MongoStats(store.database, settings.stats.timeout, lambda: store.writes)
         if settings.geoip_db is None:
             logger.warning("PRISME_GEOIP_DB is not set: every country will be XX")
             return cls(store=store, stats=stats)

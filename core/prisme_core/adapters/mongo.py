@@ -232,6 +232,8 @@ class MongoEventStore:
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
         self._client = client
         self._db = client[database]
+        self.writes = 0
+        """Writes begun by this process: while it stays the same, what it stored did too."""
 
     @classmethod
     def from_uri(cls, uri: str, database: str, timeout: float) -> MongoEventStore:
@@ -289,6 +291,7 @@ class MongoEventStore:
         as stored."""
         if not documents:
             return
+        self.writes += 1
         with map_pymongo_errors(f"insert into {collection}"):
             try:
                 await self._db[collection].insert_many(documents, ordered=False)
@@ -300,6 +303,7 @@ class MongoEventStore:
     async def update_sessions(self, progress: Sequence[SessionProgress]) -> None:
         if not progress:
             return
+        self.writes += 1
         with map_pymongo_errors("update sessions"):
             await self._db[SESSIONS].bulk_write(
                 [progress_update(p) for p in progress], ordered=False

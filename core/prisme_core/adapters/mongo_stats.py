@@ -11,15 +11,19 @@ Must not import grpc or aiohttp.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import pymongo
 from pymongo.asynchronous.database import AsyncDatabase
 
-from prisme_core.adapters.hours import to_ms
+from prisme_core.adapters.hours import HOUR_MS, to_ms
 from prisme_core.adapters.mongo import (
     ENGAGEMENTS,
     PAGEVIEWS,
@@ -29,7 +33,7 @@ from prisme_core.adapters.mongo import (
 )
 from prisme_core.adapters.mongo_rollups import PageviewHours, epoch_bucket, one_of
 from prisme_core.stats.figures import QUARTER, QUARTERS, UNREAD, Reading, Totals
-from prisme_core.stats.query import LIVE_WINDOW, TOP, Query, Unit
+from prisme_core.stats.query import LIVE_WINDOW, MAX_LIMIT, TOP, Query, Unit
 
 SESSION_FIELDS_ON_EVENTS: Final = frozenset({"domain"})
 """Filters an event document answers itself; the others select its sessions."""
@@ -38,13 +42,48 @@ SESSION_FIELDS_ON_PAGEVIEWS: Final = frozenset(
     | {"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"}
 )
 """Filters a page view answers itself (its session's attributes are copied onto it)."""
+SESSION_LISTS: Final = {metric: d for metric, d in TOP.items() if d.unit is Unit.SESSIONS}
+"""The ranked lists of sessions, counted together in one pass (`MongoStats._sessions`)."""
+CLIPPED: Final = {"entry_path": "entry_timestamp", "exit_path": "exit_timestamp"}
+"""The lists that count only what happened in the range: a session's entry or exit."""
+
+CountedKey = tuple[datetime, datetime, tuple[tuple[str, tuple[str, ...]], ...]]
+"""A range and its filters."""
+KEPT_FOR: Final = 10.0
+"""Seconds a finished pass over the sessions answers again, while nothing was written since
+it began (a browser sends at most six requests at once; the dashboard asks ten lists)."""
+KEPT: Final = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What one pass over the sessions of a range gives."""
+
+    lists: dict[str, list[tuple[str, int]]]
+    """Each ranked list of `SESSION_LISTS`: (value, sessions), highest first."""
+    visitors: int
+    sessions: int
+    bounces: int
+    duration_ms: float
+    """Summed over the sessions."""
+    live_visitors: int
 
 
 class MongoStats:
-    def __init__(self, db: AsyncDatabase[Document], timeout: float) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Document], timeout: float, writes: Callable[[], int] | None = None
+    ) -> None:
+        """``writes`` counts the writes to ``db`` (the event store's): without it, a pass is
+        shared only while it runs."""
         self._db = db
         self._timeout = timeout
+        self._writes = writes
+        self._counted: dict[CountedKey, tuple[float, int, Counted]] = {}
+        """Finished passes: when, the writes before they began, the lists."""
         self._hours = PageviewHours(db, self._aggregate, self._bounded)
+        self._counting: dict[CountedKey, asyncio.Future[Counted]] = {}
+        """The session lists being counted, by range and filters: asked again meanwhile
+        (a dashboard asks them all at once), they share the one pass."""
 
     @contextmanager
     def _bounded(self, what: str) -> Iterator[None]:
@@ -62,11 +101,15 @@ class MongoStats:
     async def timeseries(self, query: Query) -> list[tuple[int, float]]:
         """The buckets that have data, in order: (start in Unix ms, value)."""
         metric = query.metric
-        if metric == "pageviews" and _by_domain(query) and query.interval is None:
+        if metric == "pageviews" and _by_domain(query) and _in_whole_hours(query):
+            width = query.bucket_ms if query.interval is None else HOUR_MS
             found = await self._hours.count(
-                query.filters["domain"], query.start, query.end, query.now, query.bucket_ms
+                query.filters["domain"], query.start, query.end, query.now, width
             )
-            return sorted((int(key), float(n)) for key, n in found.items())
+            buckets: Counter[int] = Counter()
+            for key, n in found.items():
+                buckets[_calendar(int(key), query)] += n
+            return sorted((key, float(n)) for key, n in buckets.items())
         if metric == "pageviews":
             match = await self._events_match(query, SESSION_FIELDS_ON_PAGEVIEWS)
             stages = [{"$match": match}, _count_by(_bucket("timestamp", query))]
@@ -104,15 +147,11 @@ class MongoStats:
             ranked = sorted(found.items(), key=lambda row: (-row[1], row[0]))
             return [(str(key), int(n)) for key, n in ranked[: query.limit]]
         if dimension.unit is Unit.SESSIONS:
-            match = await self._select(query)
-            if dimension.field in {"entry_path", "exit_path"}:  # clipped to the range
-                at = dimension.field.replace("path", "timestamp")
-                match[at] = {"$gte": query.start, "$lte": query.end} | match.get(at, {})
-        else:
-            answers = SESSION_FIELDS_ON_PAGEVIEWS
-            if dimension.unit is Unit.EVENTS:
-                answers = SESSION_FIELDS_ON_EVENTS
-            match = await self._events_match(query, answers)
+            return (await self._sessions(query)).lists[query.metric][: query.limit]
+        answers = SESSION_FIELDS_ON_PAGEVIEWS
+        if dimension.unit is Unit.EVENTS:
+            answers = SESSION_FIELDS_ON_EVENTS
+        match = await self._events_match(query, answers)
         stages = [
             {"$match": match},
             _count_by(f"${dimension.field}"),
@@ -122,13 +161,45 @@ class MongoStats:
         rows = await self._aggregate(dimension.collection, stages)
         return [(str(row["_id"]), int(row["n"])) for row in rows]
 
-    async def totals(self, query: Query) -> Totals:
-        select = await self._select(query)
+    async def _sessions(self, query: Query) -> Counted:
+        """What the sessions of ``query``'s range and filters give: every ranked list (to
+        `MAX_LIMIT` rows) and the totals, in one pass shared by the calls that ask while it
+        runs (or again, while nothing was written). A call that stops waiting (its deadline)
+        leaves it to the others."""
+        key = (query.start, query.end, tuple(sorted(query.filters.items())))
+        kept = self._counted.get(key)
+        if (
+            kept is not None
+            and self._writes is not None
+            and kept[1] == self._writes()
+            and time.monotonic() - kept[0] < KEPT_FOR
+        ):
+            return kept[2]
+        counting = self._counting.get(key)
+        if counting is None:
+            counting = asyncio.ensure_future(self._count_sessions(query, key))
+            self._counting[key] = counting
+            counting.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(counting)
+
+    def _forget(self, key: CountedKey, done: asyncio.Future[Counted]) -> None:
+        self._counting.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: a failure is the callers' to report, not the loop's
+
+    async def _count_sessions(self, query: Query, key: CountedKey) -> Counted:
+        written = self._writes() if self._writes is not None else 0
+        ranked: list[Document] = [{"$sort": {"n": -1, "_id": 1}}, {"$limit": MAX_LIMIT}]
+        facets: dict[str, list[Document]] = {}
+        for metric, dimension in SESSION_LISTS.items():
+            clip = []
+            if (at := CLIPPED.get(dimension.field)) is not None:
+                clip = [{"$match": {at: {"$gte": query.start, "$lte": query.end}}}]
+            facets[metric] = [*clip, _count_by(f"${dimension.field}"), *ranked]
         duration = {"$subtract": ["$exit_timestamp", "$entry_timestamp"]}
         # Per visitor first, then over all: distinct visitors are counted as groups, since an
         # `$addToSet` of every visitor costs the embedded store the square of their number.
-        sessions = await self._aggregate(SESSIONS, [
-            {"$match": select},
+        facets["totals"] = [
             {"$group": {
                 "_id": "$visitor_id",
                 "sessions": {"$sum": 1},
@@ -142,23 +213,48 @@ class MongoStats:
                 "bounces": {"$sum": "$bounces"},
                 "duration": {"$sum": "$duration"},
             }},
-        ])  # fmt: skip
-        live = select | {"exit_timestamp": {"$gte": query.start, "$gt": query.end - LIVE_WINDOW}}
-        live_visitors = await self._aggregate(SESSIONS, [
-            {"$match": live}, {"$group": {"_id": "$visitor_id"}}, {"$count": "n"},
-        ])  # fmt: skip
-        row = sessions[0] if sessions else {}
-        count = int(row.get("sessions", 0))
-        return Totals(
+        ]  # fmt: skip
+        facets["live"] = [
+            {"$match": {"exit_timestamp": {"$gt": query.end - LIVE_WINDOW}}},
+            {"$group": {"_id": "$visitor_id"}},
+            {"$count": "n"},
+        ]
+        # No `$project` first: it costs the embedded store more than it saves the facets.
+        found = await self._aggregate(
+            SESSIONS, [{"$match": await self._select(query)}, {"$facet": facets}]
+        )
+        facet = found[0] if found else {}
+        row: Document = next(iter(facet.get("totals", [])), {})
+        live: Document = next(iter(facet.get("live", [])), {})
+        counted = Counted(
+            lists={
+                metric: [(str(found["_id"]), int(found["n"])) for found in facet.get(metric, [])]
+                for metric in SESSION_LISTS
+            },
             visitors=int(row.get("visitors", 0)),
-            sessions=count,
-            pageviews=await self._pageviews(query, select),
+            sessions=int(row.get("sessions", 0)),
             bounces=int(row.get("bounces", 0)),
-            session_duration=float(row.get("duration") or 0) / 1000 / count if count else 0.0,
-            live_visitors=int(live_visitors[0]["n"]) if live_visitors else 0,
+            duration_ms=float(row.get("duration") or 0),
+            live_visitors=int(live.get("n", 0)),
+        )
+        self._counted[key] = (time.monotonic(), written, counted)
+        while len(self._counted) > KEPT:
+            self._counted.pop(next(iter(self._counted)))
+        return counted
+
+    async def totals(self, query: Query) -> Totals:
+        counted = await self._sessions(query)
+        sessions = counted.sessions
+        return Totals(
+            visitors=counted.visitors,
+            sessions=sessions,
+            pageviews=await self._pageviews(query),
+            bounces=counted.bounces,
+            session_duration=counted.duration_ms / 1000 / sessions if sessions else 0.0,
+            live_visitors=counted.live_visitors,
         )
 
-    async def _pageviews(self, query: Query, select: Document) -> int:
+    async def _pageviews(self, query: Query) -> int:
         """The page views in the range: a domain's from the hourly counts, as `top-pages`."""
         if _by_domain(query):
             found = await self._hours.count(
@@ -166,7 +262,7 @@ class MongoStats:
             )
             return int(sum(found.values()))
         views = await self._aggregate(PAGEVIEWS, [
-            {"$match": await self._events_match(query, SESSION_FIELDS_ON_PAGEVIEWS, select)},
+            {"$match": await self._events_match(query, SESSION_FIELDS_ON_PAGEVIEWS)},
             {"$count": "n"},
         ])  # fmt: skip
         return int(views[0]["n"]) if views else 0
@@ -301,6 +397,39 @@ def _by_domain(query: Query) -> bool:
 
 def _count_by(key: Any) -> Document:
     return {"$group": {"_id": key, "n": {"$sum": 1}}}
+
+
+def _in_whole_hours(query: Query) -> bool:
+    """Whether each hour of the range falls in one bucket: always for Prisme's epoch-aligned
+    ones, and for calendar ones where the zone's offset is whole hours throughout (ranges of
+    up to `HOURLY_AT_MOST` hours are checked; longer ones are counted from the page views)."""
+    if query.interval is None:
+        return True
+    hours = range(to_ms(query.start) // HOUR_MS, to_ms(query.end) // HOUR_MS + 1)
+    return len(hours) <= HOURLY_AT_MOST and all(
+        (offset := datetime.fromtimestamp(h * 3600, query.tz).utcoffset()) is not None
+        and offset.total_seconds() % 3600 == 0
+        for h in hours
+    )
+
+
+HOURLY_AT_MOST: Final = 24 * 400
+
+
+def _calendar(start_ms: int, query: Query) -> int:
+    """The bucket of an hourly count that starts at ``start_ms``: itself for Prisme's buckets,
+    else the start of its calendar unit in the query's zone (weeks start on Sunday)."""
+    if query.interval is None:
+        return start_ms
+    local = datetime.fromtimestamp(start_ms / 1000, query.tz)
+    if query.interval == "hour":
+        return start_ms
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if query.interval == "week":
+        day -= timedelta(days=(day.weekday() + 1) % 7)
+    elif query.interval == "month":
+        day = day.replace(day=1)
+    return to_ms(day)
 
 
 def _bucket(field: str, query: Query) -> Document:

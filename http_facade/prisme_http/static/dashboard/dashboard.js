@@ -6,9 +6,9 @@
   const API = "/api/v1/stats/";
   const TOKEN_KEY = "prisme.statsToken";
   const LIVE_EVERY_MS = 5000;
-  // The embedded store answers one query at a time: queued, each query's wait stays short
-  // (every one is bounded by the service's stats timeout from when it arrives).
-  const CONCURRENT = 2;
+  // One query at a time: the embedded store answers them in turn, and each is bounded by the
+  // stats timeout from when it arrives (queued here, none waits there behind the others).
+  const CONCURRENT = 1;
   const GIVE_UP_MS = 60000;
   const ROWS = 10;
   const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
@@ -79,38 +79,52 @@
     }
   }
 
-  // One stats call; `mine` is the load it belongs to (a newer load makes it moot; null: none).
+  // One stats call in its turn; `mine` is the load it belongs to (a newer load makes it moot;
+  // null: none).
   function ask(route, params, mine) {
-    return queued(async () => {
-      if (mine !== null && mine !== generation) throw new Moot();
-      const query = new URLSearchParams(params);
-      const shown = token;
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), GIVE_UP_MS);
-      let response;
-      try {
-        response = await fetch(API + route + "?" + query, {
-          headers: { Authorization: "Bearer " + shown },
-          signal: abort.signal,
-          cache: "no-store",
-        });
-      } catch (error) {
-        throw abort.signal.aborted
-          ? new Refused(0, { message: `no answer within ${GIVE_UP_MS / 1000} s` })
-          : new Unreachable(String(error));
-      } finally {
-        clearTimeout(timer);
-      }
-      let body = {};
-      try {
-        body = await response.json();
-      } catch (error) {
-        if (response.ok) throw new Refused(response.status, { message: "the answer is not JSON" });
-      }
-      if (!response.ok) throw Object.assign(new Refused(response.status, body), { token: shown });
-      noteReachable();
-      return body;
+    return queued(() => call(route, params, mine));
+  }
+
+  // Calls asked at once in one turn: the service counts the session lists of one range and
+  // filters in a single pass when they arrive together.
+  function askTogether(asks, mine) {
+    const calls = queued(async () => {
+      const started = asks.map(([route, params]) => call(route, params, mine));
+      await Promise.allSettled(started);
+      return started;
     });
+    return asks.map((_, i) => calls.then((started) => started[i]));
+  }
+
+  async function call(route, params, mine) {
+    if (mine !== null && mine !== generation) throw new Moot();
+    const query = new URLSearchParams(params);
+    const shown = token;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), GIVE_UP_MS);
+    let response;
+    try {
+      response = await fetch(API + route + "?" + query, {
+        headers: { Authorization: "Bearer " + shown },
+        signal: abort.signal,
+        cache: "no-store",
+      });
+    } catch (error) {
+      throw abort.signal.aborted
+        ? new Refused(0, { message: `no answer within ${GIVE_UP_MS / 1000} s` })
+        : new Unreachable(String(error));
+    } finally {
+      clearTimeout(timer);
+    }
+    let body = {};
+    try {
+      body = await response.json();
+    } catch (error) {
+      if (response.ok) throw new Refused(response.status, { message: "the answer is not JSON" });
+    }
+    if (!response.ok) throw Object.assign(new Refused(response.status, body), { token: shown });
+    noteReachable();
+    return body;
   }
 
   class Moot extends Error {}
@@ -309,8 +323,8 @@
     { key: "pageviews", label: "Page views", show: (v) => number.format(v) },
     { key: "bounceRate", label: "Bounce rate", show: (v) => percent.format(v), points: true, lowerIsBetter: true },
     { key: "sessionDuration", label: "Session duration", show: seconds },
-    { key: "meanSeconds", label: "Time on page", show: seconds },
-    { key: "meanScrollDepth", label: "Scroll depth", show: (v) => percent.format(v / 100), points: true, scale: 0.01 },
+    { key: "meanSeconds", label: "Time on page", show: seconds, engagement: true },
+    { key: "meanScrollDepth", label: "Scroll depth", show: (v) => percent.format(v / 100), points: true, scale: 0.01, engagement: true },
   ];
 
   function seconds(value) {
@@ -339,19 +353,25 @@
     };
   }
 
-  function drawFigures(current, previous, failure) {
+  // The headline figures as far as they are known: `shown` has the range's figures and the
+  // previous period's (`now`, `before`), and engagement's (`read`, `readBefore`), each
+  // null until it comes; `failed` and `readFailed` say why one did not.
+  function drawFigures(shown) {
     const box = $("figures");
     box.replaceChildren();
     for (const figure of FIGURES) {
-      const value = current ? current[figure.key] || 0 : null;
-      const compared = current && previous ? change(figure, value, previous[figure.key] || 0) : { text: "", trend: "" };
-      box.append(element("div", { class: "figure", "data-figure": figure.key },
+      const [now, before, failure] = figure.engagement
+        ? [shown.read, shown.readBefore, shown.readFailed]
+        : [shown.now, shown.before, shown.failed];
+      const value = now ? now[figure.key] || 0 : null;
+      const compared = now && before ? change(figure, value, before[figure.key] || 0) : { text: "", trend: "" };
+      const note = failure ? element("span", { class: "change state error", text: failure }) : element("span", { class: "change " + compared.trend, text: compared.text });
+      box.append(element("div", { class: "figure", "data-figure": figure.key, "aria-busy": String(!now && !failure) },
         element("dt", { text: figure.label }),
         element("dd", {},
-          element("span", { class: "value", "data-value": value === null ? "" : String(value), text: value === null ? "–" : figure.show(value) }),
-          element("span", { class: "change " + compared.trend, text: compared.text }))));
+          element("span", { class: "value", "data-value": value === null ? "" : String(value), text: value === null ? (failure ? "–" : "…") : figure.show(value) }),
+          note)));
     }
-    if (failure) box.append(element("p", { class: "state error", role: "status", text: "Headline figures: " + failure }));
   }
 
   function drawChart(times, visitors, views) {
@@ -496,9 +516,9 @@
     generation += 1;
     const mine = generation;
     const { start, end, previous, interval } = range();
-    const shown = (d) => d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-    $("period-text").textContent = `${shown(start)} to ${shown(end)} (${ZONE}), compared with ` +
-      `${shown(previous.start)} to ${shown(previous.end)}`;
+    const when = (d) => d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    $("period-text").textContent = `${when(start)} to ${when(end)} (${ZONE}), compared with ` +
+      `${when(previous.start)} to ${when(previous.end)}`;
     drawFilters();
     document.body.dataset.loaded = "false";
     for (const list of LISTS) {
@@ -508,49 +528,58 @@
     panel({ route: "time-on-page", title: "How pages were read" }).setAttribute("aria-busy", "true");
     chartState("Loading…", false);
     const series = { interval, tz: ZONE };
-    const figures = Promise.all([
-      ask("visitors", params(start, end, { ...series, totals: "true" }), mine),
-      ask("top-pages", params(previous.start, previous.end, { limit: "0", totals: "true" }), mine),
-      ask("time-on-page", params(start, end, { limit: String(ROWS) }), mine),
-      ask("time-on-page", params(previous.start, previous.end, { limit: "0" }), mine),
-    ]);
+    const reading = (answer) => ({ meanSeconds: answer.overall.meanSeconds, meanScrollDepth: answer.overall.meanScrollDepth });
+    const shown = { now: null, before: null, read: null, readBefore: null, failed: "", readFailed: "" };
+    drawFigures(shown);
+    // In the queue's order: the range's figures and chart first, then the lists (the session
+    // lists reuse the pass the figures made), the previous period, and how pages were read,
+    // which costs most.
+    const counted = ask("visitors", params(start, end, { ...series, totals: "true" }), mine);
     const views = ask("pageviews", params(start, end, series), mine);
-    // The lists' shares are of the range's sessions and page views, counted once.
-    const totals = figures.then(([now]) => now.totals || {}, () => ({}));
-    const jobs = [];
-    jobs.push(figures.then(([now, before, read, readBefore]) => {
-      if (mine !== generation) return;
-      const reading = (answer) => ({ meanSeconds: answer.overall.meanSeconds, meanScrollDepth: answer.overall.meanScrollDepth });
-      drawFigures({ ...now.totals, ...reading(read) }, { ...before.totals, ...reading(readBefore) });
-      drawEngagement(read);
-      return views.then((counted) => {
-        if (mine !== generation) return;
-        const times = [...new Set([...buckets(start, end, interval), ...now.keys, ...counted.keys])].sort((a, b) => a - b);
+    const ofSessions = LISTS.filter((list) => !list.unit);
+    const together = askTogether(ofSessions.map((list) => [list.route, params(start, end, { limit: String(ROWS) })]), mine);
+    const listed = LISTS.map((list) => list.unit
+      ? ask(list.route, params(start, end, { limit: list.unit === "events" ? "1000" : String(ROWS) }), mine)
+      : together[ofSessions.indexOf(list)]);
+    const before = ask("top-pages", params(previous.start, previous.end, { limit: "0", totals: "true" }), mine);
+    const read = ask("time-on-page", params(start, end, { limit: String(ROWS) }), mine);
+    const readBefore = ask("time-on-page", params(previous.start, previous.end, { limit: "0" }), mine);
+
+    const current = (then) => (answer) => mine === generation && then(answer);
+    const missed = (then) => (error) => !failed(error) && mine === generation && then(error);
+    const jobs = [
+      Promise.all([counted, before]).then(current(([now, earlier]) => {
+        Object.assign(shown, { now: now.totals, before: earlier.totals });
+        drawFigures(shown);
+      }), missed((error) => {
+        shown.failed = why(error);
+        drawFigures(shown);
+      })),
+      Promise.all([counted, views]).then(current(([now, viewed]) => {
+        const times = [...new Set([...buckets(start, end, interval), ...now.keys, ...viewed.keys])].sort((a, b) => a - b);
         const of = (answer) => new Map(answer.keys.map((k, i) => [k, answer.values[i]]));
         const seen = of(now);
-        const viewed = of(counted);
-        drawChart(times, times.map((t) => seen.get(t) || 0), times.map((t) => viewed.get(t) || 0));
+        const views = of(viewed);
+        drawChart(times, times.map((t) => seen.get(t) || 0), times.map((t) => views.get(t) || 0));
         chartState("", false);
-      });
-    }).catch((error) => {
-      if (failed(error) || mine !== generation) return;
-      drawFigures(null, null, why(error));
-      chartState("The chart could not be drawn: " + why(error), true);
-      listFailed({ route: "time-on-page", title: "How pages were read" }, error);
-    }));
-    for (const list of LISTS) {
-      const limit = list.unit === "events" ? "1000" : String(ROWS);
-      const asked = ask(list.route, params(start, end, { limit }), mine);
-      jobs.push(Promise.all([asked, totals]).then(([answer, counted]) => {
-        if (mine !== generation) return;
+      }), missed((error) => chartState("The chart could not be drawn: " + why(error), true))),
+      Promise.all([read, readBefore]).then(current(([now, earlier]) => {
+        Object.assign(shown, { read: reading(now), readBefore: reading(earlier) });
+        drawFigures(shown);
+        drawEngagement(now);
+      }), missed((error) => {
+        shown.readFailed = why(error);
+        drawFigures(shown);
+        listFailed({ route: "time-on-page", title: "How pages were read" }, error);
+      })),
+      // The lists' shares are of the range's sessions and page views, counted once.
+      ...LISTS.map((list, i) => Promise.all([listed[i], counted]).then(current(([answer, now]) => {
         const whole = list.unit === "events"
           ? answer.values.reduce((a, b) => a + b, 0)
-          : counted[list.unit || "sessions"] || 0;
+          : (now.totals || {})[list.unit || "sessions"] || 0;
         drawList(list, answer.keys, answer.values, whole);
-      }).catch((error) => {
-        if (!failed(error) && mine === generation) listFailed(list, error);
-      }));
-    }
+      }), missed((error) => listFailed(list, error)))),
+    ];
     await Promise.all(jobs);
     if (mine === generation) document.body.dataset.loaded = "true";
   }
@@ -559,9 +588,17 @@
   async function live() {
     clearTimeout(liveTimer);
     const run = ++liveRuns;
+    let took = 0;
     try {
       const last = params(new Date(Date.now() - 15 * 60000), new Date(), { totals: "true" });
-      const answer = await ask("live-visitors", last, null);
+      const answer = await queued(async () => { // in turn: it must not slow the others
+        const started = performance.now();
+        try {
+          return await call("live-visitors", last, null);
+        } finally {
+          took = performance.now() - started;
+        }
+      });
       const count = (answer.totals || {}).liveVisitors || 0;
       $("live-count").textContent = number.format(count);
       $("live-count").dataset.value = String(count);
@@ -570,7 +607,9 @@
       failed(error);
       $("live-count").textContent = "–";
     }
-    if (run === liveRuns && token && !document.hidden) liveTimer = setTimeout(live, LIVE_EVERY_MS);
+    // Every few seconds, or less often where each count takes long (a slow store's share).
+    const every = Math.max(LIVE_EVERY_MS, 4 * took);
+    if (run === liveRuns && token && !document.hidden) liveTimer = setTimeout(live, every);
   }
 
   async function domains() {
@@ -649,6 +688,7 @@
       const filter = { name: row.dataset.filter, value: row.dataset.value };
       if (!state.filters.some((f) => f.name === filter.name && f.value === filter.value)) state.filters.push(filter);
       changed();
+      $("filters").lastElementChild.querySelector("button").focus(); // the row is redrawn: focus its chip
     });
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && token) live();
