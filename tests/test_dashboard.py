@@ -6,6 +6,7 @@ Screenshots go to ``$PRISME_TEST_OUTPUT/dashboard`` (default ``.build/test-outpu
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -19,12 +20,16 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from prisme_core.server import CoreServer
+from prisme_core.adapters.useragents import UserAgentsParser
+from prisme_core.server import CoreServer, create_server
+from prisme_core.settings import Settings
+from prisme_http.app import create_app
 from prisme_http.runner import FacadeRunner
 
 from tests.browser import Page, chromium
-from tests.conftest import STATS_TOKEN
+from tests.conftest import STATS_TOKEN, changed, core_deps, facade_config
 from tests.support import FIREFOX
+from tests.test_stats import StuckStats
 from tests.transports import Visit
 
 CHROME = (
@@ -227,6 +232,8 @@ async def test_the_dashboard_shows_what_was_sent_and_filters_by_a_click(
         assert await page.evaluate("document.getElementById('panel-top-file-downloads').hidden")
         assert await _chart(page) == (25, 4, 7)
         assert await page.evaluate("!!document.querySelector('#chart canvas')")
+        sites = "[...document.getElementById('domain').options].map(o => o.value)"
+        assert await page.evaluate(sites) == ["", "localhost"]  # all sites, then each
         await page.screenshot(output / "desktop.png")
 
         # A click on a page filters every panel: the sessions that saw /pricing.
@@ -377,3 +384,36 @@ async def test_the_buckets_follow_the_browsers_time_zone(seeded: Service, tmp_pa
             "document.getElementById('period-text').textContent"
         )
         assert page.errors == []
+
+
+@pytest.mark.timeout(90)
+async def test_a_query_over_the_stats_timeout_is_said_so_in_its_panel(
+    settings: Settings, user_agents: UserAgentsParser, tmp_path: Path
+) -> None:
+    short = changed(settings, "stats", timeout=0.1)
+    deps = dataclasses.replace(core_deps(short, user_agents), stats=StuckStats())
+    server = create_server(short, deps, address="127.0.0.1:0")
+    await server.start()
+    runner = FacadeRunner(create_app(facade_config(f"127.0.0.1:{server.port}", short)))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        async with chromium(tmp_path / "profile") as browser:
+            page = await browser.new_page()
+            await page.goto(f"{base}/dashboard#token={STATS_TOKEN}")
+            await page.until(LOADED, within=60)
+            said = await page.evaluate(
+                "[...document.querySelectorAll('#lists .panel .state.error')]"
+                ".map(p => p.textContent)"
+            )
+            assert len(said) >= len(LISTS)
+            assert all("took longer than the service allows" in text for text in said), said
+            assert "took longer" in await page.evaluate(
+                "document.getElementById('chart-state').textContent"
+            )
+            figure = "document.querySelector('[data-figure=visitors] .change').textContent"
+            assert "took longer" in await page.evaluate(figure)
+    finally:
+        await runner.cleanup()
+        await server.stop(grace=0)

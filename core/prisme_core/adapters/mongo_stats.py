@@ -11,8 +11,6 @@ Must not import grpc or aiohttp.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +30,7 @@ from prisme_core.adapters.mongo import (
     map_pymongo_errors,
 )
 from prisme_core.adapters.mongo_rollups import PageviewHours, epoch_bucket, one_of
+from prisme_core.adapters.shared import Shared
 from prisme_core.stats.figures import QUARTER, QUARTERS, UNREAD, Reading, Totals
 from prisme_core.stats.query import LIVE_WINDOW, MAX_LIMIT, TOP, Query, Unit
 
@@ -47,12 +46,9 @@ SESSION_LISTS: Final = {metric: d for metric, d in TOP.items() if d.unit is Unit
 CLIPPED: Final = {"entry_path": "entry_timestamp", "exit_path": "exit_timestamp"}
 """The lists that count only what happened in the range: a session's entry or exit."""
 
-CountedKey = tuple[datetime, datetime, tuple[tuple[str, tuple[str, ...]], ...]]
-"""A range and its filters."""
-KEPT_FOR: Final = 10.0
-"""Seconds a finished pass over the sessions answers again, while nothing was written since
-it began (a browser sends at most six requests at once; the dashboard asks ten lists)."""
-KEPT: Final = 16
+BACKGROUND: Final = 3
+"""How many stats timeouts a store operation may take: a query answered 503 at the timeout
+goes on counting (`Shared`) for whoever asks it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,21 +69,16 @@ class MongoStats:
     def __init__(
         self, db: AsyncDatabase[Document], timeout: float, writes: Callable[[], int] | None = None
     ) -> None:
-        """``writes`` counts the writes to ``db`` (the event store's): without it, a pass is
-        shared only while it runs."""
+        """``writes`` counts the writes to ``db`` (the event store's): without it, answers are
+        shared only while they are counted."""
         self._db = db
         self._timeout = timeout
-        self._writes = writes
-        self._counted: dict[CountedKey, tuple[float, int, Counted]] = {}
-        """Finished passes: when, the writes before they began, the lists."""
         self._hours = PageviewHours(db, self._aggregate, self._bounded)
-        self._counting: dict[CountedKey, asyncio.Future[Counted]] = {}
-        """The session lists being counted, by range and filters: asked again meanwhile
-        (a dashboard asks them all at once), they share the one pass."""
+        self._shared = Shared(writes)
 
     @contextmanager
     def _bounded(self, what: str) -> Iterator[None]:
-        with map_pymongo_errors(what), pymongo.timeout(self._timeout):
+        with map_pymongo_errors(what), pymongo.timeout(self._timeout * BACKGROUND):
             yield
 
     async def _aggregate(self, collection: str, pipeline: list[Document]) -> list[Document]:
@@ -99,6 +90,11 @@ class MongoStats:
         await self._hours.close()
 
     async def timeseries(self, query: Query) -> list[tuple[int, float]]:
+        key = ("series", query.metric, query.start, query.end, _filters(query), query.interval,
+               query.tz.key)  # fmt: skip
+        return await self._shared.get(key, lambda: self._timeseries(query))
+
+    async def _timeseries(self, query: Query) -> list[tuple[int, float]]:
         """The buckets that have data, in order: (start in Unix ms, value)."""
         metric = query.metric
         if metric == "pageviews" and _by_domain(query) and _in_whole_hours(query):
@@ -163,32 +159,11 @@ class MongoStats:
 
     async def _sessions(self, query: Query) -> Counted:
         """What the sessions of ``query``'s range and filters give: every ranked list (to
-        `MAX_LIMIT` rows) and the totals, in one pass shared by the calls that ask while it
-        runs (or again, while nothing was written). A call that stops waiting (its deadline)
-        leaves it to the others."""
-        key = (query.start, query.end, tuple(sorted(query.filters.items())))
-        kept = self._counted.get(key)
-        if (
-            kept is not None
-            and self._writes is not None
-            and kept[1] == self._writes()
-            and time.monotonic() - kept[0] < KEPT_FOR
-        ):
-            return kept[2]
-        counting = self._counting.get(key)
-        if counting is None:
-            counting = asyncio.ensure_future(self._count_sessions(query, key))
-            self._counting[key] = counting
-            counting.add_done_callback(lambda done: self._forget(key, done))
-        return await asyncio.shield(counting)
+        `MAX_LIMIT` rows) and the totals, in one pass (shared)."""
+        key = ("sessions", query.start, query.end, _filters(query))
+        return await self._shared.get(key, lambda: self._count_sessions(query))
 
-    def _forget(self, key: CountedKey, done: asyncio.Future[Counted]) -> None:
-        self._counting.pop(key, None)
-        if not done.cancelled():
-            done.exception()  # retrieved: a failure is the callers' to report, not the loop's
-
-    async def _count_sessions(self, query: Query, key: CountedKey) -> Counted:
-        written = self._writes() if self._writes is not None else 0
+    async def _count_sessions(self, query: Query) -> Counted:
         ranked: list[Document] = [{"$sort": {"n": -1, "_id": 1}}, {"$limit": MAX_LIMIT}]
         facets: dict[str, list[Document]] = {}
         for metric, dimension in SESSION_LISTS.items():
@@ -226,7 +201,7 @@ class MongoStats:
         facet = found[0] if found else {}
         row: Document = next(iter(facet.get("totals", [])), {})
         live: Document = next(iter(facet.get("live", [])), {})
-        counted = Counted(
+        return Counted(
             lists={
                 metric: [(str(found["_id"]), int(found["n"])) for found in facet.get(metric, [])]
                 for metric in SESSION_LISTS
@@ -237,10 +212,6 @@ class MongoStats:
             duration_ms=float(row.get("duration") or 0),
             live_visitors=int(live.get("n", 0)),
         )
-        self._counted[key] = (time.monotonic(), written, counted)
-        while len(self._counted) > KEPT:
-            self._counted.pop(next(iter(self._counted)))
-        return counted
 
     async def totals(self, query: Query) -> Totals:
         counted = await self._sessions(query)
@@ -255,6 +226,10 @@ class MongoStats:
         )
 
     async def _pageviews(self, query: Query) -> int:
+        key = ("pageviews", query.start, query.end, _filters(query))
+        return await self._shared.get(key, lambda: self._count_pageviews(query))
+
+    async def _count_pageviews(self, query: Query) -> int:
         """The page views in the range: a domain's from the hourly counts, as `top-pages`."""
         if _by_domain(query):
             found = await self._hours.count(
@@ -268,6 +243,10 @@ class MongoStats:
         return int(views[0]["n"]) if views else 0
 
     async def engagement(self, query: Query) -> tuple[list[tuple[str, Reading]], Reading]:
+        key = ("engagement", query.start, query.end, _filters(query), query.limit)
+        return await self._shared.get(key, lambda: self._engagement(query))
+
+    async def _engagement(self, query: Query) -> tuple[list[tuple[str, Reading]], Reading]:
         """How the page views reported in the range were read: per path (most page views
         first, then by path) and overall.
 
@@ -388,6 +367,10 @@ def _read(quarters: list[Document], middle: list[float]) -> Reading:
         reached_75=reached[2],
         reached_100=reached[3],
     )
+
+
+def _filters(query: Query) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple(sorted(query.filters.items()))
 
 
 def _by_domain(query: Query) -> bool:

@@ -10,6 +10,7 @@
   // stats timeout from when it arrives (queued here, none waits there behind the others).
   const CONCURRENT = 1;
   const GIVE_UP_MS = 60000;
+  const RETRIES = 6;
   const ROWS = 10;
   const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   const DAY_MS = 86400000;
@@ -82,14 +83,27 @@
   // One stats call in its turn; `mine` is the load it belongs to (a newer load makes it moot;
   // null: none).
   function ask(route, params, mine) {
-    return queued(() => call(route, params, mine));
+    return queued(() => patiently(route, params, mine));
+  }
+
+  // The service goes on counting a query it answered too late, and answers the same query
+  // from that: asked again at once (keeping the turn, so that the store counts one thing at
+  // a time), a slow query is answered in its own time, up to RETRIES timeouts.
+  async function patiently(route, params, mine) {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await call(route, params, mine);
+      } catch (error) {
+        if (!(error instanceof Refused && error.reason === "query timeout") || attempt >= RETRIES) throw error;
+      }
+    }
   }
 
   // Calls asked at once in one turn: the service counts the session lists of one range and
   // filters in a single pass when they arrive together.
   function askTogether(asks, mine) {
     const calls = queued(async () => {
-      const started = asks.map(([route, params]) => call(route, params, mine));
+      const started = asks.map(([route, params]) => patiently(route, params, mine));
       await Promise.allSettled(started);
       return started;
     });
@@ -581,6 +595,8 @@
       }), missed((error) => listFailed(list, error)))),
     ];
     await Promise.all(jobs);
+    if (mine !== generation) return;
+    await domains(start, end);
     if (mine === generation) document.body.dataset.loaded = "true";
   }
 
@@ -612,10 +628,14 @@
     if (run === liveRuns && token && !document.hidden) liveTimer = setTimeout(live, every);
   }
 
-  async function domains() {
-    const now = new Date();
+  // The sites of the period, once its panels are drawn: with no site and no filter chosen,
+  // the pass that counted the lists answers it too.
+  let domainsListed = false;
+  async function domains(start, end) {
+    if (domainsListed) return;
+    domainsListed = true;
     try {
-      const range = { from: new Date(now - 90 * DAY_MS).toISOString(), to: now.toISOString(), limit: "100" };
+      const range = { from: start.toISOString(), to: end.toISOString(), limit: "100" };
       const answer = await ask("top-domains", range, null);
       const select = $("domain");
       const known = new Set([...select.options].map((o) => o.value));
@@ -625,6 +645,7 @@
       }
       select.value = state.domain;
     } catch (error) {
+      domainsListed = false;
       failed(error);
     }
   }
@@ -644,7 +665,6 @@
     $("custom").hidden = state.period !== "custom";
     $("custom-from").value = state.from;
     $("custom-to").value = state.to;
-    domains();
     changed();
   }
 
