@@ -5,9 +5,10 @@ store, in headless Chromium, against the stats API's own time for the same queri
 
 Loads the traffic of `make bench-stats`, starts the core and the façade in this process (the
 stats timeout at its default), opens the dashboard for the last 30 days (one domain, then all
-domains; each twice, the first load and a warm one) and reports, per load: the time until every
-panel is drawn, the page's stats queries (how many, their summed and longest time as the
-browser measured them) and which panels show an error. Ends with
+domains), then asks the page's queries itself one by one (the stats API's own time), then opens
+the page again. It reports, per load: the time until every panel is drawn, the page's stats
+queries (how many, their summed time as the browser measured them, which overlaps for the
+lists asked together, the slowest) and which panels show an error. Ends with
 ``bench-dashboard: pageviews=N first_load_kb=... slowest_ready_s=... errors=N``.
 """
 
@@ -25,15 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 from aiohttp import web
-from prisme_cli.embedded import EmbeddedStore
 from prisme_cli.serve import facade_config
-from prisme_core.adapters.mongo import MongoEventStore
-from prisme_core.server import CoreDeps, create_server
-from prisme_core.settings import GrpcSettings, Settings, StatsSettings, StoreSettings
+from prisme_core.settings import StatsSettings
 from prisme_http.app import create_app
 from prisme_http.runner import FacadeRunner
 
-from bench.stats import DOMAINS, TOKEN, load, traffic
+from bench.stats import DOMAINS, TOKEN, serving
 from tests.browser import chromium
 
 READY = "document.body.dataset.loaded === 'true'"
@@ -110,23 +108,9 @@ async def first_load_bytes(base: str) -> int:
 
 async def main(pageviews: int) -> None:
     with tempfile.TemporaryDirectory(prefix="prisme-bench-dashboard-") as work:
-        embedded = EmbeddedStore(Path(work) / "store", cache_size="512M")
-        uri = embedded.start()
-        try:
-            settings = Settings(
-                grpc=GrpcSettings(token="bench"),
-                store=StoreSettings(mongodb_uri=uri, database="bench", timeout=30.0),
-                stats=StatsSettings(token=TOKEN),
-            )
-            deps = CoreDeps.from_settings(settings)
-            assert isinstance(deps.store, MongoEventStore)
-            docs = traffic(pageviews, datetime.now(UTC))
-            await load(deps.store, docs)
-            print(f"loaded {len(docs['pageviews']):,} page views, stats timeout "
-                  f"{settings.stats.timeout:g}s")  # fmt: skip
-            server = create_server(settings, deps, address="127.0.0.1:0")
-            await server.start()
-            config = facade_config(settings, f"127.0.0.1:{server.port}")
+        async with serving(pageviews, Path(work), StatsSettings().timeout) as (settings, _, core):
+            print(f"stats timeout {settings.stats.timeout:g}s")
+            config = facade_config(settings, f"127.0.0.1:{core.port}")
             runner = FacadeRunner(create_app(config), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -134,9 +118,6 @@ async def main(pageviews: int) -> None:
                 await measure(f"http://127.0.0.1:{runner.addresses[0][1]}", Path(work), pageviews)
             finally:
                 await runner.cleanup()
-                await server.stop(grace=1)
-        finally:
-            embedded.stop()
 
 
 async def measure(base: str, work: Path, pageviews: int) -> None:

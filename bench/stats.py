@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -52,7 +53,7 @@ from prisme_core.model import (
     SessionAttributes,
     SessionStart,
 )
-from prisme_core.server import CoreDeps, create_server
+from prisme_core.server import CoreDeps, CoreServer, create_server
 from prisme_core.settings import GrpcSettings, Settings, StatsSettings, StoreSettings
 
 DOMAINS = ("shop.example", "blog.example")
@@ -159,32 +160,41 @@ async def settled(counted: Counted) -> None:
         await asyncio.sleep(1.0)
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    pageviews: int, work: Path, stats_timeout: float
+) -> AsyncIterator[tuple[Settings, MongoEventStore, CoreServer]]:
+    """The embedded store in ``work`` loaded with `traffic`, and the core serving it."""
+    embedded = EmbeddedStore(work / "store", cache_size="512M")
+    uri = embedded.start()
+    try:
+        settings = Settings(
+            grpc=GrpcSettings(token="bench"),
+            store=StoreSettings(mongodb_uri=uri, database="bench", timeout=30.0),
+            stats=StatsSettings(token=TOKEN, timeout=stats_timeout),
+        )
+        deps = CoreDeps.from_settings(settings)
+        assert isinstance(deps.store, MongoEventStore)
+        docs = traffic(pageviews, datetime.now(UTC))
+        started = time.perf_counter()
+        await load(deps.store, docs)
+        counts = ", ".join(f"{len(v):,} {k}" for k, v in docs.items())
+        print(f"loaded {counts} in {time.perf_counter() - started:.1f}s")
+        server = create_server(settings, deps, address="127.0.0.1:0")
+        await server.start()
+        try:
+            yield settings, deps.store, server
+        finally:
+            await server.stop(grace=1)
+    finally:
+        embedded.stop()
+
+
 async def main(pageviews: int) -> None:
     with tempfile.TemporaryDirectory(prefix="prisme-bench-stats-") as work:
-        embedded = EmbeddedStore(Path(work) / "store", cache_size="512M")
-        uri = embedded.start()
-        try:
-            settings = Settings(
-                grpc=GrpcSettings(token="bench"),
-                store=StoreSettings(mongodb_uri=uri, database="bench", timeout=30.0),
-                stats=StatsSettings(token=TOKEN, timeout=60.0),
-            )
-            deps = CoreDeps.from_settings(settings)
-            assert isinstance(deps.store, MongoEventStore)
-            docs = traffic(pageviews, datetime.now(UTC))
-            started = time.perf_counter()
-            await load(deps.store, docs)
-            counts = ", ".join(f"{len(v):,} {k}" for k, v in docs.items())
-            print(f"loaded {counts} in {time.perf_counter() - started:.1f}s")
-            server = create_server(settings, deps, address="127.0.0.1:0")
-            await server.start()
-            try:
-                done = deps.store.database[HOURS_DONE]
-                await report(f"127.0.0.1:{server.port}", lambda: done.count_documents({}))
-            finally:
-                await server.stop(grace=1)
-        finally:
-            embedded.stop()
+        async with serving(pageviews, Path(work), stats_timeout=60.0) as (_, store, server):
+            done = store.database[HOURS_DONE]
+            await report(f"127.0.0.1:{server.port}", lambda: done.count_documents({}))
 
 
 def _cell(first: float, warm: float) -> str:

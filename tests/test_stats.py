@@ -511,12 +511,8 @@ async def test_page_views_of_a_domain_are_counted_by_the_hour_once_sealed(
     assert dict(zip(pages["keys"], pages["values"], strict=True)) == expected_pages | {"/late": 1}
 
 
-async def test_session_lists_asked_together_share_one_pass(
-    seeded: list[Sent], mongo: AsyncDatabase[Document], clock: FixedClock
-) -> None:
-    """A dashboard asks every list of one range at once: one aggregation answers them all,
-    each as it would have been answered alone."""
-    stats = MongoStats(mongo, timeout=10)
+def _passes(stats: MongoStats) -> list[str]:
+    """The collections ``stats`` aggregates over from now on, one entry per aggregation."""
     passes: list[str] = []
     aggregate = stats._aggregate
 
@@ -525,6 +521,16 @@ async def test_session_lists_asked_together_share_one_pass(
         return await aggregate(collection, pipeline)
 
     stats._aggregate = counted  # type: ignore[method-assign]
+    return passes
+
+
+async def test_session_lists_asked_together_share_one_pass(
+    seeded: list[Sent], mongo: AsyncDatabase[Document], clock: FixedClock
+) -> None:
+    """A dashboard asks every list of one range at once: one aggregation answers them all,
+    each as it would have been answered alone."""
+    stats = MongoStats(mongo, timeout=10)
+    passes = _passes(stats)
     given = {"from": RANGE["from"], "to": RANGE["to"], "limit": "2", "browser": "Firefox"}
 
     def query(metric: str) -> Query:
@@ -546,14 +552,7 @@ async def test_a_finished_pass_answers_again_only_while_nothing_was_written(
 ) -> None:
     written = [0]
     stats = MongoStats(mongo, timeout=10, writes=lambda: written[0])
-    passes: list[str] = []
-    aggregate = stats._aggregate
-
-    async def counted(collection: str, pipeline: list[Document]) -> list[Document]:
-        passes.append(collection)
-        return await aggregate(collection, pipeline)
-
-    stats._aggregate = counted  # type: ignore[method-assign]
+    passes = _passes(stats)
     query = parse_query("top-browsers", {"from": RANGE["from"], "to": RANGE["to"]}, {}, clock.now())
     first = await stats.top(query)
     totals = await stats.totals(dataclasses.replace(query, totals=True))

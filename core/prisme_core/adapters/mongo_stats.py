@@ -4,7 +4,11 @@ Every route starts from the sessions that overlap the range and match the filter
 time series group them (or their page views) into buckets, ranked lists into the values of a
 dimension, sorted by count and then by key. Page-view and event counts are clipped to the
 range. Everything is grouped by the store; only the answer (at most 1,000 rows, or one per
-bucket) comes back. Each call is bounded by the stats timeout.
+bucket) comes back. One pass over the sessions answers every session list and the totals of a
+range and filters; answers are shared by the calls that ask while they are counted, and kept
+while nothing is written (`Shared`). The caller's wait is bounded by the stats timeout; the
+store's operations by `BACKGROUND` times it, so that a query answered 503 goes on for whoever
+asks it again.
 
 Must not import grpc or aiohttp.
 """
