@@ -6,7 +6,6 @@ Screenshots go to ``$PRISME_TEST_OUTPUT/dashboard`` (default ``.build/test-outpu
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 import os
@@ -21,15 +20,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 from prisme_core.adapters.useragents import UserAgentsParser
-from prisme_core.server import CoreServer, create_server
+from prisme_core.server import CoreServer
 from prisme_core.settings import Settings
 from prisme_http.app import create_app
 from prisme_http.runner import FacadeRunner
 
 from tests.browser import Page, chromium
-from tests.conftest import STATS_TOKEN, changed, core_deps, facade_config
+from tests.conftest import STATS_TOKEN, facade_config
 from tests.support import FIREFOX
-from tests.test_stats import StuckStats
+from tests.test_stats import stuck_core
 from tests.transports import Visit
 
 CHROME = (
@@ -390,30 +389,26 @@ async def test_the_buckets_follow_the_browsers_time_zone(seeded: Service, tmp_pa
 async def test_a_query_over_the_stats_timeout_is_said_so_in_its_panel(
     settings: Settings, user_agents: UserAgentsParser, tmp_path: Path
 ) -> None:
-    short = changed(settings, "stats", timeout=0.1)
-    deps = dataclasses.replace(core_deps(short, user_agents), stats=StuckStats())
-    server = create_server(short, deps, address="127.0.0.1:0")
-    await server.start()
-    runner = FacadeRunner(create_app(facade_config(f"127.0.0.1:{server.port}", short)))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        async with chromium(tmp_path / "profile") as browser:
-            page = await browser.new_page()
-            await page.goto(f"{base}/dashboard#token={STATS_TOKEN}")
-            await page.until(LOADED, within=60)
-            said = await page.evaluate(
-                "[...document.querySelectorAll('#lists .panel .state.error')]"
-                ".map(p => p.textContent)"
-            )
-            assert len(said) >= len(LISTS)
-            assert all("took longer than the service allows" in text for text in said), said
-            assert "took longer" in await page.evaluate(
-                "document.getElementById('chart-state').textContent"
-            )
-            figure = "document.querySelector('[data-figure=visitors] .change').textContent"
-            assert "took longer" in await page.evaluate(figure)
-    finally:
-        await runner.cleanup()
-        await server.stop(grace=0)
+    async with stuck_core(settings, user_agents, stats_timeout=0.1) as (target, short):
+        runner = FacadeRunner(create_app(facade_config(target, short)))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            async with chromium(tmp_path / "profile") as browser:
+                page = await browser.new_page()
+                await page.goto(f"{base}/dashboard#token={STATS_TOKEN}")
+                await page.until(LOADED, within=60)
+                said = await page.evaluate(
+                    "[...document.querySelectorAll('#lists .panel .state.error')]"
+                    ".map(p => p.textContent)"
+                )
+                assert len(said) >= len(LISTS)
+                assert all("took longer than the service allows" in text for text in said), said
+                assert "took longer" in await page.evaluate(
+                    "document.getElementById('chart-state').textContent"
+                )
+                figure = "document.querySelector('[data-figure=visitors] .change').textContent"
+                assert "took longer" in await page.evaluate(figure)
+        finally:
+            await runner.cleanup()

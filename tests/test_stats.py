@@ -5,6 +5,7 @@ and every refusal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections import Counter
@@ -428,15 +429,26 @@ class StuckStats:
         pass
 
 
-async def test_a_query_over_the_stats_timeout_is_503(
-    settings: Settings, user_agents: UserAgentsParser, aiohttp_client: AiohttpClient
-) -> None:
-    short = changed(settings, "stats", timeout=0.2)
+@contextlib.asynccontextmanager
+async def stuck_core(
+    settings: Settings, user_agents: UserAgentsParser, stats_timeout: float
+) -> AsyncIterator[tuple[str, Settings]]:
+    """A core whose stats never answer, with the stats timeout ``stats_timeout``: its address,
+    and the settings it runs with."""
+    short = changed(settings, "stats", timeout=stats_timeout)
     deps = dataclasses.replace(core_deps(short, user_agents), stats=StuckStats())
     server = create_server(short, deps, address="127.0.0.1:0")
     await server.start()
     try:
-        target = f"127.0.0.1:{server.port}"
+        yield f"127.0.0.1:{server.port}", short
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_a_query_over_the_stats_timeout_is_503(
+    settings: Settings, user_agents: UserAgentsParser, aiohttp_client: AiohttpClient
+) -> None:
+    async with stuck_core(settings, user_agents, stats_timeout=0.2) as (target, short):
         http = await aiohttp_client(create_app(facade_config(target, short)))
         started = time.monotonic()
         for route in ("top-pages", "time-on-page"):
@@ -449,8 +461,6 @@ async def test_a_query_over_the_stats_timeout_is_503(
                 await client.stats("visitors", "now-1d", "now")
         assert late.value.code == grpc.StatusCode.UNAVAILABLE
         assert late.value.reason == "QUERY_TIMEOUT"
-    finally:
-        await server.stop(grace=0)
 
 
 def _calendar_start(at: datetime, interval: str, zone: str) -> int:

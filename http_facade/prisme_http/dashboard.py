@@ -61,7 +61,8 @@ def _asset(name: str, body: bytes) -> Asset:
         content_type=CONTENT_TYPES[suffix],
         etag='"' + hashlib.sha256(body).hexdigest()[:16] + '"',
         encoded={
-            "br": brotli.compress(body, quality=11),
+            # Quality 6 is smaller than gzip here; 11 saves 8 % more for 30x the start-up time.
+            "br": brotli.compress(body, quality=6),
             "gzip": gzip.compress(body, compresslevel=9, mtime=0),
             "identity": body,
         },

@@ -406,11 +406,9 @@ HOURLY_AT_MOST: Final = 24 * 400
 def _calendar(start_ms: int, query: Query) -> int:
     """The bucket of an hourly count that starts at ``start_ms``: itself for Prisme's buckets,
     else the start of its calendar unit in the query's zone (weeks start on Sunday)."""
-    if query.interval is None:
+    if query.interval in {None, "hour"}:  # an hour is its own bucket in whole-hour zones
         return start_ms
     local = datetime.fromtimestamp(start_ms / 1000, query.tz)
-    if query.interval == "hour":
-        return start_ms
     day = local.replace(hour=0, minute=0, second=0, microsecond=0)
     if query.interval == "week":
         day -= timedelta(days=(day.weekday() + 1) % 7)
