@@ -6,11 +6,15 @@
    for each new session), written with batched ``insert_many`` and nothing else, into the same
    indexed collections.
 2. The front door's ceiling: a bare aiohttp handler on the same route, under the same wrk load.
-3. The full stack: ``prisme serve`` (façade, core, group commit) in front of the same store
+3. The service's ceiling: ``prisme serve`` with its store in memory
+   (``PRISME_BENCH_MEMORY_STORE``, refused outside the bench and the tests), under the same
+   wrk load: page views per second and the CPU time of every service process per page view,
+   without the store's cost.
+4. The full stack: ``prisme serve`` (façades, cores, group commit) in front of the same store
    daemon, under the same wrk load, with the CPU time of every service process per event;
    afterwards every acknowledged event is looked up in the store.
 
-4. Batches: the full stack again, under requests of `BATCH_SIZE` page views each (one
+5. Batches: the full stack again, under requests of `BATCH_SIZE` page views each (one
    visitor's session, gzip-compressed, with client timestamps and ``sent_at``, as an SDK's
    offline queue sends them): ``bench-batch:`` gives page views per second and service CPU per
    page view beside the single-event figures.
@@ -20,7 +24,8 @@ about once a second, each waiting for one): ``bench-hol:`` gives the others' thr
 share of the first run's, and their p99.
 
 It ends with the line ``bench: e2e_rps=... store_rps=... ratio=... bare_rps=...
-cpu_us_per_event=... p50_ms=... p99_ms=... errors=... lost=...``.
+cpu_us_per_event=... p50_ms=... p99_ms=... errors=... lost=... service_rps=... service_cpu_us=...
+workers=...``; ``PRISME_WORKERS`` sets the workers of every run.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,6 +64,7 @@ from prisme_core.adapters.mongo import (
 )
 from prisme_core.enrich import uuid7
 from prisme_core.model import PageView, SessionAttributes, SessionStart
+from prisme_core.settings import Settings, default_workers
 from pymongo import AsyncMongoClient
 
 HERE = Path(__file__).resolve().parent
@@ -160,7 +167,8 @@ def _cpu_table() -> dict[int, tuple[int, float]]:
 
 
 def process_cpu(root: int) -> tuple[float, float]:
-    """CPU seconds of ``root`` itself, and of ``root`` with all its descendants."""
+    """CPU seconds of the façades under ``root`` (``root`` itself and its ``prisme facade``
+    children), and of ``root`` with all its descendants."""
     table = _cpu_table()
     tree, frontier = {root}, [root]
     while frontier:
@@ -168,8 +176,16 @@ def process_cpu(root: int) -> tuple[float, float]:
         children = [pid for pid, (ppid, _) in table.items() if ppid == parent]
         tree.update(children)
         frontier.extend(children)
-    own = table.get(root, (0, 0.0))[1]
+    facades = {root} | {pid for pid in tree if _is_facade(pid)}
+    own = sum(table[pid][1] for pid in facades if pid in table)
     return own, sum(table[pid][1] for pid in tree if pid in table)
+
+
+def _is_facade(pid: int) -> bool:
+    try:
+        return b"facade" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
 
 
 async def store_ceiling(uri: str, events: int) -> float:
@@ -209,12 +225,16 @@ async def store_ceiling(uri: str, events: int) -> float:
     return events / elapsed
 
 
-def bare_front_door(seconds: float, connections: int) -> float:
+def bare_front_door(seconds: float, connections: int) -> tuple[float, float]:
+    """Requests per second of a bare aiohttp handler, and its CPU per request (µs)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
     try:
         wait_port(port)
-        return wrk(port, seconds, connections).rps
+        before = process_cpu(process.pid)[1]
+        result = wrk(port, seconds, connections)
+        cpu = process_cpu(process.pid)[1] - before
+        return result.rps, cpu / max(result.requests, 1) * 1e6
     finally:
         process.terminate()
         process.wait()
@@ -273,12 +293,18 @@ def write_batches(folder: Path, count: int) -> dict[str, str]:
     return {"BENCH_BATCH_DIR": str(folder), "BENCH_BATCH_COUNT": str(count)}
 
 
-def serve_env(uri: str, port: int) -> dict[str, str]:
-    """``prisme serve``'s environment for the bench; the caller's ``PRISME_*`` win."""
+def serve_env(uri: str | None, port: int) -> dict[str, str]:
+    """``prisme serve``'s environment for the bench; the caller's ``PRISME_*`` win. Without
+    ``uri``, the store is in memory (``PRISME_BENCH_MEMORY_STORE``)."""
+    store = (
+        {"PRISME_MONGODB_URI": uri}
+        if uri is not None
+        else {"PRISME_BENCH_MEMORY_STORE": "true", "PRISME_BENCH": "1"}
+    )
     return (
         {k: v for k, v in os.environ.items() if not k.startswith("PRISME_")}
+        | store
         | {
-            "PRISME_MONGODB_URI": uri,
             "PRISME_MONGODB_DATABASE": "bench",
             "PRISME_PORT": str(port),
             "PRISME_HOST": "127.0.0.1",
@@ -293,16 +319,17 @@ def serve_env(uri: str, port: int) -> dict[str, str]:
 
 
 def full_stack(
-    uri: str,
+    uri: str | None,
     seconds: float,
     connections: int,
     work: Path,
-    store_pid: int,
+    store_pid: int | None,
     hol: bool = False,
     batches: int = 0,
 ) -> tuple[WrkResult, float, int]:
     """``prisme serve`` under wrk: single page views, or with ``batches``, that many batch
-    bodies for the run (and as many for its warm-up)."""
+    bodies for the run (and as many for its warm-up). Without ``uri`` and ``store_pid``, the
+    service ceiling: its store in memory."""
     port = free_port()
     env = serve_env(uri, port)
     log = (work / "serve.log").open("w")
@@ -324,24 +351,34 @@ def full_stack(
         if hol:
             slow_client(port, stop, slow_sent)
         facade_before, cpu_before = process_cpu(process.pid)
-        store_before = process_cpu(store_pid)[1]
+        store_before = process_cpu(store_pid)[1] if store_pid else 0.0
         result = wrk(port, seconds, connections, script, run_env)
         stop.set()
         if hol:
             print(f"slow client: {len(slow_sent)} custom events waited for a session", flush=True)
         facade_after, cpu_after = process_cpu(process.pid)
-        store_cpu = process_cpu(store_pid)[1] - store_before
         cpu, facade_cpu = cpu_after - cpu_before, facade_after - facade_before
         per_event = 1e6 / max(result.acknowledged, 1)
-        print(f"service CPU: façade {facade_cpu * per_event:.0f} µs + core "
-              f"{(cpu - facade_cpu) * per_event:.0f} µs per event; store {store_cpu * per_event:.0f}"
-              f" µs per event ({store_cpu / result.seconds * 100:.0f} % of a core)", flush=True)  # fmt: skip
+        split = (f"service CPU: façade {facade_cpu * per_event:.0f} µs + core "
+                 f"{(cpu - facade_cpu) * per_event:.0f} µs per event")  # fmt: skip
+        if store_pid:
+            store_cpu = process_cpu(store_pid)[1] - store_before
+            split += (f"; store {store_cpu * per_event:.0f} µs per event "
+                      f"({store_cpu / result.seconds * 100:.0f} % of a core)")  # fmt: skip
+        else:
+            split += " (store in memory, bench only)"
+        print(split, flush=True)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
         log.close()
     acknowledged = warm.acknowledged + result.acknowledged
     return result, cpu / max(result.acknowledged, 1) * 1e6, acknowledged
+
+
+def workers_of(env: Mapping[str, str]) -> int:
+    """The façade and core processes `prisme serve` runs with ``env``."""
+    return Settings.from_env(env).workers or default_workers()
 
 
 def _arguments() -> argparse.Namespace:
@@ -359,15 +396,23 @@ def _arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = _arguments()
+    workers = workers_of(os.environ)
     work = Path(tempfile.mkdtemp(prefix="prisme-bench-"))
     store = EmbeddedStore(work / "store", cache_size="512M")
     uri = store.start()
     try:
         store_rps = asyncio.run(store_ceiling(uri, args.ceiling_events))
         print(f"store ceiling: {store_rps:,.0f} page views/s (insert_many only)", flush=True)
-        bare_rps = bare_front_door(args.duration / 2, args.connections)
-        print(f"bare aiohttp: {bare_rps:,.0f} requests/s", flush=True)
+        bare_rps, bare_cpu_us = bare_front_door(args.duration / 2, args.connections)
+        print(f"bare aiohttp: {bare_rps:,.0f} requests/s, {bare_cpu_us:.0f} µs CPU per request",
+              flush=True)  # fmt: skip
         assert store.pid is not None
+        ceiling, ceiling_cpu_us, _ = full_stack(None, args.duration, args.connections, work, None)
+        print(
+            f"service ceiling (in-memory store, bench only): {ceiling.rps:,.0f} page views/s, "
+            f"{ceiling_cpu_us:.0f} µs service CPU per page view, {workers} workers",
+            flush=True,
+        )
         result, cpu_us, acknowledged = full_stack(
             uri, args.duration, args.connections, work, store.pid
         )
@@ -404,7 +449,8 @@ def main() -> None:
         f"bench: e2e_rps={result.rps:.0f} store_rps={store_rps:.0f} "
         f"ratio={result.rps / store_rps:.2f} bare_rps={bare_rps:.0f} "
         f"cpu_us_per_event={cpu_us:.0f} p50_ms={result.p50_ms:.1f} p99_ms={result.p99_ms:.1f} "
-        f"errors={result.errors} lost={lost}"
+        f"errors={result.errors} lost={lost} service_rps={ceiling.rps:.0f} "
+        f"service_cpu_us={ceiling_cpu_us:.0f} workers={workers}"
     )
 
 

@@ -35,6 +35,7 @@ def service_env(**extra: str) -> dict[str, str]:
             "PRISME_GRPC_HOSTPORT": "127.0.0.1:0",
             "PRISME_ADMIN_HOSTPORT": f"127.0.0.1:{free_port()}",
             "PRISME_ORIGIN_REGISTRY_ORIGINS": "localhost",
+            "PRISME_WORKERS": "1",  # tests of several set their own
         }
         | extra
     )

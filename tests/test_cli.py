@@ -114,12 +114,13 @@ def test_bad_setting_fails_at_start_naming_the_variable() -> None:
 
 
 @pytest.mark.timeout(90)
-def test_admin_metrics_show_the_facade_and_the_core(data_dir: Path, tmp_path: Path) -> None:
+def test_admin_metrics_show_every_facade_and_core(data_dir: Path, tmp_path: Path) -> None:
     admin = free_port()
     service = start_service(
         tmp_path / "serve.log",
         PRISME_DATA_DIR=str(data_dir),
         PRISME_ADMIN_HOSTPORT=f"127.0.0.1:{admin}",
+        PRISME_WORKERS="2",
     )
     try:
         assert pageview(service, "http://localhost/metrics-probe") == 200
@@ -127,8 +128,13 @@ def test_admin_metrics_show_the_facade_and_the_core(data_dir: Path, tmp_path: Pa
             text = answer.read().decode()
     finally:
         assert service.stop() == 0
-    assert re.search(r'prisme_http_requests_total\{.*status="200"\} 1\.0', text)
-    assert re.search(r'prisme_events_total\{kind="pageview",outcome="accepted"\} 1\.0', text)
+    requests = r'prisme_http_requests_total\{method="POST",process="facade-[01]",.*status="200"\} 1'
+    assert len(re.findall(requests, text)) == 1
+    accepted = r'prisme_events_total\{kind="pageview",outcome="accepted",process="core-[01]"\} 1\.0'
+    assert len(re.findall(accepted, text)) == 1  # the one core this client's IP maps to
+    for process in ("facade-0", "facade-1", "core-0", "core-1"):
+        assert f'prisme_link_batches_in_flight{{process="{process}"}}' in text, process
+    assert text.count("# TYPE prisme_events_total counter") == 1  # one family, all processes
     assert text.count("# TYPE process_cpu_seconds_total") == 1  # one process's runtime metrics
 
 

@@ -308,10 +308,11 @@ async def test_metrics_move(http: HttpClient, aiohttp_client: AiohttpClient) -> 
     }
     assert (await send_http(http, Visit())).ok
     assert not (await send_http(http, Visit(origin="https://evil.example"))).ok
-    admin = await aiohttp_client(create_admin_app())
+    admin = await aiohttp_client(create_admin_app("facade-0", {}))
     text = await (await admin.get("/metrics")).text()
-    assert "prisme_http_request_duration_seconds_bucket" in text
-    assert "prisme_sessions_active" in text
+    assert 'prisme_http_request_duration_seconds_bucket{le="0.001",method="POST"' in text
+    assert 'prisme_sessions_active{process="facade-0"}' in text
+    assert "python_gc_objects_collected_total" in text  # the process's own runtime
     assert _sample("prisme_http_requests_total", route) == before["requests"] + 1
     assert (
         _sample("prisme_events_total", {"kind": "pageview", "outcome": "accepted"})

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
 import pytest
 from prisme_cli.serve import facade_config
-from prisme_core.settings import Settings, SettingsError, deadlines, parse_duration, variables
+from prisme_core.settings import (
+    MAX_WORKERS,
+    Settings,
+    SettingsError,
+    deadlines,
+    default_workers,
+    parse_duration,
+    variables,
+)
 
 LOOPBACK = ("127.0.0.1", 9090)
 CERT = "tests/golden/pageviews.jsonl"
@@ -48,6 +57,7 @@ FIELDS = [
     ("store.batch_max_timeout", "PRISME_EVENTSTORE_MAX_BATCH_TIMEOUT", 0.001, "5ms", 0.005,
      "fast"),
     ("store.batch_max_queue", "PRISME_EVENTSTORE_MAX_QUEUE", 10_000, "500", 500, "many"),
+    ("store.bench_memory", "PRISME_BENCH_MEMORY_STORE", False, "false", False, "maybe"),
     ("sessions.inactive_ttl", "PRISME_SESSIONSTORAGE_SESSION_INACTIVE_TTL", 24 * 3600.0, "30m",
      1800.0, "1d"),
     ("sessions.flush_interval", "PRISME_SESSIONSTORAGE_FLUSH_INTERVAL", 10.0, "2s", 2.0, "0"),
@@ -67,6 +77,7 @@ FIELDS = [
     ("geoip_db", "PRISME_GEOIP_DB", None, "/data/country.mmdb", "/data/country.mmdb", None),
     ("shutdown_timeout", "PRISME_SHUTDOWN_TIMEOUT", 10.0, "30s", 30.0, "-3s"),
     ("debug", "PRISME_DEBUG", False, "1", True, "verbose"),
+    ("workers", "PRISME_WORKERS", None, "4", 4, "17"),
 ]  # fmt: skip
 """Every settings field: its variable, default, a value it reads, and one it refuses."""
 
@@ -106,6 +117,25 @@ def test_each_bad_value_fails_naming_its_variable(variable: str, value: str) -> 
         Settings.from_env({variable: value})
     assert excinfo.value.variable == variable
     assert repr(value) in str(excinfo.value)
+
+
+def test_the_memory_store_is_refused_outside_the_bench_and_the_tests() -> None:
+    with pytest.raises(SettingsError, match="PRISME_BENCH_MEMORY_STORE") as refused:
+        Settings.from_env({"PRISME_BENCH_MEMORY_STORE": "true"})
+    assert "loses every event" in str(refused.value)
+    with pytest.raises(SettingsError, match="PRISME_BENCH_MEMORY_STORE"):
+        Settings.from_env({"PRISME_BENCH_MEMORY_STORE": "true", "PRISME_BENCH": "yes"})
+    bench = Settings.from_env({"PRISME_BENCH_MEMORY_STORE": "true", "PRISME_BENCH": "1"})
+    assert bench.store.bench_memory
+
+
+def test_workers_default_to_the_usable_cores_at_most_sixteen() -> None:
+    usable = len(os.sched_getaffinity(0))
+    assert default_workers() == min(usable, MAX_WORKERS) == min(usable, 16)
+    assert Settings.from_env({"PRISME_WORKERS": "16"}).workers == 16
+    for refused in ("0", "17", "-1", "two"):
+        with pytest.raises(SettingsError, match="PRISME_WORKERS"):
+            Settings.from_env({"PRISME_WORKERS": refused})
 
 
 def test_the_facade_waits_longer_than_the_core() -> None:

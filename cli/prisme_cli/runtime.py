@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import gc
+import signal
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -44,6 +45,16 @@ def tune_allocator() -> None:
 def run(main: Coroutine[Any, Any, T]) -> T:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
+
+
+def stop_signals() -> asyncio.Event:
+    """An event set on SIGTERM or Ctrl-C, from now on (installed before a process listens, so
+    a stop asked during its start is a clean stop too)."""
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopped.set)
+    return stopped
 
 
 def settle_gc() -> None:

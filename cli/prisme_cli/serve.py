@@ -1,72 +1,89 @@
-"""``prisme serve``: the HTTP façade, the gRPC core and, if needed, the store, until SIGTERM.
+"""``prisme serve``: the HTTP façades, the gRPC cores and, if needed, the store, until SIGTERM.
 
-The core runs as a child process (``prisme core``), so façade and core each have a CPU core's
-worth of Python; the façade calls it as a trusted caller with the service token (a random one
-when ``PRISME_GRPC_TOKEN`` is unset). When no ``PRISME_MONGODB_URI`` is given, the embedded
-store runs as another child under ``PRISME_DATA_DIR``. Children die with this process, even
-when it is killed, and run in process groups of their own, so a signal to this process's group
-(a terminal's Ctrl-C) reaches only this process, which stops them in order. On SIGTERM or
-Ctrl-C: the façade stops accepting and finishes its requests, then the core finishes its calls
-and stores what they carry, then the store stops.
+``PRISME_WORKERS`` (default: the usable cores, at most 16) sets how many of each. This
+process is the first façade and the supervisor; the cores (``prisme core``) and the other
+façades (``prisme facade``) are its children, so each has a CPU core's worth of Python:
+
+- every façade listens on the HTTP port (``SO_REUSEPORT`` with more than one), and sends each
+  event to the core its client IP maps to, over that core's ``unix:`` socket in a private
+  directory; so a client's rate limit, live sessions and retried event ids are all in one core;
+- every core listens on ``PRISME_GRPC_HOSTPORT`` too (one port, ``SO_REUSEPORT``), so backends
+  and SDKs need one address; the kernel gives each of their connections to one core;
+- the cores count their store writes in one shared file, so a stats answer one of them keeps
+  is not served again after another wrote.
+
+The façades call the cores as trusted callers with the service token (a random one when
+``PRISME_GRPC_TOKEN`` is unset). When no ``PRISME_MONGODB_URI`` is given, the embedded store
+runs as another child under ``PRISME_DATA_DIR``. A core or façade that dies is started again
+(a dead core's events are answered 503 meanwhile); children die with this process, even when
+it is killed. On SIGTERM or Ctrl-C: the façades stop accepting and finish their requests, then
+the cores finish their calls and store what they carry, then the store stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
-import signal
 import socket
-import subprocess
-import sys
-import time
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
-from prisme_core.settings import EdgeSettings, Settings, deadlines, join_hostport
+from prisme_core.settings import Settings, default_workers
+from prisme_core.writes import WriteCount
 from prisme_http.admin import create_admin_app
-from prisme_http.app import create_app
-from prisme_http.config import FacadeConfig
-from prisme_http.runner import FacadeRunner
 
 from prisme_cli import runtime
-from prisme_cli.embedded import EmbeddedStore, exit_with_parent, free_port, terminate
+from prisme_cli.children import Child, ChildError, command, stop_all
+from prisme_cli.embedded import EmbeddedStore, free_port
+from prisme_cli.facade import facade_config, serving
 
 logger = logging.getLogger(__name__)
 
-
-class CoreProcessError(RuntimeError):
-    pass
+__all__ = ["facade_config", "serve"]
 
 
 def serve(settings: Settings) -> None:
     """Runs the service in the foreground; returns after a clean shutdown."""
     settings = _with_core_address(settings)
+    workers = settings.workers or default_workers()
+    if workers > 1:
+        _refuse_taken(settings)
     embedded: EmbeddedStore | None = None
-    core: subprocess.Popen[bytes] | None = None
-    try:
-        if settings.store.mongodb_uri is None:
-            embedded = EmbeddedStore(Path(settings.store.data_dir))
-            uri = embedded.start(die_with_parent=True)
-            settings = replace(settings, store=replace(settings.store, mongodb_uri=uri))
-        taken = {settings.grpc.hostport[1], settings.edge.port, settings.edge.admin_hostport[1]}
-        metrics_port = free_port("127.0.0.1", taken)
-        # Started before this process has any gRPC thread: children are forked safely.
-        core = _start_core(settings, metrics_port)
-        runtime.run(_serve(settings, core, metrics_port))
-    finally:
-        if core is not None:
-            terminate(core, settings.shutdown_timeout / 2, "the core")
-        if embedded is not None:
-            embedded.stop()
+    cores: list[Child] = []
+    with tempfile.TemporaryDirectory(prefix="prisme-") as private:
+        try:
+            if settings.store.mongodb_uri is None and not settings.store.bench_memory:
+                embedded = EmbeddedStore(Path(settings.store.data_dir))
+                uri = embedded.start(die_with_parent=True)
+                settings = replace(settings, store=replace(settings.store, mongodb_uri=uri))
+            if settings.store.bench_memory:
+                logger.warning(
+                    "PRISME_BENCH_MEMORY_STORE: events are kept in memory and lost at stop "
+                    "(for the bench only); the stats API is not served"
+                )
+            ports = _Ports(settings)
+            cores, targets = _cores(settings, workers, Path(private), ports)
+            for core in cores:
+                core.start()
+            for core in cores:
+                core.wait_ready()
+            facades = _facades(settings, workers, targets, ports)
+            runtime.run(_serve(settings, targets, cores, facades, workers))
+        finally:
+            stop_all(cores, settings.shutdown_timeout / 2)
+            if embedded is not None:
+                embedded.stop()
 
 
 def _with_core_address(settings: Settings) -> Settings:
-    """The settings with what the façade and the core must agree on chosen: a service token
-    (random when unset) and the core's port (a free one for port 0)."""
+    """The settings with what the façades and the cores must agree on chosen: a service token
+    (random when unset) and the cores' port (a free one for port 0)."""
     grpc, stats = settings.grpc, settings.stats
     if grpc.token is None:
         grpc = replace(grpc, token=secrets.token_urlsafe(32))
@@ -78,103 +95,145 @@ def _with_core_address(settings: Settings) -> Settings:
     return replace(settings, grpc=grpc, stats=stats)
 
 
-def _start_core(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes]:
-    assert settings.store.mongodb_uri is not None
+def _refuse_taken(settings: Settings) -> None:
+    """Fails if the HTTP or the gRPC port is taken: shared ports would otherwise join whatever
+    else holds them with ``SO_REUSEPORT``."""
+    for what, (host, port) in (
+        ("PRISME_PORT", (settings.edge.host, settings.edge.port)),
+        ("PRISME_GRPC_HOSTPORT", settings.grpc.hostport),
+    ):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise ChildError(f"{what}: cannot listen on {host}:{port}: {exc}") from exc
+
+
+def _children_env(settings: Settings) -> dict[str, str]:
+    """The environment of every child: this one's, with the tokens chosen at start."""
     assert settings.grpc.token is not None
     assert settings.stats.token is not None
-    env = os.environ | {
-        "PRISME_MONGODB_URI": settings.store.mongodb_uri,
-        "PRISME_GRPC_TOKEN": settings.grpc.token,
-        "PRISME_STATS_TOKEN": settings.stats.token,
-        "PRISME_GRPC_HOSTPORT": settings.grpc.address,
-    }
-    core = subprocess.Popen(
-        [sys.executable, "-m", "prisme_cli.main", "core", "--metrics-port", str(metrics_port)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=exit_with_parent,
-        process_group=0,  # a terminal's Ctrl-C reaches only `serve`, which stops the core
-    )
-    target, port = _core_host(settings), settings.grpc.hostport[1]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if core.poll() is not None:
-            raise CoreProcessError(f"the core exited with {core.returncode} at start")
+    tokens = {"PRISME_GRPC_TOKEN": settings.grpc.token, "PRISME_STATS_TOKEN": settings.stats.token}
+    return dict(os.environ) | tokens
+
+
+class _Ports:
+    """Loopback ports for the children's metrics, none of them a port the service uses."""
+
+    def __init__(self, settings: Settings) -> None:
+        edge = settings.edge
+        self._taken = {settings.grpc.hostport[1], edge.port, edge.admin_hostport[1]}
+
+    def next(self) -> int:
+        port = free_port("127.0.0.1", self._taken)
+        self._taken.add(port)
+        return port
+
+
+def _cores(
+    settings: Settings, workers: int, private: Path, ports: _Ports
+) -> tuple[list[Child], list[str]]:
+    """The cores, and the addresses the façades dial them at."""
+    env = _children_env(settings) | {"PRISME_GRPC_HOSTPORT": settings.grpc.address}
+    if settings.store.mongodb_uri is not None:
+        env["PRISME_MONGODB_URI"] = settings.store.mongodb_uri
+    writes = private / "writes"
+    WriteCount.create(writes, workers)
+    cores, targets = [], []
+    for slot in range(workers):
+        path, port = private / f"core-{slot}.sock", ports.next()
+        argv = command(
+            "core", "--parent", str(os.getpid()), "--metrics-port", str(port),
+            "--private", f"unix:{path}", "--writes", str(writes),
+            "--slot", str(slot), "--slots", str(workers),
+        )  # fmt: skip
+        cores.append(
+            Child(
+                f"core-{slot}",
+                argv,
+                env,
+                ready=functools.partial(_accepts, path),
+                metrics=_metrics_url(port),
+                before_start=functools.partial(path.unlink, missing_ok=True),
+            )
+        )
+        targets.append(f"unix:{path}")
+    return cores, targets
+
+
+def _facades(settings: Settings, workers: int, targets: list[str], ports: _Ports) -> list[Child]:
+    """The façades besides this process's."""
+    env = _children_env(settings)
+    facades = []
+    for n in range(1, workers):
+        port = ports.next()
+        cores = [part for target in targets for part in ("--core", target)]
+        argv = command("facade", "--parent", str(os.getpid()), "--metrics-port", str(port), *cores)
+        ready = functools.partial(_accepts_tcp, port)
+        facades.append(Child(f"facade-{n}", argv, env, ready=ready, metrics=_metrics_url(port)))
+    return facades
+
+
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
-            socket.create_connection((target, port), timeout=0.5).close()
-            return core
+            probe.connect(str(path))
         except OSError:
-            time.sleep(0.05)
-    core.kill()
-    raise CoreProcessError("the core did not start within 30s")
+            return False
+        return True
 
 
-def _core_host(settings: Settings) -> str:
-    """The address the façade dials: the core's, or loopback when the core listens on all."""
-    host = settings.grpc.hostport[0]
-    if host in {"0.0.0.0", ""}:
-        return "127.0.0.1"
-    return "::1" if host == "::" else host
-
-
-def facade_config(settings: Settings, core_target: str) -> FacadeConfig:
-    """The façade's part of the settings, its deadlines derived from the core's."""
-    edge, limits, waits = settings.edge, settings.limits, deadlines(settings)
-    return FacadeConfig(
-        core_target=core_target,
-        core_tls_root=_read(settings.grpc.tls_cert),
-        token=settings.grpc.token,
-        event_timeout=waits.custom_event,
-        pageview_timeout=waits.pageview,
-        health_timeout=waits.health,
-        read_timeout=edge.read_timeout,
-        idle_timeout=edge.idle_timeout,
-        max_body_bytes=limits.max_body_bytes,
-        max_header_bytes=limits.max_header_bytes,
-        cors_max_age=edge.cors_max_age,
-        trust_proxy=edge.trust_proxy,
-        proxy_header=edge.proxy_header,
-        trusted_proxies=edge.trusted_proxies,
-        stats_timeout=waits.stats,
-        stats_origins=settings.stats.allow_origins,
-    )
-
-
-async def _serve(settings: Settings, core: subprocess.Popen[bytes], metrics_port: int) -> None:
-    target = join_hostport(_core_host(settings), settings.grpc.hostport[1])
-    runner = FacadeRunner(
-        create_app(facade_config(settings, target)),
-        access_log=None,
-        shutdown_timeout=settings.shutdown_timeout / 2,
-    )
-    admin = web.AppRunner(
-        create_admin_app(also=f"http://127.0.0.1:{metrics_port}/metrics"), access_log=None
-    )
-    await runner.setup()
-    await admin.setup()
+def _accepts_tcp(port: int) -> bool:
     try:
-        await _listen(settings.edge, runner, admin)
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _metrics_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/metrics"
+
+
+async def _serve(
+    settings: Settings,
+    targets: list[str],
+    cores: list[Child],
+    facades: list[Child],
+    workers: int,
+) -> None:
+    stopped = runtime.stop_signals()
+    sources = {child.name: child.metrics for child in (*cores, *facades)}
+    admin = web.AppRunner(create_admin_app("facade-0", sources), access_log=None)
+    await admin.setup()
+    kept: list[asyncio.Task[None]] = []
+    try:
+        admin_host, admin_port = settings.edge.admin_hostport
+        await web.TCPSite(admin, admin_host, admin_port).start()
+        logger.info("metrics on http://%s:%d/metrics", admin_host, admin_port)
+        for facade in facades:
+            facade.start()
+        for facade in facades:
+            await facade.until_ready()
+        logger.info("%d façade and %d core processes", workers, workers)
         _announce_stats(settings)
-        runtime.settle_gc()
-        await _until_stopped(core)
-        logger.info("shutting down: finishing requests in flight")
+        # This one listens last: once it answers, the whole service does.
+        async with serving(settings, targets, shared=workers > 1):
+            kept = [asyncio.create_task(child.keep()) for child in (*cores, *facades)]
+            runtime.settle_gc()
+            await stopped.wait()
+            for task in kept:
+                task.cancel()
+            for facade in facades:
+                facade.signal_stop()  # they finish their requests as this one does
     finally:
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(settings.shutdown_timeout / 2):
-                await runner.cleanup()
+        for task in kept:
+            task.cancel()
+        await asyncio.to_thread(stop_all, facades, settings.shutdown_timeout / 2)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1):
                 await admin.cleanup()
-        except TimeoutError:
-            logger.error("requests still in flight after %.0fs", settings.shutdown_timeout / 2)
-        logger.info("façade stopped in %.2fs", time.monotonic() - started)
-
-
-async def _listen(edge: EdgeSettings, runner: web.AppRunner, admin: web.AppRunner) -> None:
-    await web.TCPSite(runner, edge.host, edge.port).start()
-    logger.info("HTTP façade listening on http://%s:%d", edge.host, edge.port)
-    admin_host, admin_port = edge.admin_hostport
-    await web.TCPSite(admin, admin_host, admin_port).start()
-    logger.info("metrics on http://%s:%d/metrics", admin_host, admin_port)
 
 
 def _announce_stats(settings: Settings) -> None:
@@ -191,24 +250,3 @@ def _announce_stats(settings: Settings) -> None:
         f"dashboard on {base}/dashboard#token={settings.stats.token}",
         flush=True,
     )
-
-
-def _read(path: str | None) -> bytes | None:
-    if path is None:
-        return None
-    with open(path, "rb") as file:
-        return file.read()
-
-
-async def _until_stopped(core: subprocess.Popen[bytes]) -> None:
-    """Returns on SIGTERM or Ctrl-C, or if the core process dies."""
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopped.set)
-    while not stopped.is_set():
-        if core.poll() is not None:
-            logger.error("the core exited with %s; stopping", core.returncode)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopped.wait(), 0.5)

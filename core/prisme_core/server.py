@@ -29,6 +29,7 @@ from prisme.v1 import stats_service_pb2 as stats_pb
 from prisme.v1 import stats_service_pb2_grpc as stats_pb_grpc
 
 from prisme_core.adapters.maxmind import MaxMindDbLocator, NoGeoLocator
+from prisme_core.adapters.memory import InMemoryEventStore
 from prisme_core.adapters.mongo import MongoEventStore
 from prisme_core.adapters.mongo_stats import MongoStats
 from prisme_core.adapters.useragents import UserAgentsParser
@@ -42,6 +43,7 @@ from prisme_core.request_id import RequestIdInterceptor
 from prisme_core.servicer import EventServicer
 from prisme_core.settings import GrpcSettings, Settings
 from prisme_core.stats.servicer import StatsServicer, StatsStore
+from prisme_core.writes import WriteCount
 
 logger = logging.getLogger(__name__)
 
@@ -59,17 +61,26 @@ class CoreDeps:
     """Where the stats API reads; without one, `StatsService` is not served."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> CoreDeps:
-        """The production adapters: MongoDB, and the GeoIP database when one is configured."""
+    def from_settings(cls, settings: Settings, writes: WriteCount | None = None) -> CoreDeps:
+        """The production adapters: MongoDB, and the GeoIP database when one is configured.
+        With ``PRISME_BENCH_MEMORY_STORE``, the store is in memory and the stats are not
+        served. ``writes`` counts the store's writes (shared by the cores of one service)."""
         stored = settings.store
-        if stored.mongodb_uri is None:
-            raise ValueError("PRISME_MONGODB_URI is not set")
-        store = MongoEventStore.from_uri(stored.mongodb_uri, stored.database, stored.timeout)
-        stats = MongoStats(store.database, settings.stats.timeout, lambda: store.writes)
+        geo: GeoLocator = NoGeoLocator()
         if settings.geoip_db is None:
             logger.warning("PRISME_GEOIP_DB is not set: every country will be XX")
-            return cls(store=store, stats=stats)
-        return cls(store=store, geo=MaxMindDbLocator(settings.geoip_db), stats=stats)
+        else:
+            geo = MaxMindDbLocator(settings.geoip_db)
+        if stored.bench_memory:
+            logger.warning("the store is in memory (PRISME_BENCH_MEMORY_STORE): nothing is kept")
+            return cls(store=InMemoryEventStore(), geo=geo)
+        if stored.mongodb_uri is None:
+            raise ValueError("PRISME_MONGODB_URI is not set")
+        store = MongoEventStore.from_uri(
+            stored.mongodb_uri, stored.database, stored.timeout, writes
+        )
+        stats = MongoStats(store.database, settings.stats.timeout, store.writes.total)
+        return cls(store=store, geo=geo, stats=stats)
 
 
 @dataclass(slots=True)
@@ -108,8 +119,12 @@ class CoreServer:
         self.deps.geo.close()
 
 
-def create_server(settings: Settings, deps: CoreDeps, address: str | None = None) -> CoreServer:
-    """Builds the core on ``address`` (default: ``PRISME_GRPC_HOSTPORT``); nothing runs yet."""
+def create_server(
+    settings: Settings, deps: CoreDeps, address: str | None = None, private: str | None = None
+) -> CoreServer:
+    """Builds the core on ``address`` (default: ``PRISME_GRPC_HOSTPORT``), and also on
+    ``private`` without TLS when given (the ``unix:`` socket its service's façades dial);
+    nothing runs yet."""
     grpc_settings = settings.grpc
     pipeline = Pipeline(
         settings.limits,
@@ -145,6 +160,8 @@ def create_server(settings: Settings, deps: CoreDeps, address: str | None = None
     bound = _bind(server, address, grpc_settings)
     if bound == 0:
         raise OSError(f"cannot bind the gRPC core to {address}")
+    if private is not None and server.add_insecure_port(private) == 0:
+        raise OSError(f"cannot bind the gRPC core to {private}")
     return CoreServer(
         server=server, port=bound, pipeline=pipeline, monitor=monitor, deps=deps, link=link
     )

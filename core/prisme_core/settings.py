@@ -14,6 +14,7 @@ This module must not import grpc, aiohttp or pymongo.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -104,6 +105,23 @@ def _positive_duration(text: str) -> float:
     return value
 
 
+MAX_WORKERS = 16
+"""Most façade and core processes: past this, each one's share of the store's connections and
+of the host's memory (≈ 100 MB a process) costs more than another core gives."""
+
+
+def _workers(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_WORKERS:
+        raise ValueError(text)
+    return value
+
+
+def default_workers() -> int:
+    """The usable cores of this process (its CPU affinity), at most `MAX_WORKERS`."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+
+
 def _port(text: str) -> int:
     value = int(text.strip())
     if not 0 <= value <= 65535:
@@ -180,6 +198,7 @@ _EXPECTED: dict[Callable[[str], object], str] = {
     _database: "a MongoDB database name",
     _positive_duration: "a positive Go duration such as 5ms, 90s, 1m or 24h",
     _positive_int: "a positive integer",
+    _workers: f"a number of processes from 1 to {MAX_WORKERS}",
 }
 
 
@@ -253,6 +272,9 @@ class StoreSettings:
         "PRISME_EVENTSTORE_MAX_BATCH_TIMEOUT", _positive_duration, 0.001
     )
     batch_max_queue: int = setting("PRISME_EVENTSTORE_MAX_QUEUE", _positive_int, 10_000)
+    bench_memory: bool = setting("PRISME_BENCH_MEMORY_STORE", parse_bool, False)
+    """Events kept in the core's memory and lost when it stops: for measuring the service
+    without its store (`make bench`), accepted only with ``PRISME_BENCH=1``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +336,8 @@ class Settings:
     geoip_db: str | None = setting("PRISME_GEOIP_DB", _non_empty, None)
     shutdown_timeout: float = setting("PRISME_SHUTDOWN_TIMEOUT", _positive_duration, 10.0)
     debug: bool = setting("PRISME_DEBUG", parse_bool, False)
+    workers: int | None = setting("PRISME_WORKERS", _workers, None)
+    """Façade and core processes of `prisme serve` (as many of each); unset: `default_workers`."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -323,6 +347,13 @@ class Settings:
         if (grpc.tls_cert is None) != (grpc.tls_key is None):
             missing = "PRISME_GRPC_TLS_KEY" if grpc.tls_key is None else "PRISME_GRPC_TLS_CERT"
             raise SettingsError(missing, "", "a PEM file: TLS needs both a certificate and its key")
+        if settings.store.bench_memory and env.get("PRISME_BENCH") != "1":
+            raise SettingsError(
+                "PRISME_BENCH_MEMORY_STORE",
+                env["PRISME_BENCH_MEMORY_STORE"],
+                "false: an in-memory store loses every event, so only the bench and the tests "
+                "use it (they also set PRISME_BENCH=1)",
+            )
         return settings
 
 

@@ -1,10 +1,13 @@
 """`create_app`: the aiohttp application of the HTTP façade.
 
 One generic handler per `Route` read from the proto: transcode the request, call the core over
-a shared gRPC channel (opened and closed in ``cleanup_ctx``), and answer with the response
-message as JSON, or with the mapped HTTP status and a short JSON reason. Events go over the
-`CoreLink` (batches of concurrent requests over one long-lived stream); other
-calls are unary.
+a gRPC channel (opened and closed in ``cleanup_ctx``), and answer with the response message as
+JSON, or with the mapped HTTP status and a short JSON reason. Events go over the `CoreLink`
+(batches of concurrent requests over one long-lived stream); other calls are unary.
+
+With several cores, each call goes to the core its client IP maps to (`core_of`), the same
+from every façade process: what a core keeps per client (its rate-limit window, its live
+sessions, the event ids it has seen) sees all of that client's events.
 
 Must not import prisme_core.
 """
@@ -13,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import grpc
 from aiohttp import web
@@ -32,7 +37,7 @@ from prisme_http.encodings import (
     decoders,
 )
 from prisme_http.errors import body_too_large, event_result, json_error
-from prisme_http.link import LINK, CoreLink, count_refused
+from prisme_http.link import CoreLink, count_refused
 from prisme_http.middleware import make_edge, request_client_ip
 from prisme_http.openapi import openapi_document
 from prisme_http.render import json_of
@@ -45,7 +50,17 @@ from prisme_http.transcode import NotUtf8, to_message
 logger = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", FacadeConfig)
-CHANNEL = web.AppKey("channel", grpc.aio.Channel)
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """One core, as the façade reaches it: a channel, and the event link over it."""
+
+    channel: grpc.aio.Channel
+    link: CoreLink
+
+
+CORES = web.AppKey("cores", tuple[Core, ...])
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
 # Which field of a batched `Event` carries each single-event request type.
 EVENT_FIELDS = {
@@ -86,18 +101,41 @@ async def _flush(app: web.Application) -> None:
     app[ACCESS_LOG].flush()
 
 
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+"""A core that restarts is reached again within a second of listening (gRPC's default backoff
+grows to two minutes)."""
+
+
 async def _channel(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    if config.core_tls_root is None:
-        channel = grpc.aio.insecure_channel(config.core_target)
-    else:
-        credentials = grpc.ssl_channel_credentials(root_certificates=config.core_tls_root)
-        channel = grpc.aio.secure_channel(config.core_target, credentials)
-    app[CHANNEL] = channel
-    app[LINK] = CoreLink(channel, bearer(config.token))
+    cores = []
+    for target in config.core_targets:
+        if config.core_tls_root is None or target.startswith("unix:"):
+            channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        else:
+            credentials = grpc.ssl_channel_credentials(root_certificates=config.core_tls_root)
+            channel = grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        cores.append(Core(channel, CoreLink(channel, bearer(config.token))))
+    app[CORES] = tuple(cores)
     yield
-    await app[LINK].close()
-    await channel.close()
+    for core in cores:
+        await core.link.close()
+        await core.channel.close()
+
+
+def core_index(client_ip: str, cores: int) -> int:
+    """Which of ``cores`` handles ``client_ip``: the same in every façade process (CRC-32 of
+    the address as the façade reads it, not Python's `hash`, which differs between processes)."""
+    return zlib.crc32(client_ip.encode()) % cores if cores > 1 else 0
+
+
+def core_of(request: web.Request, client_ip: str) -> Core:
+    cores = request.app[CORES]
+    return cores[core_index(client_ip, len(cores))]
 
 
 def _handler(route: Route) -> Handler:
@@ -176,7 +214,7 @@ async def counted(request: web.Request, refusal: web.Response, ip: str) -> web.R
     """``refusal`` of an event, counted against its client's rate limit: a 429 instead when
     the client is over it."""
     config = request.app[CONFIG]
-    limited = await count_refused(request.app[LINK], ip, config.pageview_timeout)
+    limited = await count_refused(core_of(request, ip).link, ip, config.pageview_timeout)
     return _error_response(limited) if limited is not None else refusal
 
 
@@ -189,7 +227,7 @@ async def _send_event(
     to_message(route, request.headers, request.match_info, body, client_ip=ip,
                into=getattr(event, event_field), query=request.query)  # fmt: skip
     within = config.pageview_timeout if event_field == "page_view" else config.event_timeout
-    return await request.app[LINK].send(event, within)
+    return await core_of(request, ip).link.send(event, within)
 
 
 def _event_answer(error: PrismeError | None) -> web.Response:
@@ -203,7 +241,7 @@ async def _call(request: web.Request, route: Route, body: bytes, ip: str) -> web
     message = to_message(
         route, request.headers, request.match_info, body, client_ip=ip, query=request.query
     )
-    call = request.app[CHANNEL].unary_unary(
+    call = core_of(request, ip).channel.unary_unary(
         route.rpc_path,
         request_serializer=route.request_type.SerializeToString,
         response_deserializer=route.response_type.FromString,

@@ -16,8 +16,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass(frozen=True, slots=True)
 class FacadeConfig:
-    core_target: str
-    """gRPC address of the core, e.g. ``127.0.0.1:50051``."""
+    core_targets: tuple[str, ...]
+    """gRPC addresses of the cores, e.g. ``("127.0.0.1:50051",)``: each client IP's events go
+    to one of them, always the same (`prisme_http.app.core_of`)."""
     event_timeout: float
     """Longest wait for the core's answer on a custom event (it may wait for its session)."""
     pageview_timeout: float

@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from typing import Final
 
 import grpc
-from aiohttp import web
 from google.protobuf.message import Message
 from prisme.v1 import event_service_pb2 as pb
 from prisme.v1 import facade_link_pb2 as link_pb
@@ -151,9 +150,6 @@ class CoreLink:
         except TimeoutError:
             stream.cancel()
             await reader
-
-
-LINK: Final = web.AppKey("link", CoreLink)
 
 
 async def count_refused(link: CoreLink, client_ip: str, within: float) -> PrismeError | None:

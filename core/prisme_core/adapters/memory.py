@@ -1,5 +1,6 @@
-"""`InMemoryEventStore`: the `EventStore` port in memory, for pure pipeline unit tests; and
-`GatedEventStore`, the same with its writes held at a gate, for tests of a slow store.
+"""`InMemoryEventStore`: the `EventStore` port in memory, for pure pipeline unit tests and for
+the bench's service ceiling (``PRISME_BENCH_MEMORY_STORE``); and `GatedEventStore`, the same
+with its writes held at a gate, for tests of a slow store.
 
 It keeps the real adapter's promises: a failed call (``available = False``) raises
 `StoreUnavailable` and stores nothing; sessions are found by device id with their exit
@@ -29,6 +30,8 @@ from prisme_core.model import (
 class InMemoryEventStore:
     def __init__(self) -> None:
         self.pageviews: list[PageView] = []
+        self._views: dict[object, list[PageView]] = {}
+        """The page views of each session, by its id."""
         self.sessions: dict[object, StoredSession] = {}
         self.custom_events: list[CustomEvent] = []
         self.outbound_links: list[Click] = []
@@ -49,6 +52,8 @@ class InMemoryEventStore:
     async def insert_pageviews(self, pageviews: Sequence[PageView]) -> None:
         self._check()
         self.pageviews.extend(pageviews)
+        for pageview in pageviews:
+            self._views.setdefault(pageview.session.session_uuid, []).append(pageview)
 
     async def insert_sessions(self, sessions: Sequence[SessionStart]) -> None:
         self._check()
@@ -100,7 +105,7 @@ class InMemoryEventStore:
 
     def _rebuilt(self, stored: StoredSession) -> StoredSession:
         uuid = stored.start.attributes.session_uuid
-        views = [p for p in self.pageviews if p.session.session_uuid == uuid]
+        views = self._views.get(uuid, [])
         last = max(views, key=lambda p: p.timestamp, default=None)
         if last is not None and last.timestamp > stored.exit_timestamp:
             stored = replace(stored, exit_path=last.path, exit_timestamp=last.timestamp)

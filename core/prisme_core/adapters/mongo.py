@@ -48,6 +48,7 @@ from prisme_core.model import (
     SessionStart,
     StoredSession,
 )
+from prisme_core.writes import WriteCount
 
 logger = logging.getLogger(__name__)
 
@@ -229,14 +230,19 @@ def map_pymongo_errors(operation: str) -> Iterator[None]:
 class MongoEventStore:
     """Stores events in one MongoDB database."""
 
-    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+    def __init__(
+        self, client: AsyncMongoClient[Document], database: str, writes: WriteCount | None = None
+    ) -> None:
         self._client = client
         self._db = client[database]
-        self.writes = 0
-        """Writes begun by this process: while it stays the same, what it stored did too."""
+        self.writes = writes or WriteCount()
+        """Writes begun (by this process, or every core sharing the count): while the total
+        stays the same, what is stored did too."""
 
     @classmethod
-    def from_uri(cls, uri: str, database: str, timeout: float) -> MongoEventStore:
+    def from_uri(
+        cls, uri: str, database: str, timeout: float, writes: WriteCount | None = None
+    ) -> MongoEventStore:
         """Creates the store without any I/O; the client connects on first use."""
         timeout_ms = int(timeout * 1000)
         client: AsyncMongoClient[Document] = AsyncMongoClient(
@@ -248,7 +254,7 @@ class MongoEventStore:
             connectTimeoutMS=timeout_ms,
             appname="prisme",
         )
-        return cls(client, database)
+        return cls(client, database, writes)
 
     @property
     def database(self) -> AsyncDatabase[Document]:
@@ -291,7 +297,7 @@ class MongoEventStore:
         as stored."""
         if not documents:
             return
-        self.writes += 1
+        self.writes.add()
         with map_pymongo_errors(f"insert into {collection}"):
             try:
                 await self._db[collection].insert_many(documents, ordered=False)
@@ -303,7 +309,7 @@ class MongoEventStore:
     async def update_sessions(self, progress: Sequence[SessionProgress]) -> None:
         if not progress:
             return
-        self.writes += 1
+        self.writes.add()
         with map_pymongo_errors("update sessions"):
             await self._db[SESSIONS].bulk_write(
                 [progress_update(p) for p in progress], ordered=False
