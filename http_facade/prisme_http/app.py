@@ -37,7 +37,7 @@ from prisme_http.encodings import (
     decoders,
 )
 from prisme_http.errors import body_too_large, event_result, json_error
-from prisme_http.link import CoreLink, count_refused
+from prisme_http.link import GATHER_TURNS, CoreLink, count_refused
 from prisme_http.middleware import make_edge, request_client_ip
 from prisme_http.openapi import openapi_document
 from prisme_http.render import json_of
@@ -119,7 +119,8 @@ async def _channel(app: web.Application) -> AsyncIterator[None]:
         else:
             credentials = grpc.ssl_channel_credentials(root_certificates=config.core_tls_root)
             channel = grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
-        cores.append(Core(channel, CoreLink(channel, bearer(config.token))))
+        gather = GATHER_TURNS * len(config.core_targets)  # each link has 1/N of the events
+        cores.append(Core(channel, CoreLink(channel, bearer(config.token), gather)))
     app[CORES] = tuple(cores)
     yield
     for core in cores:

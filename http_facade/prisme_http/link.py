@@ -35,7 +35,10 @@ GATHER_TURNS: Final = 3
 """Event-loop turns a write lets pass before it takes the queue. One message of answers wakes
 many handlers at once, and their clients' next requests arrive over the next few turns: taking
 them together makes fewer, larger messages, which costs less CPU per event (measured in
-docs/performance.md, "Measured choices"). Turns, not time: an idle service sends at once."""
+docs/performance.md, "Measured choices"). Turns, not time: an idle service sends at once. A
+façade with several cores waits this many turns per core (`prisme_http.app`): each link gets
+that share of the requests, and the same size of message is worth the same wait ("Every core"
+in docs/performance.md)."""
 CLOSE_TIMEOUT: Final = 5.0
 """Longest `close` waits for the core to end the stream."""
 
@@ -44,13 +47,19 @@ Stream = grpc.aio.StreamStreamCall[Message, link_pb.ExchangeResponse]
 
 
 class CoreLink:
-    def __init__(self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        metadata: tuple[tuple[str, str], ...],
+        gather_turns: int = GATHER_TURNS,
+    ) -> None:
         self._exchange = channel.stream_stream(
             EXCHANGE,
             request_serializer=link_pb.ExchangeRequest.SerializeToString,
             response_deserializer=link_pb.ExchangeResponse.FromString,
         )
         self._metadata = metadata
+        self._gather_turns = gather_turns
         self._stream: Stream | None = None
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -76,7 +85,7 @@ class CoreLink:
     async def _write_queued(self) -> None:
         try:
             while self._queued:
-                for _ in range(GATHER_TURNS):
+                for _ in range(self._gather_turns):
                     await asyncio.sleep(0)
                 batch = [entry for entry in self._queued[:MAX_BATCH] if not entry[1].done()]
                 del self._queued[:MAX_BATCH]
