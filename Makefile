@@ -15,7 +15,7 @@ CHART_FILES := uPlot.iife.min.js uPlot.min.css
 CHART_SOURCE := node_modules/uplot/dist
 CHART := http_facade/prisme_http/static/dashboard/vendor
 
-.PHONY: run test bench bench-stats bench-dashboard check gen lint typecheck buflint protodeps gen-check tracker tracker-check dashboard dashboard-check install geoip browser clean
+.PHONY: run test bench profile bench-stats bench-dashboard check gen lint typecheck buflint protodeps gen-check tracker tracker-check dashboard dashboard-check install geoip browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Where the service's CPU goes under the service-ceiling load, by process and category.
+profile: $(STAMP)
+	@command -v wrk >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(BIN)/python bench/profile.py $(BENCH_ARGS)
 
 bench-stats: $(STAMP)
 	$(BIN)/python bench/stats.py

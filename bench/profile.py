@@ -21,14 +21,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from run import (
-    _cpu_table,
-    _is_facade,
-    free_port,
-    serve_env,
-    wait_port,
-    wrk,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.run import _cpu_table, _is_facade, free_port, serve_env, wait_port, wrk
 
 SPY = str(Path(sys.executable).with_name("py-spy"))
 RATE = 200

@@ -10,7 +10,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,12 @@ from tests.service import PRISME, Service, free_port, service_env, start_service
 from tests.support import BROWSER_HEADERS, Document
 
 
-def pageview(service: Service, page: str, referrer: str = "") -> int:
-    headers = BROWSER_HEADERS | {"X-Prisme-Referrer": page}
+def pageview(
+    service: Service, page: str, referrer: str = "", also: Mapping[str, str] | None = None
+) -> int:
+    """The status of a page view of ``page`` (and ``also`` these headers), on a connection of
+    its own."""
+    headers = BROWSER_HEADERS | {"X-Prisme-Referrer": page} | dict(also or {})
     if referrer:
         headers["X-Prisme-Document-Referrer"] = referrer
     request = urllib.request.Request(

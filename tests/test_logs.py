@@ -31,6 +31,14 @@ def test_a_record_is_one_json_line_with_its_fields() -> None:
     }
 
 
+def test_each_line_names_its_process_when_it_has_a_name() -> None:
+    named = JsonLinesFormatter("core-1")
+    assert json.loads(named.format(_record("hi")))["process"] == "core-1"
+    lines = named.format(_record("requests", access_lines=[{"time": 1.0, "status": 200}]))
+    assert json.loads(lines)["process"] == "core-1"
+    assert "process" not in json.loads(JsonLinesFormatter().format(_record("hi")))
+
+
 def test_a_batch_of_access_lines_is_one_json_line_each() -> None:
     lines = [
         {"time": 1_795_000_000.5, "request_id": "a", "status": 200},

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,7 @@ from pymongo import MongoClient
 
 from tests.service import Service, free_port, start_service
 from tests.support import BROWSER_HEADERS, Document
+from tests.test_cli import pageview
 from tests.test_serve_hardening import _children
 
 WORKERS = 2
@@ -41,21 +43,10 @@ def _ip_of_core(core: int, avoid: set[str] = frozenset()) -> str:  # type: ignor
 
 def send(service: Service, ip: str, page: str, referrer: str = "") -> int:
     """One page view from ``ip`` on a connection of its own."""
-    headers = BROWSER_HEADERS | {
-        "X-Prisme-Referrer": f"http://localhost{page}",
-        "X-Forwarded-For": ip,
-        "X-Prisme-Event-Id": str(uuid.uuid4()),
-    }
-    if referrer:
-        headers["X-Prisme-Document-Referrer"] = f"http://localhost{referrer}"
-    request = urllib.request.Request(
-        f"{service.base}/api/v1/events/pageviews", method="POST", headers=headers
+    also = {"X-Forwarded-For": ip, "X-Prisme-Event-Id": str(uuid.uuid4())}
+    return pageview(
+        service, f"http://localhost{page}", f"http://localhost{referrer}" if referrer else "", also
     )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def _metrics(admin: int) -> str:
@@ -230,6 +221,7 @@ def test_a_core_that_dies_is_started_again_and_its_events_are_503_meanwhile(
         PRISME_WORKERS=str(WORKERS),
         PRISME_DATA_DIR=str(tmp_path / "data"),
         PRISME_TRUST_PROXY="true",
+        PRISME_RATE_LIMIT_PER_MINUTE="1000000",  # it asks again and again until restarted
     )
     try:
         dead, alive = _ip_of_core(1), _ip_of_core(0)
@@ -248,9 +240,34 @@ def test_a_core_that_dies_is_started_again_and_its_events_are_503_meanwhile(
         assert set(statuses) <= {503, 200}
         assert _core_of_slot(service, 1) != core
         assert "core-1 exited with -9" in service.log.read_text()
+        # A façade that dies: the other answers meanwhile, and it is started again.
+        facade = _facade(service)
+        assert facade is not None
+        os.kill(facade, signal.SIGKILL)
+        # (A connection the kernel queued at it while it died is reset: its client retries.)
+        while _state(facade) != b"Z":
+            time.sleep(0.01)
+        while _facade(service) in (facade, None):
+            assert send(service, alive, "/facade-down") == 200
+            assert time.monotonic() < deadline + 30, service.log.read_text()[-3000:]
+        assert "facade-1 exited with -9" in service.log.read_text()
     finally:
         assert service.stop() == 0, service.log.read_text()[-3000:]
     assert not _children(service.process.pid)
+
+
+def _facade(service: Service) -> int | None:
+    """The façade child, once it serves (its metrics port is open)."""
+    for child in _children(service.process.pid):
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"facade" in argv and _state(child) != b"Z":
+            port = int(argv[argv.index(b"--metrics-port") + 1])
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                return None
+            return child
+    return None
 
 
 def _state(pid: int) -> bytes:
@@ -258,6 +275,20 @@ def _state(pid: int) -> bytes:
         return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0]
     except OSError:
         return b"Z"
+
+
+@pytest.mark.timeout(120)
+def test_every_child_dies_with_a_killed_supervisor(tmp_path: Path) -> None:
+    service = start_service(
+        tmp_path / "serve.log", PRISME_WORKERS=str(WORKERS), PRISME_DATA_DIR=str(tmp_path / "d")
+    )
+    children = _children(service.process.pid)
+    assert len(children) == 2 * WORKERS  # the cores, the other façade, the embedded store
+    service.kill()
+    deadline = time.monotonic() + 30
+    while any(_state(child) != b"Z" for child in children):
+        assert time.monotonic() < deadline, [(c, _state(c)) for c in children]
+        time.sleep(0.05)
 
 
 @pytest.mark.timeout(120)

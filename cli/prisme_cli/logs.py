@@ -16,8 +16,11 @@ from prisme_http.request_id import REQUEST_ID as FACADE_REQUEST_ID
 
 
 class JsonLinesFormatter(logging.Formatter):
-    def __init__(self) -> None:
+    def __init__(self, process: str | None = None) -> None:
         super().__init__()
+        self._process = process
+        """Which of the service's processes logs (``facade-0``, ``core-1``): they share one
+        output."""
         self._encoder = json.JSONEncoder(ensure_ascii=False, default=str)
         self._second = -1
         self._second_text = ""
@@ -44,6 +47,8 @@ class JsonLinesFormatter(logging.Formatter):
             "logger": logger,
             "message": "request",
         }
+        if self._process:
+            line["process"] = self._process
         line.update((k, v) for k, v in fields.items() if k != "time" and v is not None)
         return self._encoder.encode(line)
 
@@ -54,6 +59,8 @@ class JsonLinesFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self._process:
+            line["process"] = self._process
         if (request_id := getattr(record, "request_id", None)) is not None:
             line["request_id"] = request_id
         fields = getattr(record, "fields", None)
@@ -64,7 +71,7 @@ class JsonLinesFormatter(logging.Formatter):
         return self._encoder.encode(line)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
+def configure_logging(level: int = logging.INFO, process: str | None = None) -> None:
     # Records carry no thread or process names here (the lines do not show them), and each
     # access-log record would otherwise pay for looking them up.
     logging.logThreads = False
@@ -73,7 +80,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     # Every record is written and flushed at once: access-log lines already come in batches
     # (`prisme_http.access_log`), at most one write per half second under load.
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonLinesFormatter())
+    handler.setFormatter(JsonLinesFormatter(process))
     handler.addFilter(RequestIdFilter(FACADE_REQUEST_ID))
     handler.addFilter(RequestIdFilter(CORE_REQUEST_ID))
     logging.basicConfig(level=level, handlers=[handler], force=True)

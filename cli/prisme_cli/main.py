@@ -31,6 +31,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     for child in (core, facade):
         child.add_argument("--metrics-port", type=int, default=None, help=argparse.SUPPRESS)
         child.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
+        child.add_argument("--name", default=None, help=argparse.SUPPRESS)
     core.add_argument("--private", default=None, help=argparse.SUPPRESS)
     core.add_argument("--writes", type=Path, default=None, help=argparse.SUPPRESS)
     core.add_argument("--slot", type=int, default=0, help=argparse.SUPPRESS)
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"prisme: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(logging.DEBUG if settings.debug else logging.INFO)
+    name = getattr(args, "name", None) or ("facade-0" if args.command == "serve" else None)
+    configure_logging(logging.DEBUG if settings.debug else logging.INFO, name)
     try:
         if args.command == "core":
             place = None

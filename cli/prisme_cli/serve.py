@@ -144,7 +144,8 @@ def _cores(
     for slot in range(workers):
         path, port = private / f"core-{slot}.sock", ports.next()
         argv = command(
-            "core", "--parent", str(os.getpid()), "--metrics-port", str(port),
+            "core", "--name", f"core-{slot}", "--parent", str(os.getpid()),
+            "--metrics-port", str(port),
             "--private", f"unix:{path}", "--writes", str(writes),
             "--slot", str(slot), "--slots", str(workers),
         )  # fmt: skip
