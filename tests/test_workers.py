@@ -311,3 +311,5 @@ def test_sigterm_stops_every_process_facades_first(tmp_path: Path) -> None:
     assert len(stopped) == WORKERS
     assert len(cores) == WORKERS
     assert max(stopped) < min(cores)
+    named = {json.loads(line).get("process") for line in log.splitlines() if line.startswith("{")}
+    assert {"facade-0", "facade-1", "core-0", "core-1"} <= named  # each line says whose it is

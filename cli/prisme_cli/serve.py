@@ -104,6 +104,8 @@ def _refuse_taken(settings: Settings) -> None:
     ):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As the servers bind: a port with only closed connections lingering is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as exc:
@@ -170,7 +172,8 @@ def _facades(settings: Settings, workers: int, targets: list[str], ports: _Ports
     for n in range(1, workers):
         port = ports.next()
         cores = [part for target in targets for part in ("--core", target)]
-        argv = command("facade", "--parent", str(os.getpid()), "--metrics-port", str(port), *cores)
+        argv = command("facade", "--name", f"facade-{n}", "--parent", str(os.getpid()),
+                       "--metrics-port", str(port), *cores)  # fmt: skip
         ready = functools.partial(_accepts_tcp, port)
         facades.append(Child(f"facade-{n}", argv, env, ready=ready, metrics=_metrics_url(port)))
     return facades
