@@ -132,13 +132,10 @@ def test_admin_metrics_show_every_facade_and_core(data_dir: Path, tmp_path: Path
             text = answer.read().decode()
     finally:
         assert service.stop() == 0
-    requests = r'prisme_http_requests_total\{method="POST",process="facade-[01]",.*status="200"\} 1'
-    assert len(re.findall(requests, text)) == 1
-    accepted = r'prisme_events_total\{kind="pageview",outcome="accepted",process="core-[01]"\} 1\.0'
-    assert len(re.findall(accepted, text)) == 1  # the one core this client's IP maps to
-    for process in ("facade-0", "facade-1", "core-0", "core-1"):
-        assert f'prisme_link_batches_in_flight{{process="{process}"}}' in text, process
-    assert text.count("# TYPE prisme_events_total counter") == 1  # one family, all processes
+    # The service's totals, whichever façade and core handled the page view.
+    assert re.search(r'prisme_http_requests_total\{.*status="200"\} 1\.0', text)
+    assert re.search(r'prisme_events_total\{kind="pageview",outcome="accepted"\} 1\.0', text)
+    assert text.count("# TYPE prisme_events_total counter") == 1
     assert text.count("# TYPE process_cpu_seconds_total") == 1  # one process's runtime metrics
 
 

@@ -20,7 +20,7 @@ from prisme_core.refusals import REFUSALS
 from prisme_core.request_id import REQUEST_ID as CORE_REQUEST_ID
 from prisme_core.server import CoreServer, create_server
 from prisme_core.settings import Settings
-from prisme_http.admin import create_admin_app
+from prisme_http.admin import create_admin_app, merged
 from prisme_http.app import create_app
 from prisme_http.request_id import REQUEST_ID as FACADE_REQUEST_ID
 from prometheus_client import REGISTRY
@@ -308,10 +308,10 @@ async def test_metrics_move(http: HttpClient, aiohttp_client: AiohttpClient) -> 
     }
     assert (await send_http(http, Visit())).ok
     assert not (await send_http(http, Visit(origin="https://evil.example"))).ok
-    admin = await aiohttp_client(create_admin_app("facade-0", {}))
+    admin = await aiohttp_client(create_admin_app())
     text = await (await admin.get("/metrics")).text()
     assert 'prisme_http_request_duration_seconds_bucket{le="0.001",method="POST"' in text
-    assert 'prisme_sessions_active{process="facade-0"}' in text
+    assert "\nprisme_sessions_active " in text
     assert "python_gc_objects_collected_total" in text  # the process's own runtime
     assert _sample("prisme_http_requests_total", route) == before["requests"] + 1
     assert (
@@ -324,6 +324,26 @@ async def test_metrics_move(http: HttpClient, aiohttp_client: AiohttpClient) -> 
     )
     assert _sample("prisme_store_batch_size_count", {"collection": "pageviews"}) > before["batches"]
     assert _sample("prisme_sessions_active", {}) >= 1
+
+
+def test_the_admin_endpoint_sums_the_processes_series() -> None:
+    core = (
+        "# HELP prisme_events_total Events.\n# TYPE prisme_events_total counter\n"
+        'prisme_events_total{kind="pageview",outcome="accepted"} 3.0\n'
+        'prisme_events_created{kind="pageview",outcome="accepted"} 20.0\n'
+        "# HELP prisme_sessions_active Live.\n# TYPE prisme_sessions_active gauge\n"
+        "prisme_sessions_active 2.0\n"
+    )
+    other = core.replace("3.0", "4.0").replace("20.0", "10.0").replace("2.0", "5.0")
+    text = merged(
+        [core, other, "# HELP python_info x\n# TYPE python_info gauge\npython_info 1.0\n"]
+    )
+    lines = text.decode().splitlines()
+    assert 'prisme_events_total{kind="pageview",outcome="accepted"} 7.0' in lines
+    assert 'prisme_events_created{kind="pageview",outcome="accepted"} 10.0' in lines
+    assert "prisme_sessions_active 7.0" in lines
+    assert text.decode().count("# TYPE prisme_events_total counter") == 1
+    assert "python_info" not in text.decode()  # another process's runtime is not ours
 
 
 async def test_access_log_has_no_ip_or_user_agent_above_debug(

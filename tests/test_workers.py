@@ -49,25 +49,46 @@ def send(service: Service, ip: str, page: str, referrer: str = "") -> int:
     )
 
 
-def _metrics(admin: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as answer:
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         return str(answer.read().decode())
 
 
-def accepted_by(admin: int) -> dict[str, float]:
-    """Page views accepted so far, by core process."""
-    pattern = r'prisme_events_total\{kind="pageview",outcome="accepted",process="(core-\d)"\} (\S+)'
-    return {process: float(count) for process, count in re.findall(pattern, _metrics(admin))}
+def _child_metrics(service: Service, role: bytes) -> dict[bytes, str]:
+    """The metrics of each child of ``role`` (``core-0``, ``facade-1``...), from its own port."""
+    found = {}
+    for child in _children(service.process.pid):
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if role in argv:
+            name = argv[argv.index(b"--name") + 1]
+            found[name] = _metrics(int(argv[argv.index(b"--metrics-port") + 1]))
+    return found
 
 
-def answered_by(admin: int, status: int) -> dict[str, float]:
-    """Page views answered ``status`` so far, by façade process."""
-    text = _metrics(admin)
+def _sample(text: str, pattern: str) -> float:
+    return sum(float(value) for value in re.findall(pattern + r" (\S+)", text))
+
+
+ACCEPTED = r'prisme_events_total\{kind="pageview",outcome="accepted"\}'
+
+
+def accepted_by(service: Service) -> dict[str, float]:
+    """Page views accepted so far, by core."""
+    cores = _child_metrics(service, b"core")
+    return {name.decode(): _sample(text, ACCEPTED) for name, text in cores.items()}
+
+
+def answered_by(service: Service, admin: int, status: int) -> dict[str, float]:
+    """Page views answered ``status`` so far, by façade: the other façade's own count, and
+    this one's as the service's total less that."""
     pattern = (
-        r'prisme_http_requests_total\{method="POST",process="(facade-\d)",'
-        rf'route="/api/v1/events/pageviews",status="{status}"\}} (\S+)'
+        r'prisme_http_requests_total\{method="POST",route="/api/v1/events/pageviews",'
+        rf'status="{status}"\}}'
     )
-    return {process: float(count) for process, count in re.findall(pattern, text)}
+    others = {
+        n.decode(): _sample(t, pattern) for n, t in _child_metrics(service, b"facade").items()
+    }
+    return {"facade-0": _sample(_metrics(admin), pattern) - sum(others.values())} | others
 
 
 @pytest.fixture(scope="module")
@@ -111,17 +132,20 @@ def test_the_61st_event_in_a_minute_is_429_whichever_facade_accepts_it(
 ) -> None:
     service, admin = served
     ip = _ip_of_core(0)
-    accepted_before, limited_before = answered_by(admin, 200), answered_by(admin, 429)
+    accepted_before, limited_before = (
+        answered_by(service, admin, 200),
+        answered_by(service, admin, 429),
+    )
     assert [send(service, ip, f"/limit/{n}") for n in range(LIMIT)] == [200] * LIMIT
     # Again and again, each on a new connection, until both façades have refused it.
     refused: list[int] = []
     while len(refused) < 40:
         refused.append(send(service, ip, "/limit/over"))
-        limited = answered_by(admin, 429)
+        limited = answered_by(service, admin, 429)
         if all(limited.get(f, 0) > limited_before.get(f, 0) for f in ("facade-0", "facade-1")):
             break
     assert set(refused) == {429}
-    accepted = answered_by(admin, 200)
+    accepted = answered_by(service, admin, 200)
     for facade in ("facade-0", "facade-1"):  # both façades took some of the 60, and refused
         assert accepted.get(facade, 0) > accepted_before.get(facade, 0), accepted
         assert limited[facade] > limited_before.get(facade, 0), limited
@@ -135,20 +159,20 @@ def test_a_session_continues_across_facade_processes(
 ) -> None:
     service, admin = served
     ip = _ip_of_core(1)
-    before, cores_before = answered_by(admin, 200), accepted_by(admin)
+    before, cores_before = answered_by(service, admin, 200), accepted_by(service)
     pages = ["/tour/0"]
     assert send(service, ip, pages[0]) == 200
     while len(pages) < 30:
         pages.append(f"/tour/{len(pages)}")
         assert send(service, ip, pages[-1], referrer=pages[-2]) == 200
-        after = answered_by(admin, 200)
+        after = answered_by(service, admin, 200)
         if len(pages) >= 6 and all(after.get(f, 0) > before.get(f, 0) + 1 for f in after):
             break
     assert all(after.get(f, 0) > before.get(f, 0) + 1 for f in ("facade-0", "facade-1")), after
     views = list(store[database].pageviews.find({"path": {"$regex": "^/tour/"}}))
     assert sorted(v["path"] for v in views) == sorted(pages)
     assert len({v["session_uuid"] for v in views}) == 1  # one session, whoever answered
-    cores = accepted_by(admin)  # and every one of them decided by the same core
+    cores = accepted_by(service)  # and every one of them decided by the same core
     assert cores["core-1"] - cores_before.get("core-1", 0) == len(pages)
     assert cores.get("core-0", 0) == cores_before.get("core-0", 0)
 

@@ -54,7 +54,7 @@ def die_with_parent(parent: int) -> None:
 @dataclass
 class Child:
     name: str
-    """As logged, and as the ``process`` label of its metrics: ``core-0``, ``facade-1``."""
+    """As its log lines name it: ``core-0``, ``facade-1``."""
     argv: Sequence[str]
     env: Mapping[str, str]
     ready: Callable[[], bool]

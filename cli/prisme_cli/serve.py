@@ -208,8 +208,8 @@ async def _serve(
     workers: int,
 ) -> None:
     stopped = runtime.stop_signals()
-    sources = {child.name: child.metrics for child in (*cores, *facades)}
-    admin = web.AppRunner(create_admin_app("facade-0", sources), access_log=None)
+    sources = [child.metrics for child in (*cores, *facades)]
+    admin = web.AppRunner(create_admin_app(sources), access_log=None)
     await admin.setup()
     kept: list[asyncio.Task[None]] = []
     try:

@@ -2,9 +2,10 @@
 
 Served on ``PRISME_ADMIN_HOSTPORT`` (loopback by default): it is for the operator's scraper,
 not for the public. It shows this process's metrics and the ``prisme_*`` metrics of the
-service's other processes (its cores, its other façades), fetched from each at every scrape.
-Every ``prisme_*`` sample carries a ``process`` label (``facade-0``, ``core-1``...), so the
-same series of two processes stay apart; sum them across ``process`` for the service's total.
+service's other processes (its cores, its other façades), fetched from each at every scrape,
+as the service's totals: a series that several processes have (each core's count of accepted
+page views, each façade's requests in flight) is their sum, so the endpoint reads the same
+with one worker or sixteen. Each process also serves its own on a loopback port.
 
 Must not import prisme_core.
 """
@@ -12,7 +13,7 @@ Must not import prisme_core.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -33,21 +34,28 @@ class _Families:
         return iter(self._families)
 
 
-def merged(texts: Mapping[str, str]) -> bytes:
-    """The ``prisme_*`` families of each process's exposition ``texts``, by process name, as
-    one exposition with a ``process`` label on every sample."""
+def merged(texts: Iterable[str]) -> bytes:
+    """The ``prisme_*`` families of several processes' expositions as one: each series the
+    sum of the processes' (the earliest, for a ``_created`` time)."""
     families: dict[str, Metric] = {}
-    for process, text in texts.items():
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
         for family in text_string_to_metric_families(text):
             if not family.name.startswith(OWN_PREFIX):
                 continue
-            into = families.setdefault(
-                family.name, Metric(family.name, family.documentation, family.type)
-            )
-            into.samples.extend(
-                sample._replace(labels={**sample.labels, "process": process})
-                for sample in family.samples
-            )
+            families.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+            series = values.setdefault(family.name, {})
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if key not in series:
+                    series[key] = sample.value
+                elif sample.name.endswith("_created"):
+                    series[key] = min(series[key], sample.value)
+                else:
+                    series[key] += sample.value
+    for name, family in families.items():
+        for (sample_name, labels), value in values[name].items():
+            family.add_sample(sample_name, dict(labels), value)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families.values()))
     return generate_latest(registry)
@@ -71,16 +79,15 @@ async def _fetch(http: aiohttp.ClientSession, url: str) -> str:
         return ""  # that process's metrics are missing from this scrape, not the others'
 
 
-def create_admin_app(name: str, others: Mapping[str, str]) -> web.Application:
-    """The endpoint of the process called ``name``, with the metrics of ``others`` (process
-    name → its metrics URL)."""
+def create_admin_app(others: Sequence[str] = ()) -> web.Application:
+    """The endpoint of this process, with the metrics of the processes at ``others`` (their
+    metrics URLs)."""
 
     async def metrics(request: web.Request) -> web.Response:
         own = generate_latest(REGISTRY).decode()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-            fetched = await asyncio.gather(*(_fetch(http, url) for url in others.values()))
-        texts = {name: own} | dict(zip(others, fetched, strict=True))
-        body = _runtime_families(own).encode() + merged(texts)
+            fetched = await asyncio.gather(*(_fetch(http, url) for url in others))
+        body = _runtime_families(own).encode() + merged([own, *fetched])
         response = web.Response(body=body)
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
