@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import hypothesis
@@ -35,6 +35,7 @@ from prisme_core.settings import (
     StatsSettings,
     StoreSettings,
 )
+from prisme_core.writes import WriteCount
 from prisme_http.app import create_app
 from prisme_http.config import FacadeConfig
 from prisme_http.runner import FacadeRunner
@@ -117,9 +118,40 @@ def changed(settings: Settings, section: str, **changes: Any) -> Settings:
     return replace(settings, **{section: replace(getattr(settings, section), **changes)})
 
 
-def core_deps(settings: Settings, user_agents: UserAgentsParser) -> CoreDeps:
+def core_deps(
+    settings: Settings, user_agents: UserAgentsParser, writes: WriteCount | None = None
+) -> CoreDeps:
     """The production adapters, sharing the session's user-agent parser."""
-    return replace(CoreDeps.from_settings(settings), agents=user_agents)
+    return replace(CoreDeps.from_settings(settings, writes), agents=user_agents)
+
+
+CORES = int(os.environ.get("PRISME_TEST_CORES", "1"))
+"""Cores behind the tests' façade (the `core` and `http` fixtures). ``PRISME_TEST_CORES=2``
+runs every test with each client IP sent to one of two cores sharing one store, as
+`prisme serve` does with ``PRISME_WORKERS=2``."""
+
+
+class _Cores:
+    """Several cores, seen as the first one, except that `flush`, `forget_ended_devices` and
+    `stop` reach them all."""
+
+    def __init__(self, servers: list[CoreServer]) -> None:
+        self.servers = servers
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.servers[0], name)
+
+    async def flush(self) -> None:
+        for server in self.servers:
+            await server.flush()
+
+    async def forget_ended_devices(self) -> None:
+        for server in self.servers:
+            await server.forget_ended_devices()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        for server in self.servers:
+            await server.stop(grace)
 
 
 @pytest.fixture
@@ -130,16 +162,23 @@ def core_clock() -> Clock | None:
 
 @pytest.fixture
 async def core(
-    settings: Settings, user_agents: UserAgentsParser, core_clock: Clock | None
+    settings: Settings, user_agents: UserAgentsParser, core_clock: Clock | None, tmp_path: Path
 ) -> AsyncIterator[CoreServer]:
-    """The real gRPC core on a free port, with the real store and a test GeoIP database."""
-    deps = core_deps(settings, user_agents)
-    if core_clock is not None:
-        deps = replace(deps, clock=core_clock)
-    server = create_server(settings, deps, address="127.0.0.1:0")
-    await server.start()
-    yield server
-    await server.stop(grace=1)
+    """The real gRPC core on a free port, with the real store and a test GeoIP database (or
+    `CORES` of them, sharing their write count as `prisme serve`'s do)."""
+    servers = []
+    if CORES > 1:
+        WriteCount.create(tmp_path / "writes", CORES)
+    for slot in range(CORES):
+        writes = WriteCount(tmp_path / "writes", slot, CORES) if CORES > 1 else None
+        deps = core_deps(settings, user_agents, writes)
+        if core_clock is not None:
+            deps = replace(deps, clock=core_clock)
+        servers.append(create_server(settings, deps, address="127.0.0.1:0"))
+        await servers[-1].start()
+    yield servers[0] if CORES == 1 else cast(CoreServer, _Cores(servers))
+    for server in servers:
+        await server.stop(grace=1)
 
 
 @pytest.fixture
@@ -148,10 +187,21 @@ def core_target(core: CoreServer) -> str:
 
 
 @pytest.fixture
-async def http(aiohttp_client: AiohttpClient, core_target: str) -> HttpClient:
+def core_targets(core: CoreServer) -> tuple[str, ...]:
+    """Every core's address, in the order the façade routes client IPs to them."""
+    return tuple(f"127.0.0.1:{server.port}" for server in getattr(core, "servers", [core]))
+
+
+def routed(core_targets: tuple[str, ...]) -> FacadeConfig:
+    """The tests' façade, sending each client IP to one of ``core_targets``."""
+    return replace(facade_config(core_targets[0]), core_targets=core_targets)
+
+
+@pytest.fixture
+async def http(aiohttp_client: AiohttpClient, core_targets: tuple[str, ...]) -> HttpClient:
     """A real aiohttp server running the façade, wired to the real core; as `FacadeRunner`
     does, it leaves request bodies encoded for the façade to decode."""
-    return await aiohttp_client(FacadeTestServer(create_app(facade_config(core_target))))
+    return await aiohttp_client(FacadeTestServer(create_app(routed(core_targets))))
 
 
 class FacadeTestServer(TestServer):
@@ -162,8 +212,8 @@ class FacadeTestServer(TestServer):
 
 
 @pytest.fixture
-def facade_app(core_target: str) -> web.Application:
-    return create_app(facade_config(core_target))
+def facade_app(core_targets: tuple[str, ...]) -> web.Application:
+    return create_app(routed(core_targets))
 
 
 @pytest.fixture
