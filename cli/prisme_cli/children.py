@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from prisme_cli.embedded import exit_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ STARTUP = 30.0
 STEADY = 10.0
 """A child that ran this long before it died is started again at once."""
 MOST_PAUSE = 30.0
-PR_SET_PDEATHSIG = 1
 
 
 class ChildError(RuntimeError):
@@ -46,7 +45,7 @@ def command(*arguments: str) -> list[str]:
 
 def die_with_parent(parent: int) -> None:
     """In a child: SIGTERM when ``parent`` dies; exits now if it already has."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    exit_with_parent()
     if os.getppid() != parent:
         sys.exit(1)
 
@@ -72,15 +71,6 @@ class Child:
             self.argv, env=self.env, stdin=subprocess.DEVNULL, process_group=0
         )
         self._started = time.monotonic()
-
-    def wait_ready(self) -> None:
-        """Blocks until the child is ready (at start, before the supervisor serves)."""
-        deadline = time.monotonic() + STARTUP
-        while not self.ready():
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise ChildError(f"{self.name} did not start within {STARTUP:.0f}s")
-            time.sleep(0.05)
 
     async def until_ready(self) -> None:
         deadline = time.monotonic() + STARTUP

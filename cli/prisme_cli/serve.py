@@ -62,17 +62,8 @@ def serve(settings: Settings) -> None:
                 embedded = EmbeddedStore(Path(settings.store.data_dir))
                 uri = embedded.start(die_with_parent=True)
                 settings = replace(settings, store=replace(settings.store, mongodb_uri=uri))
-            if settings.store.bench_memory:
-                logger.warning(
-                    "PRISME_BENCH_MEMORY_STORE: events are kept in memory and lost at stop "
-                    "(for the bench only); the stats API is not served"
-                )
             ports = _Ports(settings)
             cores, targets = _cores(settings, workers, Path(private), ports)
-            for core in cores:
-                core.start()
-            for core in cores:
-                core.wait_ready()
             facades = _facades(settings, workers, targets, ports)
             runtime.run(_serve(settings, targets, cores, facades, workers))
         finally:
@@ -216,10 +207,11 @@ async def _serve(
         admin_host, admin_port = settings.edge.admin_hostport
         await web.TCPSite(admin, admin_host, admin_port).start()
         logger.info("metrics on http://%s:%d/metrics", admin_host, admin_port)
-        for facade in facades:
-            facade.start()
-        for facade in facades:
-            await facade.until_ready()
+        for children in (cores, facades):  # the façades dial the cores
+            for child in children:
+                child.start()
+            for child in children:
+                await child.until_ready()
         logger.info("%d façade and %d core processes", workers, workers)
         _announce_stats(settings)
         # This one listens last: once it answers, the whole service does.

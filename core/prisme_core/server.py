@@ -72,7 +72,10 @@ class CoreDeps:
         else:
             geo = MaxMindDbLocator(settings.geoip_db)
         if stored.bench_memory:
-            logger.warning("the store is in memory (PRISME_BENCH_MEMORY_STORE): nothing is kept")
+            logger.warning(
+                "PRISME_BENCH_MEMORY_STORE: events are kept in memory and lost at stop (for the "
+                "bench only); the stats API is not served"
+            )
             return cls(store=InMemoryEventStore(), geo=geo)
         if stored.mongodb_uri is None:
             raise ValueError("PRISME_MONGODB_URI is not set")

@@ -113,13 +113,13 @@ grows to two minutes)."""
 async def _channel(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     cores = []
+    gather = GATHER_TURNS * len(config.core_targets)  # each link has 1/N of the events
     for target in config.core_targets:
         if config.core_tls_root is None or target.startswith("unix:"):
             channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         else:
             credentials = grpc.ssl_channel_credentials(root_certificates=config.core_tls_root)
             channel = grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
-        gather = GATHER_TURNS * len(config.core_targets)  # each link has 1/N of the events
         cores.append(Core(channel, CoreLink(channel, bearer(config.token), gather)))
     app[CORES] = tuple(cores)
     yield
