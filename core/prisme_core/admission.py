@@ -50,9 +50,10 @@ from prisme_core.validate import (
     validate_status,
     validate_visitor_id,
 )
+from prisme_core.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Admitted:
     """An event that passed every shared rule, with what they found out."""
 
@@ -73,7 +74,7 @@ class Admitted:
     """What identifies the device and the visitor: user agent, client IP, page host."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AdmittedPageView:
     """A page view past its admission, status and visitor id."""
 
@@ -85,7 +86,7 @@ class AdmittedPageView:
     """The site's own visitor id, if it gave one."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AdmittedCustomEvent:
     """A custom event past its admission, name and properties."""
 
@@ -97,7 +98,7 @@ class AdmittedCustomEvent:
     properties: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AdmittedClick:
     """An outbound-link click or a file download past its admission and its target."""
 
@@ -112,7 +113,7 @@ class AdmittedClick:
         return self.click.value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AdmittedEngagement:
     """An engagement report past its admission, its page view's id and its numbers."""
 

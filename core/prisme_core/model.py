@@ -1,6 +1,7 @@
 """The values the pipeline speaks: what arrives, what enrichment adds, and what is stored.
 
-Plain dataclasses; protobuf types stay at the servicer's edge. Field names of the stored
+Dataclasses (those made for every event with `prisme_core.values.value`); protobuf types
+stay at the servicer's edge. Field names of the stored
 documents are the MongoDB field names of the contract.
 
 This module must not import grpc, aiohttp or pymongo.
@@ -15,8 +16,10 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from prisme_core.values import value
 
-@dataclass(frozen=True, slots=True)
+
+@value
 class ClientContext:
     """What a browser tells about itself; ``client_ip`` is already resolved by the servicer."""
 
@@ -31,7 +34,7 @@ class ClientContext:
     """The `Sec-CH-UA-Model` client hint, raw."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Timing:
     """When the client says an event happened, and when it sent it, both by its own clock;
     None when it does not say."""
@@ -44,7 +47,7 @@ ON_ARRIVAL = Timing()
 """An event that happened when it arrives."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PageViewInput:
     context: ClientContext
     event_id: str = ""
@@ -55,7 +58,7 @@ class PageViewInput:
     timing: Timing = ON_ARRIVAL
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CustomEventInput:
     context: ClientContext
     name: str
@@ -74,7 +77,7 @@ class ClickKind(StrEnum):
     FILE_DOWNLOAD = "file_download"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ClickInput:
     kind: ClickKind
     context: ClientContext
@@ -86,7 +89,7 @@ class ClickInput:
     timing: Timing = ON_ARRIVAL
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EngagementInput:
     """A report of a page view's engagement, its numbers as sent (checked at admission)."""
 
@@ -108,7 +111,7 @@ class ClientInfo:
     is_bot: bool
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SessionAttributes:
     """What a session records at its start and every one of its page views repeats."""
 
@@ -127,7 +130,7 @@ class SessionAttributes:
     utm_content: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PageView:
     """One accepted page view, as stored in ``pageviews``."""
 
@@ -141,7 +144,7 @@ class PageView:
     """The page's HTTP status."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SessionStart:
     """A new session, as first stored in ``sessions`` together with its first page view."""
 
@@ -152,7 +155,7 @@ class SessionStart:
     attributes: SessionAttributes
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CustomEvent:
     """One accepted custom event, as stored in ``events_custom``."""
 
@@ -203,7 +206,7 @@ class StoredSession:
     """The count the session document holds; less than ``pageviews`` after a crash."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Click:
     """One accepted click, as stored in ``outbound_link_clicks`` (``link``) or
     ``file_downloads`` (``url``)."""
@@ -216,7 +219,7 @@ class Click:
     event_id: UUID | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Engagement:
     """One accepted engagement report, as stored in ``engagements``: time on the page (visible
     and focused) since the page view's last report, and the deepest scroll so far."""

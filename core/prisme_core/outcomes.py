@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 from prisme_core.errors import CoreError, StoreUnavailable
+from prisme_core.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PendingEvent:
     future: asyncio.Future[None]
     """Resolves once the event is stored; fails with a `CoreError` if it could not be."""
