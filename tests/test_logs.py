@@ -31,6 +31,14 @@ def test_a_record_is_one_json_line_with_its_fields() -> None:
     }
 
 
+def test_any_field_is_written_whatever_its_type() -> None:
+    fields = {"big": 2**70, "other": object(), 3: "three", "text": "café\n"}
+    line = json.loads(JsonLinesFormatter().format(_record("hi", fields=fields)))
+    assert (line["big"], line["3"], line["text"]) == (2**70, "three", "café\n")
+    assert line["other"].startswith("<object object")
+    assert "\n" not in JsonLinesFormatter().format(_record("hi", fields=fields))
+
+
 def test_each_line_names_its_process_when_it_has_a_name() -> None:
     named = JsonLinesFormatter("core-1")
     assert json.loads(named.format(_record("hi")))["process"] == "core-1"
