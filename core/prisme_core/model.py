@@ -1,8 +1,8 @@
 """The values the pipeline speaks: what arrives, what enrichment adds, and what is stored.
 
 Dataclasses (those made for every event with `prisme_core.values.value`); protobuf types
-stay at the servicer's edge. Field names of the stored
-documents are the MongoDB field names of the contract.
+stay at the servicer's edge. Field names of the stored documents are the MongoDB field names
+of the contract.
 
 This module must not import grpc, aiohttp or pymongo.
 """
