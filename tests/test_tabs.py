@@ -26,6 +26,7 @@ from prisme_core.pipeline import Pipeline
 from prisme_core.ports import FixedClock
 from prisme_core.sessions import MAX_SESSIONS_PER_DEVICE, Device, LiveSession, SessionTracker
 from prisme_core.settings import SessionSettings
+from prometheus_client import REGISTRY
 
 from tests.support import until
 from tests.test_mongo_store import _attributes
@@ -326,3 +327,43 @@ async def test_a_backdated_session_takes_its_place_by_activity(clock: FixedClock
     # Only a session begun by an event's time is the one it continues or joins.
     assert device.at("/a", now - timedelta(hours=24), now - timedelta(hours=1)) is backdated
     assert device.latest(now - timedelta(hours=24), now - timedelta(hours=4)) is None
+
+
+async def test_ended_sessions_leave_the_cache_least_recently_used_first(
+    clock: FixedClock,
+) -> None:
+    """The sweep drops what ended, from the least recently used device on, and ends at the
+    first device with a live session."""
+    store = InMemoryEventStore()
+    batch: Batcher = lambda name, write: GroupCommit(name, write, 10, 0.001, 100)  # noqa: E731
+    settings = SessionSettings(inactive_ttl=60, flush_interval=0.05)
+    tracker = SessionTracker(store, clock, settings, batch, asyncio.Lock())
+    written = asyncio.get_running_loop().create_future()
+    written.set_result(None)
+
+    def begin(device_id: str) -> None:
+        start = SessionStart(
+            device_id, "/a", clock.now(), replace(_attributes(), session_uuid=uuid.uuid4())
+        )
+        tracker.begin(start, written)
+
+    def cached() -> float | None:
+        return REGISTRY.get_sample_value("prisme_sessions_active")
+
+    tracker.start()
+    try:
+        begin("D1")
+        begin("D2")
+        clock.advance(seconds=50)
+        begin("D3")
+        assert cached() == 3
+        clock.advance(seconds=20)  # D1's and D2's sessions ended, D3's is live
+        await until(lambda: cached() == 1)
+        assert not tracker.unseen(clock.now(), "D3")
+        begin("D1")  # used again: now the most recently used
+        clock.advance(seconds=50)  # D3's session ended; D1's, used after it, is live
+        await until(lambda: cached() == 1)
+        assert tracker.cached("D1", clock.now()) is not None
+        assert tracker.cached("D3", clock.now()) is None
+    finally:
+        await tracker.close()

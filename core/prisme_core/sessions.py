@@ -488,14 +488,20 @@ class SessionTracker:
         now = self._clock.now()
         if self._elsewhere is not None:
             self._elsewhere = {d: until for d, until in self._elsewhere.items() if until > now}
-        horizon = now - self._ttl
-        for device_id, device in list(self._devices.items()):
-            ended = [k for k, s in device.sessions.items() if s.active_at <= horizon]
-            for key in ended:
-                del device.sessions[key]  # a dirty one stays in _dirty until flushed
-            self._cached -= len(ended)
-            if not device.sessions:
-                del self._devices[device_id]
+        # Devices are kept least recently used first, and each device's sessions least
+        # recently active first: the sweep ends at the first device with a live session, so
+        # it costs what it drops, not what the cache holds. A session that ends before others
+        # used before it (a backdated event's) goes with them, or at the cache's limit.
+        horizon, devices = now - self._ttl, self._devices
+        while devices:
+            device_id, device = next(iter(devices.items()))
+            sessions = device.sessions
+            while sessions and next(iter(sessions.values())).active_at <= horizon:
+                sessions.popitem(last=False)  # a dirty one stays in _dirty until flushed
+                self._cached -= 1
+            if sessions:
+                break
+            del devices[device_id]
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_INTERVAL
             self._sweeping = asyncio.create_task(self.forget_ended(), name="session-sweep")
