@@ -8,6 +8,7 @@ import crawleruseragents
 import pytest
 from prisme_core.adapters.maxmind import MaxMindDbLocator, NoGeoLocator
 from prisme_core.adapters.useragents import CrawlerPatterns, UserAgentsParser
+from prisme_core.identity import keyed_hash
 from prisme_core.model import ClientInfo
 
 from tests.geodb import write_country_db
@@ -147,3 +148,16 @@ def test_crawler_set_agrees_with_the_package_on_its_own_examples() -> None:
     assert len(examples) > 1000
     for user_agent in examples + browsers:
         assert patterns.match(user_agent) == crawleruseragents.is_crawler(user_agent), user_agent
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "ip", "host", "expected"),
+    [
+        ("Mozilla/5.0 (X11; Linux x86_64)", "203.0.113.7", "example.com", "774F49624D518D73"),
+        ("agent \ud800", "2001:db8::1", "exämple.com", "6AAF0D079CB4657C"),
+    ],
+)
+def test_ids_stay_what_they_were(user_agent: str, ip: str, host: str, expected: str) -> None:
+    """Device and visitor ids are stored: the same key and device give the same hash in
+    every version."""
+    assert keyed_hash(bytes(range(32)), user_agent, ip, host) == expected

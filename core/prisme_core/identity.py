@@ -27,11 +27,8 @@ SALT_LIFETIME = timedelta(days=2)
 
 
 def keyed_hash(key: bytes, user_agent: str, client_ip: str, host: str) -> str:
-    digest = hashlib.blake2b(digest_size=8, key=key)
-    for part in (user_agent, client_ip, host):
-        digest.update(part.encode("utf-8", errors="surrogatepass"))
-        digest.update(b"\x00")
-    return digest.hexdigest().upper()
+    data = f"{user_agent}\x00{client_ip}\x00{host}\x00".encode("utf-8", errors="surrogatepass")
+    return hashlib.blake2b(data, digest_size=8, key=key).hexdigest().upper()
 
 
 def _day_key(kind: str, at: datetime, days_back: int = 0) -> tuple[str, datetime]:
