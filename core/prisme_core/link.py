@@ -75,27 +75,22 @@ class _Stream:
                 self._answer(first + index, rich_status(refused))
             self._batch_done()
             return
-        remaining = [len(events)]
-
-        def done() -> None:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                self._batch_done()
-
+        batch = _Batch(len(events), self._batch_done)
         queued: list[PendingEvent] = []
         for index, event in enumerate(events):
             outcome = self._events.start(event, self._caller)
             if isinstance(outcome, CoreError):
                 self._answer(first + index, self._events.answer(event, outcome))
-                done()
+                batch.answered()
                 continue
             if outcome.keeps_own_deadline:
                 self._decide(outcome)
             else:
                 queued.append(outcome)
-            outcome.future.add_done_callback(self._when_known(first + index, event, outcome, done))
+            known = self._when_known(first + index, event, outcome, batch.answered)
+            outcome.future.add_done_callback(known)
         if queued:  # past the store deadline, what is still queued is withdrawn: a 503
-            self._loop.call_later(self._deadline, _withdraw_late, queued)
+            batch.timer = self._loop.call_later(self._deadline, _withdraw_late, queued)
         if not events:
             self._batch_done()
 
@@ -154,6 +149,26 @@ class _Stream:
             event.withdraw()
         IN_FLIGHT.dec(self._in_flight)
         self._in_flight = 0
+
+
+class _Batch:
+    """One message's events, until each is answered: then its room is given back, and its
+    store deadline's timer let go (it holds the events' outcomes, which would otherwise stay
+    alive, and be scanned by the garbage collector, for the whole deadline)."""
+
+    __slots__ = ("_done", "_remaining", "timer")
+
+    def __init__(self, events: int, done: Callable[[], None]) -> None:
+        self._remaining = events
+        self._done = done
+        self.timer: asyncio.TimerHandle | None = None
+
+    def answered(self) -> None:
+        self._remaining -= 1
+        if self._remaining == 0:
+            if self.timer is not None:
+                self.timer.cancel()
+            self._done()
 
 
 def _withdraw_late(pending: list[PendingEvent]) -> None:
