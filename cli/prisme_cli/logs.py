@@ -19,10 +19,9 @@ from prisme_http.request_id import REQUEST_ID as FACADE_REQUEST_ID
 class JsonLinesFormatter(logging.Formatter):
     def __init__(self, process: str | None = None) -> None:
         super().__init__()
-        self._process = process
-        """Which of the service's processes logs (``facade-0``, ``core-1``): they share one
-        output."""
-        self._process_field = {"process": process} if process else {}
+        self._process = {"process": process} if process else {}
+        """Which of the service's processes logs (``facade-0``, ``core-1``), as the field every
+        line carries: they share one output."""
         self._encoder = json.JSONEncoder(ensure_ascii=False, default=str)
         self._second = -1
         self._second_text = ""
@@ -45,7 +44,7 @@ class JsonLinesFormatter(logging.Formatter):
         created = fields.get("time")
         # "time" comes first, as in every line: the fields' own takes its place, then its text.
         line = {"time": None, "level": "info", "logger": logger, "message": "request",
-                **self._process_field, **fields}  # fmt: skip
+                **self._process, **fields}  # fmt: skip
         line["time"] = self._time(created if isinstance(created, float) else time.time())
         if None in line.values():
             line = {key: value for key, value in line.items() if value is not None}
@@ -64,8 +63,7 @@ class JsonLinesFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if self._process:
-            line["process"] = self._process
+        line.update(self._process)
         if (request_id := getattr(record, "request_id", None)) is not None:
             line["request_id"] = request_id
         fields = getattr(record, "fields", None)
