@@ -359,7 +359,7 @@ async def test_ended_sessions_leave_the_cache_least_recently_used_first(
         assert cached() == 3
         clock.advance(seconds=20)  # D1's and D2's sessions ended, D3's is live
         await until(lambda: cached() == 1)
-        assert not tracker.unseen(clock.now(), "D3")
+        assert tracker.cached("D3", clock.now()) is not None
         begin("D1")  # used again: now the most recently used
         clock.advance(seconds=50)  # D3's session ended; D1's, used after it, is live
         await until(lambda: cached() == 1)
